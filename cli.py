@@ -1,0 +1,245 @@
+"""The lstmkit command line: ``python cli.py VERB TASK [options]`` (or ``lstmkit VERB TASK``).
+
+This file only parses arguments and calls ``lstmkit`` with a task. TensorFlow is
+imported inside the commands, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+
+import click
+
+from tasks import TASK_NAMES
+
+# TensorFlow's C++ log lines (oneDNN notes, CPU feature notes, a spurious DT_BOOL
+# "error") are noise for CLI users; Python warnings and exceptions still show.
+# Set TF_CPP_MIN_LOG_LEVEL=0 to see them all.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr muted: its oneDNN banner is printed before its
+    log settings apply. Real import errors still raise."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+TASK_ARGUMENT = click.argument("task_name", metavar="TASK", type=click.Choice(TASK_NAMES))
+DATA_OPTION = click.option(
+    "--data", "data_source", default=None,
+    help="Data source: tfds:NAME, a folder, an archive or a file (task-specific; default: the task's own).",
+)
+RUN_OPTION = click.option(
+    "--run", "run", default="latest", show_default=True,
+    help="Which trained run to use: 'latest', a run id, or a run folder.",
+)
+RUNS_DIR_OPTION = click.option("--runs-dir", default="runs", show_default=True, help="Where runs are kept.")
+
+
+def config_options(command):
+    """--preset, --config and --set: where a run's config comes from."""
+    command = click.option(
+        "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+        help="Override one config value, e.g. --set lstm.units=256 (repeatable).",
+    )(command)
+    command = click.option("--config", "config_file", default=None, metavar="FILE",
+                           help="A config JSON file (e.g. best_config.json from tune).")(command)
+    command = click.option("--preset", type=click.Choice(["default", "tiny"]), default="default",
+                           show_default=True, help="Starting config; 'tiny' is for smoke tests.")(command)
+    return command
+
+
+def resolve_config(task, preset, config_file, overrides):
+    from lstmkit import config as config_lib
+
+    config = task.tiny_config() if preset == "tiny" else task.default_config()
+    if config_file:
+        config = config_lib.merge(config, config_lib.load_json(task.config_class, config_file))
+    return config_lib.apply_overrides(config, list(overrides))
+
+
+def command_line() -> str:
+    return shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    help="Train, evaluate, tune and export regularized LSTM models.\n\n\b\n"
+    f"Tasks: {', '.join(TASK_NAMES)}\nStart with: python cli.py train sentiment --data PATH",
+)
+def cli():
+    pass
+
+
+@cli.command()
+@TASK_ARGUMENT
+@DATA_OPTION
+@config_options
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed (CPU runs repeat exactly).")
+@RUNS_DIR_OPTION
+@click.option("--resume", default=None, metavar="RUN",
+              help="Continue an unfinished run ('latest' or its id) from its last completed epoch.")
+def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir, resume):
+    """Train TASK and write a run folder under runs/TASK/."""
+    import_tensorflow_quietly()
+    from tasks import get_task
+
+    task = get_task(task_name)
+    if resume is not None and (data_source or config_file or overrides or preset != "default"):
+        raise click.UsageError("--resume continues a run with its own data and config; drop --data/--config/--set/--preset")
+    config = resolve_config(task, preset, config_file, overrides)
+    from lstmkit.training import train as train_task
+
+    result = train_task(task, config, data_source or task.default_data, runs_root=runs_dir, seed=seed,
+                        command=command_line(), resume=resume)
+    test = result.metrics["test"]
+    click.echo(f"run: {result.run_dir}")
+    click.echo("test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float)))
+
+
+@cli.command()
+@TASK_ARGUMENT
+@RUN_OPTION
+@DATA_OPTION
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
+@RUNS_DIR_OPTION
+def evaluate(task_name, run, data_source, split, runs_dir):
+    """Evaluate a trained run on a data split; prints and saves the metrics."""
+    import_tensorflow_quietly()
+    from lstmkit.evaluation import evaluate_run
+    from lstmkit.runs import find_run
+    from tasks import get_task
+
+    task = get_task(task_name)
+    metrics, report = evaluate_run(task, find_run(runs_dir, task.name, run), data_source, split)
+    click.echo(f"{metrics['split']} split of {metrics['data']}: {metrics['examples']} examples")
+    for key in ("accuracy", "precision", "recall", "f1", "macro_f1", "loss"):
+        if key in metrics:
+            click.echo(f"  {key:<10} {metrics[key]:.4f}")
+    if "confusion_matrix" in metrics:
+        labels = metrics["labels"]
+        width = max(len(label) for label in labels) + 2
+        click.echo("confusion matrix (rows: true, columns: predicted)")
+        click.echo(" " * width + "".join(f"{label:>{width}}" for label in labels))
+        for label, row in zip(labels, metrics["confusion_matrix"]):
+            click.echo(f"{label:<{width}}" + "".join(f"{count:>{width}}" for count in row))
+    click.echo(f"saved: {report}")
+
+
+@cli.command()
+@TASK_ARGUMENT
+@click.argument("inputs", nargs=-1)
+@click.option("--file", "input_file", type=click.File("r", encoding="utf-8"), default=None,
+              help="Read one input per line from FILE ('-' for stdin).")
+@RUN_OPTION
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@RUNS_DIR_OPTION
+def predict(task_name, inputs, input_file, run, output_format, runs_dir):
+    """Predict INPUTS (or lines of --file, or stdin) with a trained run."""
+    import_tensorflow_quietly()
+    from lstmkit.evaluation import load_run
+    from lstmkit.runs import find_run
+    from tasks import get_task
+
+    items = list(inputs)
+    if input_file is not None:
+        items += input_file.read().splitlines()
+    elif not items and not sys.stdin.isatty():
+        items = sys.stdin.read().splitlines()
+    if not items:
+        raise click.UsageError("nothing to predict; pass inputs as arguments, with --file FILE, or on stdin")
+    task = get_task(task_name)
+    config, model = load_run(task, find_run(runs_dir, task.name, run))
+    labels = task.label_names(config)
+    probabilities = model.predict(task.parse_predict_inputs(items), verbose=0, batch_size=config.train.batch_size)
+    for item, row in zip(items, probabilities):
+        best = int(row.argmax())
+        if output_format == "json":
+            click.echo(json.dumps({"input": item, "label": labels[best],
+                                   "probabilities": dict(zip(labels, map(float, row)))}))
+        else:
+            shown = item if len(item) <= 60 else item[:57] + "..."
+            click.echo(f"{labels[best]}\t{row[best]:.4f}\t{shown}")
+
+
+@cli.command()
+@TASK_ARGUMENT
+@RUN_OPTION
+@click.option("--base-path", default="saved_models", show_default=True,
+              help="Export root; the model goes to BASE_PATH/TASK/<next version>/.")
+@RUNS_DIR_OPTION
+def export(task_name, run, base_path, runs_dir):
+    """Export a trained run as a SavedModel for TensorFlow Serving."""
+    import_tensorflow_quietly()
+    from lstmkit.export import export_run
+    from lstmkit.runs import find_run
+    from tasks import get_task
+
+    task = get_task(task_name)
+    click.echo(f"exported: {export_run(task, find_run(runs_dir, task.name, run), base_path)}")
+
+
+@cli.command()
+@TASK_ARGUMENT
+@DATA_OPTION
+@config_options
+@click.option("--tuner", type=click.Choice(["hyperband", "random", "bayesian"]), default="hyperband", show_default=True)
+@click.option("--max-trials", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Trials for random and Bayesian search (Hyperband sizes itself from --max-epochs).")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs per trial at most (default: the config's train.epochs).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@RUNS_DIR_OPTION
+def tune(task_name, data_source, preset, config_file, overrides, tuner, max_trials, max_epochs, seed, runs_dir):
+    """Search TASK's hyperparameters with Keras Tuner; writes best_config.json."""
+    import_tensorflow_quietly()
+    from lstmkit.tuning import tune as tune_task
+    from tasks import get_task
+
+    task = get_task(task_name)
+    config = resolve_config(task, preset, config_file, overrides)
+    result = tune_task(task, config, data_source or task.default_data, tuner=tuner, max_trials=max_trials,
+                       max_epochs=max_epochs, runs_root=runs_dir, seed=seed, command=command_line())
+    click.echo(f"{'trial':<8}{'score':>10}  hyperparameters")
+    for trial in result.trials[:10]:
+        score = "-" if trial["score"] is None else f"{trial['score']:.4f}"
+        click.echo(f"{trial['trial']:<8}{score:>10}  {json.dumps(trial['hyperparameters'], sort_keys=True)}")
+    click.echo(f"best config: {result.directory / 'best_config.json'}")
+    click.echo(f"train it:    python cli.py train {task.name} --config {result.directory / 'best_config.json'}")
+
+
+def main(argv=None) -> None:
+    """Run the CLI; every user mistake is one line on stderr and exit code 2."""
+    from lstmkit.errors import UserError
+
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.UsageError as error:
+        command = error.ctx.command_path if error.ctx else "python cli.py"
+        click.echo(f"Error: {error.format_message()} (see: {command} --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as error:
+        click.echo(f"Error: {error.format_message()}", err=True)
+        sys.exit(2)
+    except UserError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

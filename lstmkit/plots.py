@@ -1,0 +1,56 @@
+"""PNG figures: training curves and confusion matrices (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(history_csv: Path, output: Path) -> None:
+    """One panel per metric, training and validation curves over epochs."""
+    with Path(history_csv).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return
+    names = [name for name in rows[0] if name not in ("epoch", "learning_rate") and not name.startswith("val_")]
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    for axis, name in zip(axes[0], names):
+        axis.plot(epochs, [float(row[name]) for row in rows], marker="o", label="train")
+        if f"val_{name}" in rows[0]:
+            axis.plot(epochs, [float(row[f"val_{name}"]) for row in rows], marker="o", label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_title(name)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(output, dpi=100)
+    plt.close(figure)
+
+
+def confusion_matrix(matrix: list[list[int]], labels: list[str], output: Path) -> None:
+    plt = _pyplot()
+    size = max(4, 0.6 * len(labels) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    peak = max(max(row) for row in matrix) or 1
+    for row_index, row in enumerate(matrix):
+        for column_index, count in enumerate(row):
+            axis.text(column_index, row_index, str(count), ha="center", va="center",
+                      color="white" if count > peak / 2 else "black")
+    figure.tight_layout()
+    figure.savefig(output, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,72 @@
+"""Run directories: ``runs/<task>/<run-id>/``, built under a ``.partial`` name and
+renamed when complete, so a crashed or killed run is never mistaken for a finished one
+(and can be resumed)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import secrets
+import sys
+from pathlib import Path
+
+from lstmkit.errors import UserError
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def new_run_dir(runs_root: Path, task_name: str) -> Path:
+    """Create and return an empty ``.partial`` run directory with a fresh run id."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(runs_root) / task_name / f"{stamp}-{secrets.token_hex(2)}{PARTIAL_SUFFIX}"
+    path.mkdir(parents=True)
+    return path
+
+
+def finish_run_dir(partial: Path) -> Path:
+    final = partial.with_name(partial.name[: -len(PARTIAL_SUFFIX)])
+    os.rename(partial, final)
+    return final
+
+
+def find_run(runs_root: Path, task_name: str, run: str, partial: bool = False) -> Path:
+    """Resolve ``run`` ('latest', a run id, or a path) to a run directory.
+
+    With ``partial=True`` it looks for an unfinished run (for ``--resume``).
+    """
+    task_root = Path(runs_root) / task_name
+    if run != "latest":
+        candidates = [Path(run), task_root / run, task_root / f"{run}{PARTIAL_SUFFIX}"]
+        for candidate in candidates:
+            if (candidate / "config.json").is_file():
+                return candidate
+        raise UserError(f"no run {run!r} (looked in {task_root}); pass a run id, a run folder, or 'latest'")
+    runs = sorted(
+        path for path in task_root.glob("*")
+        if (path / "config.json").is_file() and path.name.endswith(PARTIAL_SUFFIX) == partial
+        and not path.name.startswith("tune-")
+    )
+    if not runs:
+        what = "unfinished run to resume" if partial else "finished run"
+        raise UserError(f"no {what} under {task_root}; train one first: python cli.py train {task_name}")
+    return runs[-1]
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for module in ("tensorflow", "keras", "keras_tuner", "tensorflow_datasets", "numpy", "click"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # a missing optional library is not an error here
+            versions[module] = "not installed"
+    return versions
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))

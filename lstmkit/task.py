@@ -1,0 +1,111 @@
+"""The task contract: what every folder under ``tasks/`` provides.
+
+Training, evaluation, prediction, tuning and export in ``lstmkit`` are written once
+against this class. A task answers the same verbs (after TensorFlow Model Garden's
+``base_task``): load data, adapt preprocessing on training data, build the model,
+describe its search space, and name its serving signature.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """Unbatched ``tf.data.Dataset``s of ``(raw_input, label)`` pairs.
+
+    ``test`` is the dataset's own test split when it has one, otherwise a seeded
+    split; ``validation`` always comes out of the training data.
+    """
+
+    train: Any
+    validation: Any
+    test: Any
+    # Where the data came from, in words, for run metadata and logs.
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingSignature:
+    """A named SavedModel endpoint.
+
+    ``input_signature`` is a list of named ``tf.TensorSpec``s; ``build_fn(model)``
+    returns a function taking those tensors and returning a dict of named outputs.
+    """
+
+    input_signature: list
+    build_fn: Callable[[Any], Callable[..., dict]]
+
+
+class Task(abc.ABC):
+    """One machine-learning task, as the shared machinery sees it."""
+
+    #: Registry name, used on the command line and in ``runs/<name>/``.
+    name: ClassVar[str]
+    #: The frozen config dataclass; it must have a ``train: TrainingConfig`` field.
+    config_class: ClassVar[type]
+    #: The metric Keras logs that picks the best epoch and trial, and its direction.
+    objective: ClassVar[str]
+    objective_direction: ClassVar[str] = "max"
+    #: The ``--data`` value used when none is given.
+    default_data: ClassVar[str]
+
+    # --- configuration -------------------------------------------------------------
+    def default_config(self):
+        return self.config_class()
+
+    @abc.abstractmethod
+    def tiny_config(self):
+        """A config small enough for tests and smoke runs (seconds on 2 cores)."""
+
+    # --- data ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def load_data(self, source: str, config) -> DataSplits:
+        """Read ``source`` (a ``--data`` value) into train/validation/test splits.
+
+        Must raise ``UserError`` with a one-line fix for anything wrong with the source.
+        """
+
+    @abc.abstractmethod
+    def adapt(self, config, train_dataset) -> dict:
+        """Fit preprocessing on training data only; return its JSON-able state
+        (a vocabulary, normalisation statistics...) for ``build_model``."""
+
+    # --- model ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def build_model(self, config, preprocessing: dict):
+        """Return an uncompiled ``keras.Model`` that takes raw input."""
+
+    @abc.abstractmethod
+    def loss(self, config):
+        """The Keras loss to train with."""
+
+    def metrics(self, config) -> list:
+        return []
+
+    @abc.abstractmethod
+    def search_space(self, hp, config):
+        """Map Keras Tuner's ``hp`` onto a copy of ``config`` (the task's whole
+        search space lives here)."""
+
+    # --- evaluation, prediction, export ---------------------------------------------
+    @abc.abstractmethod
+    def label_names(self, config) -> list[str]:
+        """Class names, in output order."""
+
+    def evaluate(self, model, dataset, config) -> dict:
+        """Metrics of ``model`` on an unbatched dataset; classification by default."""
+        from lstmkit.evaluation import classification_metrics
+
+        return classification_metrics(model, dataset, self.label_names(config), config.train.batch_size)
+
+    @abc.abstractmethod
+    def serving_signatures(self, config) -> dict[str, ServingSignature]:
+        """Named endpoints for export; must include ``serving_default``."""
+
+    @abc.abstractmethod
+    def parse_predict_inputs(self, items: list[str]):
+        """Turn command-line items (texts, file contents...) into a batch of raw input."""

@@ -1,0 +1,161 @@
+"""Training, written once for every task: ``train(task, config, data_source)``.
+
+A run writes ``runs/<task>/<run-id>/``: ``config.json`` (resolved config),
+``command.txt``, ``run.json`` (data source, seed, training-data fingerprint, library
+versions), ``preprocessing.json`` (what was adapted on training data), ``history.csv``,
+``tensorboard/``, ``best.keras`` (best checkpoint), ``metrics.json`` and
+``training_curves.png``. Until it finishes it lives under ``<run-id>.partial`` with a
+``backup/`` that ``--resume`` continues from.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import sys
+from pathlib import Path
+
+from lstmkit import config as config_lib
+from lstmkit import data as data_lib
+from lstmkit import runs
+from lstmkit.errors import UserError
+from lstmkit.task import Task
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same machine, same result: seeds Python, NumPy and TensorFlow and
+    asks TensorFlow for deterministic kernels."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def compile_model(task: Task, model, config) -> None:
+    import keras
+
+    settings = config.train
+    optimizer = keras.optimizers.Adam(
+        learning_rate=settings.learning_rate, clipnorm=settings.clipnorm or None
+    )
+    model.compile(optimizer=optimizer, loss=task.loss(config), metrics=task.metrics(config))
+
+
+def progress_verbosity() -> int:
+    """A live progress bar on a terminal, one line per epoch in logs and CI."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def best_logged_value(history_csv: Path, monitor: str, direction: str):
+    """The best value of ``monitor`` in a CSVLogger file, or None."""
+    if not history_csv.is_file():
+        return None
+    with history_csv.open(newline="") as handle:
+        values = [float(row[monitor]) for row in csv.DictReader(handle) if row.get(monitor)]
+    if not values:
+        return None
+    return max(values) if direction == "max" else min(values)
+
+
+def train(
+    task: Task,
+    config,
+    data_source: str,
+    *,
+    runs_root: str | Path = "runs",
+    seed: int = 42,
+    command: str = "",
+    resume: str | None = None,
+) -> RunResult:
+    """Train ``task`` with ``config`` on ``data_source`` and return the finished run.
+
+    With ``resume`` (a run id, folder or 'latest'), continue an unfinished run from its
+    last completed epoch, with that run's own config, data and seed.
+    """
+    import keras
+
+    run_dir = None
+    if resume is not None:
+        run_dir = runs.find_run(runs_root, task.name, resume, partial=True)
+        info = runs.read_json(run_dir / "run.json")
+        config = config_lib.from_dict(task.config_class, runs.read_json(run_dir / "config.json"))
+        data_source, seed = info["data"], info["seed"]
+
+    seed_everything(seed)
+    # Everything that can fail on bad input happens before a run directory exists.
+    splits = task.load_data(data_source, config)
+    train_fingerprint = data_lib.fingerprint(splits.train)
+
+    if run_dir is None:
+        run_dir = runs.new_run_dir(runs_root, task.name)
+        runs.write_json(run_dir / "config.json", config_lib.to_dict(config))
+        (run_dir / "command.txt").write_text(command + "\n", encoding="utf-8")
+        runs.write_json(run_dir / "run.json", {
+            "task": task.name,
+            "data": data_source,
+            "data_description": splits.description,
+            "seed": seed,
+            "train_fingerprint_sha256": train_fingerprint,
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "versions": runs.library_versions(),
+        })
+        runs.write_json(run_dir / "preprocessing.json", task.adapt(config, splits.train))
+    elif info["train_fingerprint_sha256"] != train_fingerprint:
+        raise UserError(
+            f"the training data of {data_source} changed since run {run_dir.name} started; "
+            "start a new run instead of --resume"
+        )
+    preprocessing = runs.read_json(run_dir / "preprocessing.json")
+
+    model = task.build_model(config, preprocessing)
+    compile_model(task, model, config)
+    settings = config.train
+    monitor, mode = task.objective, task.objective_direction
+    best_checkpoint = run_dir / "best.keras"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=settings.patience, restore_best_weights=True
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(best_checkpoint), monitor=monitor, mode=mode, save_best_only=True,
+            # After --resume, only beat what the run already reached.
+            initial_value_threshold=best_logged_value(run_dir / "history.csv", monitor, mode),
+        ),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    model.fit(
+        data_lib.batched(splits.train, settings.batch_size, shuffle=True, seed=seed,
+                         buffer=settings.shuffle_buffer),
+        validation_data=data_lib.batched(splits.validation, settings.batch_size),
+        epochs=settings.epochs,
+        callbacks=callbacks,
+        verbose=progress_verbosity(),
+        shuffle=False,  # the dataset is already shuffled, with the run's seed
+    )
+    if not best_checkpoint.exists():
+        raise UserError(
+            f"training never produced a finite {monitor} (the loss diverged?); "
+            f"lower train.learning_rate with --set. The unfinished run is in {run_dir}"
+        )
+    model.load_weights(str(best_checkpoint))
+
+    from lstmkit import plots
+
+    metrics = {
+        "validation": task.evaluate(model, splits.validation, config),
+        "test": task.evaluate(model, splits.test, config),
+    }
+    runs.write_json(run_dir / "metrics.json", metrics)
+    plots.training_curves(run_dir / "history.csv", run_dir / "training_curves.png")
+    return RunResult(runs.finish_run_dir(run_dir), metrics)

@@ -1,0 +1,129 @@
+"""Hyperparameter search with Keras Tuner, written once for every task.
+
+A task's search space is its ``search_space(hp, config)``: it maps ``hp`` onto a copy
+of the config, and the same ``build_model`` as training builds the model. Preprocessing
+is adapted once on the training data before the search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import secrets
+from pathlib import Path
+
+from lstmkit import config as config_lib
+from lstmkit import data as data_lib
+from lstmkit import runs
+from lstmkit.task import Task
+from lstmkit.training import compile_model, progress_verbosity, seed_everything
+
+TUNERS = ("hyperband", "random", "bayesian")
+
+
+def choice(hp, name: str, values: list, current):
+    """``hp.Choice`` whose default is the current config value when it is a choice."""
+    return hp.Choice(name, values, default=current if current in values else None)
+
+
+def rate(hp, name: str, current: float, high: float = 0.5, step: float = 0.05):
+    """A dropout-like rate in [0, high], defaulting to the current value."""
+    return hp.Float(name, 0.0, high, step=step, default=min(current, high))
+
+
+def _hypermodel_class():
+    import keras_tuner
+
+    class TaskHyperModel(keras_tuner.HyperModel):
+        """Builds and fits one trial: ``hp`` → task config → ``build_model``."""
+
+        def __init__(self, task: Task, base_config, preprocessing: dict, splits, seed: int):
+            super().__init__(name=task.name)
+            self.task, self.base_config = task, base_config
+            self.preprocessing, self.splits, self.seed = preprocessing, splits, seed
+
+        def config(self, hp):
+            return self.task.search_space(hp, self.base_config)
+
+        def build(self, hp):
+            config = self.config(hp)
+            model = self.task.build_model(config, self.preprocessing)
+            compile_model(self.task, model, config)
+            return model
+
+        def fit(self, hp, model, *args, **kwargs):
+            # The batch size is a training choice, so batching happens per trial.
+            settings = self.config(hp).train
+            train = data_lib.batched(self.splits.train, settings.batch_size, shuffle=True,
+                                     seed=self.seed, buffer=settings.shuffle_buffer)
+            validation = data_lib.batched(self.splits.validation, settings.batch_size)
+            return model.fit(train, validation_data=validation, verbose=progress_verbosity(),
+                             shuffle=False, **kwargs)
+
+    return TaskHyperModel
+
+
+@dataclasses.dataclass
+class TuneResult:
+    directory: Path
+    best_config: object
+    trials: list[dict]
+
+
+def tune(
+    task: Task,
+    config,
+    data_source: str,
+    *,
+    tuner: str = "hyperband",
+    max_trials: int = 10,
+    max_epochs: int | None = None,
+    runs_root: str | Path = "runs",
+    seed: int = 42,
+    command: str = "",
+) -> TuneResult:
+    """Search ``task``'s space starting from ``config``; write ``best_config.json``
+    (accepted by ``train --config``) and ``trials.json`` into ``runs/<task>/tune-<id>/``.
+
+    ``max_trials`` bounds random and Bayesian search; Hyperband's budget is set by
+    ``max_epochs`` (default: the config's ``train.epochs``).
+    """
+    import keras
+    import keras_tuner
+
+    seed_everything(seed)
+    splits = task.load_data(data_source, config)
+    max_epochs = max_epochs or config.train.epochs
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    directory = Path(runs_root) / task.name / f"tune-{stamp}-{secrets.token_hex(2)}"
+    directory.mkdir(parents=True)
+    (directory / "command.txt").write_text(command + "\n", encoding="utf-8")
+    preprocessing = task.adapt(config, splits.train)
+    runs.write_json(directory / "preprocessing.json", preprocessing)
+
+    hypermodel = _hypermodel_class()(task, config, preprocessing, splits, seed)
+    objective = keras_tuner.Objective(task.objective, direction=task.objective_direction)
+    common = dict(objective=objective, seed=seed, directory=str(directory), project_name="search",
+                  overwrite=False)
+    if tuner == "hyperband":
+        search = keras_tuner.Hyperband(hypermodel, max_epochs=max_epochs, factor=3, **common)
+        search_kwargs = {}
+    elif tuner == "random":
+        search = keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
+        search_kwargs = {"epochs": max_epochs}
+    else:
+        search = keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+        search_kwargs = {"epochs": max_epochs}
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor=task.objective, mode=task.objective_direction, patience=config.train.patience
+    )
+    search.search(callbacks=[early_stopping], **search_kwargs)
+
+    trials = []
+    for trial in search.oracle.get_best_trials(num_trials=len(search.oracle.trials)):
+        trials.append({"trial": trial.trial_id, "score": trial.score, "status": trial.status,
+                       "hyperparameters": trial.hyperparameters.values})
+    best_config = hypermodel.config(search.get_best_hyperparameters(1)[0])
+    runs.write_json(directory / "best_config.json", config_lib.to_dict(best_config))
+    runs.write_json(directory / "trials.json", trials)
+    return TuneResult(directory, best_config, trials)

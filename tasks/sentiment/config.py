@@ -1,0 +1,66 @@
+"""The sentiment task's config: one frozen dataclass per concern."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from lstmkit.config import TrainingConfig, check_positive, check_rate
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    # CSV/TSV column names; "auto" picks a usual name (text/sentence/review, label/sentiment).
+    text_column: str = "auto"
+    label_column: str = "auto"
+    # Used only when the source has no test split of its own.
+    test_fraction: float = 0.1
+    validation_fraction: float = 0.1
+    # Fixed apart from the training seed so every run sees the same test set.
+    split_seed: int = 1337
+    # Keep at most this many training examples (after shuffling); 0 keeps all.
+    max_train_examples: int = 0
+
+    def __post_init__(self):
+        check_rate(self, "test_fraction", "validation_fraction")
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMConfig:
+    units: int = 128
+    layers: int = 1
+    bidirectional: bool = True
+    variational_dropout: float = 0.25
+    output_dropout: float = 0.25
+    l2: float = 0.0
+
+    def __post_init__(self):
+        check_positive(self, "units", "layers")
+        check_rate(self, "variational_dropout", "output_dropout")
+
+
+@dataclasses.dataclass(frozen=True)
+class SentimentConfig:
+    vocab_size: int = 20_000
+    # Reviews are cut to their first max_length tokens.
+    max_length: int = 200
+    embedding_dim: int = 128
+    pooling: Literal["last", "max", "mean", "attention"] = "max"
+    classifier_dropout: float = 0.3
+    lstm: LSTMConfig = LSTMConfig()
+    data: DataConfig = DataConfig()
+    train: TrainingConfig = TrainingConfig()
+
+    def __post_init__(self):
+        check_positive(self, "vocab_size", "max_length", "embedding_dim")
+        check_rate(self, "classifier_dropout")
+
+
+TINY = SentimentConfig(
+    vocab_size=2_000,
+    max_length=40,
+    embedding_dim=16,
+    lstm=LSTMConfig(units=8),
+    train=TrainingConfig(epochs=2, batch_size=32, learning_rate=3e-3),
+    data=DataConfig(max_train_examples=400),
+)

@@ -1,0 +1,109 @@
+"""The sentiment task wired onto the lstmkit task contract."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstmkit.data import seeded_split, take
+from lstmkit.errors import UserError
+from lstmkit.task import DataSplits, ServingSignature, Task
+
+from tasks.sentiment import config as sentiment_config
+from tasks.sentiment import data as sentiment_data
+from tasks.sentiment.hypermodel import search_space
+
+
+class SentimentTask(Task):
+    """Binary sentiment classification of raw text (negative / positive)."""
+
+    name = "sentiment"
+    config_class = sentiment_config.SentimentConfig
+    objective = "val_accuracy"
+    objective_direction = "max"
+    default_data = "tfds:imdb_reviews"
+
+    def tiny_config(self):
+        return sentiment_config.TINY
+
+    def load_data(self, source: str, config) -> DataSplits:
+        import tensorflow as tf
+
+        settings = config.data
+        raw = sentiment_data.read_source(source, settings.text_column, settings.label_column)
+        train, test = raw.train, raw.test
+        if test is None:
+            kept, held_out = seeded_split(len(train.texts), settings.test_fraction, settings.split_seed)
+            test = sentiment_data.Examples(take(train.texts, held_out), take(train.labels, held_out))
+            train = sentiment_data.Examples(take(train.texts, kept), take(train.labels, kept))
+        kept, held_out = seeded_split(len(train.texts), settings.validation_fraction, settings.split_seed + 1)
+        validation = sentiment_data.Examples(take(train.texts, held_out), take(train.labels, held_out))
+        if 0 < settings.max_train_examples < len(kept):
+            sample = np.random.default_rng(settings.split_seed + 2).permutation(kept)
+            kept = np.sort(sample[: settings.max_train_examples])
+        train = sentiment_data.Examples(take(train.texts, kept), take(train.labels, kept))
+        if not validation.texts or not test.texts:
+            raise UserError(
+                f"{source} has too few examples ({len(raw.train.texts)}) to hold out validation and test sets"
+            )
+
+        def dataset(examples):
+            return tf.data.Dataset.from_tensor_slices(
+                (tf.constant(examples.texts, tf.string), tf.constant(examples.labels, tf.int32))
+            )
+
+        return DataSplits(dataset(train), dataset(validation), dataset(test), raw.description)
+
+    def adapt(self, config, train_dataset) -> dict:
+        from tasks.sentiment.model import vectorizer
+
+        layer = vectorizer(config)
+        layer.adapt(train_dataset.map(lambda text, label: text).batch(1024))
+        return {"vocabulary": [str(token) for token in layer.get_vocabulary()]}
+
+    def build_model(self, config, preprocessing: dict):
+        from tasks.sentiment.model import build_model
+
+        return build_model(config, preprocessing["vocabulary"])
+
+    def loss(self, config):
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def metrics(self, config) -> list:
+        return ["accuracy"]
+
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
+    def label_names(self, config) -> list[str]:
+        return list(sentiment_data.LABEL_NAMES)
+
+    def serving_signatures(self, config) -> dict[str, ServingSignature]:
+        import tensorflow as tf
+
+        names = tf.constant(self.label_names(config))
+
+        def build(model):
+            def serve(text):
+                probabilities = model(text, training=False)
+                return {
+                    "probabilities": probabilities,
+                    "label": tf.gather(names, tf.argmax(probabilities, axis=-1)),
+                }
+
+            return serve
+
+        return {
+            "serving_default": ServingSignature(
+                [tf.TensorSpec(shape=(None,), dtype=tf.string, name="text")], build
+            )
+        }
+
+    def parse_predict_inputs(self, items: list[str]):
+        import tensorflow as tf
+
+        return tf.constant(items, tf.string)
+
+
+TASK = SentimentTask()
