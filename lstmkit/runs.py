@@ -5,6 +5,7 @@ renamed when complete, so a crashed or killed run is never mistaken for a finish
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -56,11 +57,11 @@ def find_run(runs_root: Path, task_name: str, run: str, partial: bool = False) -
 
 def library_versions() -> dict[str, str]:
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for module in ("tensorflow", "keras", "keras_tuner", "tensorflow_datasets", "numpy", "click"):
+    for package in ("tensorflow", "tensorflow-cpu", "keras", "keras-tuner", "tensorflow-datasets", "numpy", "click"):
         try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # a missing optional library is not an error here
-            versions[module] = "not installed"
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return versions
 
 

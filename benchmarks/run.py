@@ -1,0 +1,92 @@
+"""Accuracy and speed benchmarks: ``python benchmarks/run.py NAME [--quick]``.
+
+Each benchmark trains through the same ``lstmkit.training.train`` as the CLI, on real
+data from ``../shared/data`` (or ``$LSTMKIT_DATA``), and prints, as its last line, one
+JSON object with at least ``benchmark``, ``metric``, ``value`` and ``seconds``.
+Figures go into BENCHMARKS.md with the date, the machine and this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+DATA = Path(os.environ.get("LSTMKIT_DATA", ROOT.parent / "shared" / "data"))
+
+# name -> (task, data source, overrides for the full run, overrides for --quick, claim)
+BENCHMARKS = {
+    "sentiment_mr": (
+        "sentiment",
+        DATA / "mr_polarity",
+        [
+            "max_length=64", "embedding_dim=128", "lstm.units=128", "lstm.variational_dropout=0.4",
+            "lstm.output_dropout=0.4", "classifier_dropout=0.5", "train.epochs=20", "train.patience=4",
+            "train.batch_size=50",
+        ],
+        [
+            "max_length=64", "embedding_dim=128", "lstm.units=128", "lstm.variational_dropout=0.4",
+            "lstm.output_dropout=0.4", "classifier_dropout=0.5", "train.epochs=8", "train.patience=3",
+            "train.batch_size=50",
+        ],
+        "MR (Pang & Lee 2005), seeded 10% test split (data.split_seed=1337), no pretrained vectors",
+    ),
+    "sentiment_imdb": (
+        "sentiment",
+        DATA / "imdb_aclimdb" / "aclImdb_labeled.tar.xz",
+        ["max_length=400", "train.epochs=10", "train.patience=2"],
+        ["max_length=200", "train.epochs=3", "train.patience=1"],
+        "aclImdb train (25k, 10% held out for validation) -> aclImdb test (25k), no pretrained vectors",
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("--quick", action="store_true", help="the short version (minutes on 2 cores)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides, applied last")
+    args = parser.parse_args()
+
+    from lstmkit import config as config_lib
+    from lstmkit.training import train
+    from tasks import get_task
+
+    task_name, source, full, quick, data_note = BENCHMARKS[args.name]
+    task = get_task(task_name)
+    config = config_lib.apply_overrides(task.default_config(), (quick if args.quick else full) + args.overrides)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lstmkit-bench-") as runs_root:
+        result = train(task, config, str(source), runs_root=runs_root, seed=args.seed,
+                       command=" ".join(sys.argv))
+        seconds = time.perf_counter() - started
+        history = (result.run_dir / "history.csv").read_text().strip().splitlines()
+    test = result.metrics["test"]
+    print(json.dumps({
+        "benchmark": args.name,
+        "quick": args.quick,
+        "metric": "test_accuracy",
+        "value": round(test["accuracy"], 4),
+        "seconds": round(seconds, 1),
+        "test_f1": round(test.get("f1", float("nan")), 4),
+        "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
+        "epochs_run": len(history) - 1,
+        "test_examples": test["examples"],
+        "data": data_note,
+        "seed": args.seed,
+        "config": config_lib.to_dict(config),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Shared test fixtures: the real data folder, the CLI entry point, one tiny trained run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED_DATA = Path(os.environ.get("LSTMKIT_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "mr_polarity").is_dir():
+        raise RuntimeError(f"the real data folder is missing: {SHARED_DATA} (set LSTMKIT_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``cli.main(args)`` in-process; return (exit code, stdout, stderr)."""
+    import cli
+
+    def run(*args):
+        code = 0
+        try:
+            cli.main(list(map(str, args)))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, shared_data):
+    """One tiny sentiment run on a 400-sentence slice of MR, trained once per session."""
+    import cli
+
+    runs = tmp_path_factory.mktemp("runs")
+    try:
+        cli.main(["train", "sentiment", "--preset", "tiny", "--data", str(shared_data / "mr_polarity"),
+                  "--runs-dir", str(runs), "--seed", "7"])
+    except SystemExit as exit_:
+        assert exit_.code in (0, None)
+    (run_dir,) = (runs / "sentiment").iterdir()
+    return run_dir

@@ -1,0 +1,90 @@
+"""Every --data format of the sentiment task, on real files and tiny hand-made ones."""
+
+import tarfile
+
+import pytest
+
+from lstmkit.errors import UserError
+from tasks.sentiment import data
+from tasks.sentiment.task import TASK
+
+
+def _write_aclimdb(root, per_folder=3):
+    for split in ("train", "test"):
+        for folder in ("pos", "neg"):
+            (root / split / folder).mkdir(parents=True)
+            for index in range(per_folder):
+                word = "great" if folder == "pos" else "awful"
+                (root / split / folder / f"{index}_7.txt").write_text(f"{split} {word} film {index}<br />")
+
+
+def test_polarity_pair_from_folder_and_from_either_file(shared_data):
+    folder = shared_data / "mr_polarity"
+    raw = data.read_source(str(folder))
+    assert len(raw.train.texts) == 10_662 and raw.test is None
+    assert raw.train.labels.count(1) == raw.train.labels.count(0) == 5_331
+    from_file = data.read_source(str(folder / "rt-polarity.pos"))
+    assert from_file.train.texts == raw.train.texts
+
+
+def test_glue_tsv_with_quotes_in_sentences(shared_data):
+    raw = data.read_source(str(shared_data / "sst2_glue" / "dev.tsv"))
+    assert len(raw.train.texts) == 872
+    assert raw.train.labels.count(1) == 444 and raw.train.labels.count(0) == 428
+
+
+def test_aclimdb_folder_and_archive_keep_their_test_split(tmp_path):
+    _write_aclimdb(tmp_path / "aclImdb")
+    folder = data.read_source(str(tmp_path))
+    assert len(folder.train.texts) == 6 and len(folder.test.texts) == 6
+    assert all(("great" in text) == bool(label) for text, label in zip(folder.test.texts, folder.test.labels))
+    archive = tmp_path / "aclImdb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "aclImdb", arcname="aclImdb")
+    packed = data.read_source(str(archive))
+    assert sorted(packed.train.texts) == sorted(folder.train.texts)
+    assert sorted(zip(packed.test.texts, packed.test.labels)) == sorted(zip(folder.test.texts, folder.test.labels))
+
+
+def test_csv_with_named_columns_and_word_labels(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text('body,stars\n"good, really",pos\nbad,negative\nfine,1\n')
+    with pytest.raises(UserError, match=r"no text column .*columns: body, stars.*--set data.text_column"):
+        data.read_source(str(path))
+    raw = data.read_source(str(path), text_column="body", label_column="stars")
+    assert raw.train.texts == ["good, really", "bad", "fine"] and raw.train.labels == [1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.csv", b"", "is empty"),
+        ("bad.csv", b"text,label\ncaf\xe9,1\n", "is not UTF-8"),
+        ("three.csv", b"text,label\ngood,1\nbad,2\n", "line 3: label '2' is not one of the two classes"),
+        ("notes.txt", b"hello", "cannot tell the format"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        data.read_source(str(path))
+
+
+def test_missing_path_lists_the_accepted_sources(tmp_path):
+    with pytest.raises(UserError, match=r"does not exist; --data takes tfds:imdb_reviews"):
+        data.read_source(str(tmp_path / "nowhere"))
+
+
+def test_splits_are_seeded_disjoint_and_validation_comes_from_train(shared_data):
+    config = TASK.tiny_config()
+    splits = TASK.load_data(str(shared_data / "mr_polarity"), config)
+    again = TASK.load_data(str(shared_data / "mr_polarity"), config)
+
+    def texts(dataset):
+        return [text.decode() for text, _ in dataset.as_numpy_iterator()]
+
+    train, validation, test = texts(splits.train), texts(splits.validation), texts(splits.test)
+    assert len(test) == 1_066 and len(validation) == 960 and len(train) == 400
+    assert texts(again.test) == test and texts(again.train) == train
+    assert not set(test) & set(train) and not set(validation) & set(train)

@@ -1,0 +1,156 @@
+"""Train a tiny model on real MR sentences, then evaluate, predict, export and serve it."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import ROOT
+
+
+def test_run_folder_holds_everything_a_run_should(tiny_run):
+    names = {path.name for path in tiny_run.iterdir()}
+    assert {"config.json", "command.txt", "run.json", "preprocessing.json", "history.csv", "tensorboard",
+            "best.keras", "metrics.json", "training_curves.png"} <= names
+    assert "backup" not in names  # BackupAndRestore cleans up after a finished run
+    run = json.loads((tiny_run / "run.json").read_text())
+    assert run["seed"] == 7 and len(run["train_fingerprint_sha256"]) == 64
+    assert "keras" in run["versions"] and "python" in run["versions"]
+    assert json.loads((tiny_run / "config.json").read_text())["lstm"]["units"] == 8
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["test"]["examples"] == 1_066
+    assert len((tiny_run / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert (tiny_run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_same_seed_same_run(tiny_run, shared_data, tmp_path, run_cli):
+    code, out, _ = run_cli("train", "sentiment", "--preset", "tiny", "--data", shared_data / "mr_polarity",
+                           "--runs-dir", tmp_path, "--seed", "7")
+    assert code == 0
+    (again,) = (tmp_path / "sentiment").iterdir()
+    first = json.loads((tiny_run / "metrics.json").read_text())["test"]
+    second = json.loads((again / "metrics.json").read_text())["test"]
+    assert first["loss"] == second["loss"] and first["confusion_matrix"] == second["confusion_matrix"]
+
+
+def test_evaluate_prints_and_saves_metrics(tiny_run, run_cli):
+    code, out, err = run_cli("evaluate", "sentiment", "--run", tiny_run)
+    assert code == 0, err
+    for word in ("accuracy", "precision", "recall", "f1", "confusion matrix"):
+        assert word in out
+    saved = json.loads((tiny_run / "evaluation-test.json").read_text())
+    assert sum(map(sum, saved["confusion_matrix"])) == saved["examples"] == 1_066
+    assert (tiny_run / "confusion_matrix-test.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_arguments_empty_and_huge_inputs(tiny_run, run_cli):
+    huge = "good " * 20_000
+    code, out, err = run_cli("predict", "sentiment", "--run", tiny_run, "--format", "json",
+                             "a fine film", "", huge)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [row["input"] for row in rows] == ["a fine film", "", huge]
+    for row in rows:
+        assert row["label"] in ("negative", "positive")
+        assert abs(sum(row["probabilities"].values()) - 1) < 1e-5
+
+
+def test_predict_from_file_in_text_format(tiny_run, run_cli, tmp_path):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("one\ntwo\n")
+    code, out, _ = run_cli("predict", "sentiment", "--run", tiny_run, "--file", inputs)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[2] == "one"
+
+
+def test_export_round_trip_matches_the_in_memory_model(tiny_run, run_cli, tmp_path):
+    import keras
+
+    import lstmkit.layers  # noqa: F401
+
+    base = tmp_path / "saved_models"
+    for expected_version in (1, 2):
+        code, out, err = run_cli("export", "sentiment", "--run", tiny_run, "--base-path", base)
+        assert code == 0, err
+        assert out.strip().endswith(str(base / "sentiment" / str(expected_version)))
+    assert sorted(path.name for path in (base / "sentiment").iterdir()) == ["1", "2"]
+    served = tf.saved_model.load(str(base / "sentiment" / "2")).signatures["serving_default"]
+    model = keras.saving.load_model(tiny_run / "best.keras")
+    texts = ["a gorgeous , witty film", "tedious and flat", "", "the plot is thin but the acting is great"]
+    for batch in (texts[:1], texts):
+        outputs = served(text=tf.constant(batch))
+        expected = model.predict(tf.constant(batch), verbose=0)
+        np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-6)
+        labels = [label.decode() for label in outputs["label"].numpy()]
+        assert labels == [("negative", "positive")[i] for i in expected.argmax(-1)]
+    extra = json.loads((base / "sentiment" / "2" / "assets.extra" / "lstmkit.json").read_text())
+    assert extra["labels"] == ["negative", "positive"] and extra["metrics"]["test"]["examples"] == 1_066
+
+
+def test_saved_model_cli_lists_the_text_input(tiny_run, run_cli, tmp_path):
+    run_cli("export", "sentiment", "--run", tiny_run, "--base-path", tmp_path)
+    tool = shutil.which("saved_model_cli", path=str(Path(sys.executable).parent)) or shutil.which("saved_model_cli")
+    shown = subprocess.run([tool, "show", "--all", "--dir", str(tmp_path / "sentiment" / "1")],
+                           capture_output=True, text=True, check=True).stdout
+    assert "inputs['text']" in shown and "outputs['probabilities']" in shown and "outputs['label']" in shown
+    assert "serving_default" in shown
+
+
+def test_tune_writes_a_best_config_that_train_accepts(shared_data, tmp_path, run_cli):
+    data = shared_data / "mr_polarity"
+    code, out, err = run_cli("tune", "sentiment", "--preset", "tiny", "--data", data, "--tuner", "random",
+                             "--max-trials", "2", "--max-epochs", "1", "--runs-dir", tmp_path,
+                             "--set", "data.max_train_examples=100")
+    assert code == 0, err
+    (tune_dir,) = (tmp_path / "sentiment").glob("tune-*")
+    trials = json.loads((tune_dir / "trials.json").read_text())
+    assert len(trials) == 2 and all(trial["status"] == "COMPLETED" for trial in trials)
+    best = tune_dir / "best_config.json"
+    assert str(best) in out
+    code, _, err = run_cli("train", "sentiment", "--config", best, "--data", data, "--runs-dir", tmp_path / "runs",
+                           "--set", "train.epochs=1", "--set", "data.max_train_examples=100",
+                           "--set", "vocab_size=500")
+    assert code == 0, err
+    trained = json.loads(next((tmp_path / "runs" / "sentiment").iterdir()).joinpath("config.json").read_text())
+    best_values = json.loads(best.read_text())
+    assert trained["lstm"] == best_values["lstm"] and trained["pooling"] == best_values["pooling"]
+
+
+def test_a_killed_run_resumes_from_its_last_epoch(shared_data, tmp_path):
+    """kill -9 during epoch 3 of 4; --resume finishes with epochs 3 and 4 only."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, str(ROOT / "cli.py"), "train", "sentiment", "--preset", "tiny",
+               "--data", str(shared_data / "mr_polarity"), "--runs-dir", str(tmp_path),
+               "--set", "train.epochs=4", "--set", "train.patience=10",
+               "--set", "data.max_train_examples=3000"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    history = None
+    while time.time() < deadline and process.poll() is None:
+        found = list(tmp_path.glob("sentiment/*.partial/history.csv"))
+        if found and len(found[0].read_text().strip().splitlines()) >= 3:  # epochs 1 and 2 done
+            history = found[0]
+            break
+        time.sleep(0.2)
+    assert history is not None, "training did not reach epoch 2 in time"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = history.parent
+    assert partial.name.endswith(".partial") and (partial / "backup").is_dir()
+    resumed = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "sentiment", "--resume", "latest",
+                              "--runs-dir", str(tmp_path)], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    finished = partial.with_name(partial.name[: -len(".partial")])
+    assert finished.is_dir() and not partial.exists()
+    epochs = [line.split(",")[0] for line in (finished / "history.csv").read_text().strip().splitlines()[1:]]
+    # The killed epoch (if it had started) is redone; no finished epoch is repeated.
+    assert epochs[-1] == "3" and len(epochs) == len(set(epochs)) and epochs[:2] == ["0", "1"]

@@ -1,0 +1,112 @@
+"""The command line as a new user meets it: help, and one clear line for every mistake."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+COMMANDS = ["train", "evaluate", "predict", "export", "tune"]
+
+
+@pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
+def test_help_for_every_command(run_cli, command):
+    code, out, _ = run_cli(*command, "--help")
+    assert code == 0 and out.startswith("Usage:")
+
+
+def test_help_is_instant_because_tensorflow_is_not_imported():
+    probe = "import sys, cli\ntry:\n    cli.main(['train', '--help'])\nexcept SystemExit:\n    pass\nprint('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().endswith("False")
+
+
+def test_installed_console_script_is_the_same_cli(tmp_path):
+    script = Path(sys.executable).parent / "lstmkit"
+    assert script.exists(), "install the package (pip install -e .) to get the lstmkit command"
+    result = subprocess.run([str(script), "train", "nope"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and "'nope'" in result.stderr and "sentiment" in result.stderr
+
+
+def _assert_one_line_error(code, out, err, *fragments):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("Error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_task(run_cli):
+    _assert_one_line_error(*run_cli("train", "poetry"), "'poetry'", "sentiment")
+
+
+@pytest.mark.parametrize(
+    "setup, fragments",
+    [
+        (lambda tmp: str(tmp / "missing"), ["does not exist", "--data takes"]),
+        (lambda tmp: _write(tmp / "empty.csv", b""), ["is empty"]),
+        (lambda tmp: _write(tmp / "cols.csv", b"review_text,score\nnice,1\n"), ["no text column", "--set data.text_column"]),
+        (lambda tmp: _write(tmp / "latin1.tsv", b"sentence\tlabel\ncaf\xe9\t1\n"), ["not UTF-8", "re-encode"]),
+        (lambda tmp: _write(tmp / "three.tsv", b"sentence\tlabel\ngood\t1\nmeh\tneutral\n"), ["'neutral'", "0/1, neg/pos"]),
+    ],
+)
+def test_bad_data_gives_one_line_and_writes_nothing(run_cli, tmp_path, setup, fragments):
+    source = setup(tmp_path)
+    runs = tmp_path / "runs"
+    result = run_cli("train", "sentiment", "--preset", "tiny", "--data", source, "--runs-dir", runs)
+    _assert_one_line_error(*result, *fragments)
+    assert not runs.exists()
+
+
+def test_unknown_set_key_and_bad_value(run_cli, tmp_path):
+    runs = tmp_path / "runs"
+    _assert_one_line_error(*run_cli("train", "sentiment", "--set", "lstm.size=3", "--runs-dir", runs),
+                           "unknown config key 'lstm.size'", "lstm.units")
+    _assert_one_line_error(*run_cli("train", "sentiment", "--set", "train.epochs=ten", "--runs-dir", runs),
+                           "train.epochs must be of type int")
+    _assert_one_line_error(*run_cli("train", "sentiment", "--config", tmp_path / "nope.json"),
+                           "does not exist")
+    assert not runs.exists()
+
+
+def test_offline_tfds_fails_fast_with_a_local_files_hint(run_cli, tmp_path, monkeypatch):
+    import socket
+    import time
+
+    from lstmkit import data
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    monkeypatch.setattr(data, "DOWNLOAD_PROBE", ("127.0.0.1", closed.getsockname()[1]))
+    closed.close()
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    started = time.perf_counter()
+    result = run_cli("train", "sentiment", "--runs-dir", tmp_path / "runs")
+    _assert_one_line_error(*result, "tfds:imdb_reviews", "--data")
+    assert time.perf_counter() - started < 30
+    assert not (tmp_path / "runs").exists()
+
+
+def test_commands_without_a_trained_run(run_cli, tmp_path):
+    _assert_one_line_error(*run_cli("predict", "sentiment", "hello", "--runs-dir", tmp_path),
+                           "no finished run", "python cli.py train sentiment")
+    _assert_one_line_error(*run_cli("export", "sentiment", "--run", "nope", "--runs-dir", tmp_path), "no run 'nope'")
+    _assert_one_line_error(*run_cli("train", "sentiment", "--resume", "latest", "--runs-dir", tmp_path),
+                           "no unfinished run")
+
+
+def test_a_real_process_exits_2_with_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "train", "sentiment", "--data", str(tmp_path / "missing")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+
+
+def _write(path, content):
+    path.write_bytes(content)
+    return str(path)
