@@ -4,10 +4,11 @@ Every layer here is registered serializable under the ``lstmkit`` package, so mo
 that use them save to and load from ``.keras`` files once ``lstmkit.layers`` is imported.
 """
 
+from lstmkit.layers.embedding_dropout import EmbeddingDropout
 from lstmkit.layers.locked_dropout import LockedDropout
 from lstmkit.layers.pooling import SequencePooling
 from lstmkit.layers.regularized_lstm import RegularizedLSTM
 from lstmkit.layers.stack import stacked_lstm
 from lstmkit.layers.truncate import TruncateSequence
 
-__all__ = ["LockedDropout", "RegularizedLSTM", "SequencePooling", "TruncateSequence", "stacked_lstm"]
+__all__ = ["EmbeddingDropout", "LockedDropout", "RegularizedLSTM", "SequencePooling", "TruncateSequence", "stacked_lstm"]

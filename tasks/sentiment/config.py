@@ -45,6 +45,8 @@ class SentimentConfig:
     # Reviews are cut to their first max_length tokens.
     max_length: int = 200
     embedding_dim: int = 128
+    # Drops whole words (vocabulary rows) while training.
+    embedding_dropout: float = 0.0
     pooling: Literal["last", "max", "mean", "attention"] = "max"
     classifier_dropout: float = 0.3
     lstm: LSTMConfig = LSTMConfig()
@@ -53,7 +55,7 @@ class SentimentConfig:
 
     def __post_init__(self):
         check_positive(self, "vocab_size", "max_length", "embedding_dim")
-        check_rate(self, "classifier_dropout")
+        check_rate(self, "embedding_dropout", "classifier_dropout")
 
 
 TINY = SentimentConfig(

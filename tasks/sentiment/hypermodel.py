@@ -30,6 +30,7 @@ def search_space(hp, config: SentimentConfig) -> SentimentConfig:
     return dataclasses.replace(
         config,
         embedding_dim=choice(hp, "embedding_dim", [64, 128, 256], config.embedding_dim),
+        embedding_dropout=rate(hp, "embedding_dropout", config.embedding_dropout),
         pooling=choice(hp, "pooling", ["last", "max", "mean", "attention"], config.pooling),
         classifier_dropout=rate(hp, "classifier_dropout", config.classifier_dropout),
         lstm=lstm,

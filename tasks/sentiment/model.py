@@ -2,7 +2,7 @@
 
 import keras
 
-from lstmkit.layers import SequencePooling, TruncateSequence, stacked_lstm
+from lstmkit.layers import EmbeddingDropout, SequencePooling, TruncateSequence, stacked_lstm
 
 from tasks.sentiment.config import SentimentConfig
 from tasks.sentiment.data import LABEL_NAMES
@@ -20,7 +20,8 @@ def build_model(config: SentimentConfig, vocabulary: list[str]) -> keras.Model:
     text = keras.Input(shape=(), dtype="string", name="text")
     tokens = vectorizer(config, vocabulary)(text)
     tokens = TruncateSequence(config.max_length, name="truncate")(tokens)
-    x = keras.layers.Embedding(len(vocabulary), config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+    x = EmbeddingDropout(len(vocabulary), config.embedding_dim, rate=config.embedding_dropout,
+                         mask_zero=True, name="embedding")(tokens)
     lstm = config.lstm
     x = stacked_lstm(
         x,
