@@ -154,3 +154,14 @@ def test_a_killed_run_resumes_from_its_last_epoch(shared_data, tmp_path):
     epochs = [line.split(",")[0] for line in (finished / "history.csv").read_text().strip().splitlines()[1:]]
     # The killed epoch (if it had started) is redone; no finished epoch is repeated.
     assert epochs[-1] == "3" and len(epochs) == len(set(epochs)) and epochs[:2] == ["0", "1"]
+
+
+def test_predict_reads_stdin(tiny_run):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "predict", "sentiment", "--run", str(tiny_run)],
+        input="first line\nsecond line\n", capture_output=True, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[2] for line in result.stdout.splitlines()] == ["first line", "second line"]
+    assert result.stderr == ""  # no TensorFlow log noise on a normal run
