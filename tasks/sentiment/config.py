@@ -41,6 +41,9 @@ class LSTMConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SentimentConfig:
+    # Text standardization before splitting on whitespace: punctuation marks become
+    # tokens of their own ("split_punctuation") or are removed ("strip_punctuation").
+    standardize: Literal["split_punctuation", "strip_punctuation"] = "split_punctuation"
     vocab_size: int = 20_000
     # Reviews are cut to their first max_length tokens.
     max_length: int = 200

@@ -8,11 +8,30 @@ from tasks.sentiment.config import SentimentConfig
 from tasks.sentiment.data import LABEL_NAMES
 
 
+@keras.saving.register_keras_serializable(package="lstmkit")
+def lower_and_split_punctuation(text):
+    """Lower-case, turn HTML line breaks (IMDB's ``<br />``) into spaces, and make every
+    punctuation mark its own token: "great!" and "great" share a word, and "!" and "?"
+    still count."""
+    import tensorflow as tf
+
+    text = tf.strings.lower(text)
+    text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
+    return tf.strings.regex_replace(text, r"([^\w\s'])", r" \1 ")
+
+
+STANDARDIZERS = {
+    "split_punctuation": lower_and_split_punctuation,
+    "strip_punctuation": "lower_and_strip_punctuation",
+}
+
+
 def vectorizer(config: SentimentConfig, vocabulary=None) -> keras.layers.TextVectorization:
-    """Lower-cases, strips punctuation, splits on whitespace, maps words to ids
-    (0 = padding, 1 = out of vocabulary)."""
+    """Standardizes text (``config.standardize``), splits on whitespace and maps words to
+    ids (0 = padding, 1 = out of vocabulary)."""
     return keras.layers.TextVectorization(
-        max_tokens=config.vocab_size, vocabulary=vocabulary, name="vectorize"
+        max_tokens=config.vocab_size, standardize=STANDARDIZERS[config.standardize],
+        vocabulary=vocabulary, name="vectorize",
     )
 
 

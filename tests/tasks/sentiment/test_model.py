@@ -1,0 +1,39 @@
+import dataclasses
+
+import keras_tuner
+import numpy as np
+import tensorflow as tf
+
+from tasks.sentiment.config import SentimentConfig
+from tasks.sentiment.model import build_model, lower_and_split_punctuation, vectorizer
+from tasks.sentiment.task import TASK
+
+
+def test_standardization_splits_punctuation_and_drops_html_breaks():
+    text = lower_and_split_punctuation(tf.constant(["Great!<br /><br />It's \"FINE\", ok?"]))
+    assert text.numpy()[0].decode().split() == ["great", "!", "it's", '"', "fine", '"', ",", "ok", "?"]
+    strip = vectorizer(dataclasses.replace(SentimentConfig(), standardize="strip_punctuation"))
+    strip.adapt(tf.constant(["great!"]))
+    assert "!" not in strip.get_vocabulary()
+
+
+def test_model_takes_raw_strings_and_is_the_same_after_adapt_state_round_trip():
+    config = TASK.tiny_config()
+    train = tf.data.Dataset.from_tensor_slices((["good movie", "bad movie", "good good"], [1, 0, 1]))
+    state = TASK.adapt(config, train)
+    assert state["vocabulary"][:2] == ["", "[UNK]"] and "good" in state["vocabulary"]
+    model = build_model(config, state["vocabulary"])
+    probabilities = model(tf.constant(["good", "unseen words only", ""])).numpy()
+    assert probabilities.shape == (3, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_search_space_maps_hp_onto_the_config_and_defaults_to_it():
+    config = SentimentConfig()
+    hp = keras_tuner.HyperParameters()
+    assert TASK.search_space(hp, config) == config  # first trial = the config being tuned
+    hp.values["lstm.units"] = 32
+    hp.values["pooling"] = "attention"
+    tuned = TASK.search_space(hp, config)
+    assert tuned.lstm.units == 32 and tuned.pooling == "attention"
+    assert {"lstm.units", "lstm.variational_dropout", "train.learning_rate", "embedding_dropout"} <= set(hp.values)
