@@ -28,10 +28,14 @@ class TrainingConfig:
     # Early stopping patience, in epochs without improvement of the task's objective.
     patience: int = 3
     shuffle_buffer: int = 50_000
+    # Polyak averaging: validate, checkpoint and export an exponential moving average of
+    # the weights with this momentum (e.g. 0.99); 0 turns it off.
+    ema_momentum: float = 0.0
 
     def __post_init__(self):
         check_positive(self, "epochs", "batch_size", "learning_rate", "shuffle_buffer")
         check_non_negative(self, "clipnorm", "patience")
+        check_rate(self, "ema_momentum")
 
 
 def check_positive(config, *names: str) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from lstmkit import config as config_lib
 from lstmkit import runs
+from lstmkit.errors import UserError
 from lstmkit.task import Task
 
 
@@ -58,8 +59,11 @@ def load_run(task: Task, run_dir: Path):
 
     import lstmkit.layers  # noqa: F401  (registers the custom layers for loading)
 
+    checkpoint = run_dir / "best.keras"
+    if not checkpoint.is_file():
+        raise UserError(f"run {run_dir} has no best.keras yet; finish it with train --resume, or pick another --run")
     config = config_lib.from_dict(task.config_class, runs.read_json(run_dir / "config.json"))
-    model = keras.saving.load_model(run_dir / "best.keras")
+    model = keras.saving.load_model(checkpoint)
     return config, model
 
 

@@ -41,13 +41,12 @@ def find_run(runs_root: Path, task_name: str, run: str, partial: bool = False) -
     if run != "latest":
         candidates = [Path(run), task_root / run, task_root / f"{run}{PARTIAL_SUFFIX}"]
         for candidate in candidates:
-            if (candidate / "config.json").is_file():
+            if (candidate / "run.json").is_file():
                 return candidate
         raise UserError(f"no run {run!r} (looked in {task_root}); pass a run id, a run folder, or 'latest'")
     runs = sorted(
         path for path in task_root.glob("*")
-        if (path / "config.json").is_file() and path.name.endswith(PARTIAL_SUFFIX) == partial
-        and not path.name.startswith("tune-")
+        if (path / "run.json").is_file() and path.name.endswith(PARTIAL_SUFFIX) == partial
     )
     if not runs:
         what = "unfinished run to resume" if partial else "finished run"

@@ -44,7 +44,10 @@ def compile_model(task: Task, model, config) -> None:
 
     settings = config.train
     optimizer = keras.optimizers.Adam(
-        learning_rate=settings.learning_rate, clipnorm=settings.clipnorm or None
+        learning_rate=settings.learning_rate,
+        clipnorm=settings.clipnorm or None,
+        use_ema=settings.ema_momentum > 0,
+        ema_momentum=settings.ema_momentum or 0.99,
     )
     model.compile(optimizer=optimizer, loss=task.loss(config), metrics=task.metrics(config))
 
@@ -95,7 +98,9 @@ def train(
     train_fingerprint = data_lib.fingerprint(splits.train)
 
     if run_dir is None:
+        preprocessing = task.adapt(config, splits.train)
         run_dir = runs.new_run_dir(runs_root, task.name)
+        runs.write_json(run_dir / "preprocessing.json", preprocessing)
         runs.write_json(run_dir / "config.json", config_lib.to_dict(config))
         (run_dir / "command.txt").write_text(command + "\n", encoding="utf-8")
         runs.write_json(run_dir / "run.json", {
@@ -107,21 +112,25 @@ def train(
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
             "versions": runs.library_versions(),
         })
-        runs.write_json(run_dir / "preprocessing.json", task.adapt(config, splits.train))
     elif info["train_fingerprint_sha256"] != train_fingerprint:
         raise UserError(
             f"the training data of {data_source} changed since run {run_dir.name} started; "
             "start a new run instead of --resume"
         )
-    preprocessing = runs.read_json(run_dir / "preprocessing.json")
+    else:
+        preprocessing = runs.read_json(run_dir / "preprocessing.json")
 
     model = task.build_model(config, preprocessing)
     compile_model(task, model, config)
     settings = config.train
     monitor, mode = task.objective, task.objective_direction
     best_checkpoint = run_dir / "best.keras"
+    # Order matters: the backup holds the raw weights (and the averages in the optimizer);
+    # with averaging on, the averaged weights are swapped in at each epoch's end, before
+    # early stopping and the checkpoint look at them.
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if settings.ema_momentum else []),
         keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=settings.patience, restore_best_weights=True
         ),

@@ -48,6 +48,9 @@ def test_evaluate_prints_and_saves_metrics(tiny_run, run_cli):
         assert word in out
     saved = json.loads((tiny_run / "evaluation-test.json").read_text())
     assert sum(map(sum, saved["confusion_matrix"])) == saved["examples"] == 1_066
+    # The saved best checkpoint is the model whose test metrics training reported.
+    reported = json.loads((tiny_run / "metrics.json").read_text())["test"]
+    assert saved["confusion_matrix"] == reported["confusion_matrix"]
     assert (tiny_run / "confusion_matrix-test.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -165,3 +168,20 @@ def test_predict_reads_stdin(tiny_run):
     assert result.returncode == 0, result.stderr
     assert [line.split("\t")[2] for line in result.stdout.splitlines()] == ["first line", "second line"]
     assert result.stderr == ""  # no TensorFlow log noise on a normal run
+
+
+def test_weight_averaging_checkpoints_the_averaged_weights(shared_data, tmp_path, run_cli):
+    import keras
+
+    import lstmkit.layers  # noqa: F401
+
+    code, _, err = run_cli("train", "sentiment", "--preset", "tiny", "--data", shared_data / "mr_polarity",
+                           "--runs-dir", tmp_path, "--set", "train.ema_momentum=0.9", "--set", "train.epochs=3")
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "sentiment").iterdir()
+    reported = json.loads((run_dir / "metrics.json").read_text())["validation"]
+    history = (run_dir / "history.csv").read_text().strip().splitlines()
+    header = history[0].split(",")
+    best_logged = max(float(line.split(",")[header.index("val_accuracy")]) for line in history[1:])
+    # Validation during training and the saved checkpoint both use the averaged weights.
+    assert abs(reported["accuracy"] - best_logged) < 1e-6
