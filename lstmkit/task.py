@@ -41,7 +41,11 @@ class ServingSignature:
 
 
 class Task(abc.ABC):
-    """One machine-learning task, as the shared machinery sees it."""
+    """One machine-learning task, as the shared machinery sees it.
+
+    Importing a task's module must register every custom Keras object its models use,
+    so that ``keras.saving.load_model`` can rebuild a saved model in a fresh process.
+    """
 
     #: Registry name, used on the command line and in ``runs/<name>/``.
     name: ClassVar[str]

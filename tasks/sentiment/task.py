@@ -10,6 +10,9 @@ from lstmkit.task import DataSplits, ServingSignature, Task
 
 from tasks.sentiment import config as sentiment_config
 from tasks.sentiment import data as sentiment_data
+# Imported here, not lazily: loading a saved sentiment model needs the custom objects
+# this module registers with Keras (its text standardization).
+from tasks.sentiment import model as sentiment_model
 from tasks.sentiment.hypermodel import search_space
 
 
@@ -54,16 +57,12 @@ class SentimentTask(Task):
         return DataSplits(dataset(train), dataset(validation), dataset(test), raw.description)
 
     def adapt(self, config, train_dataset) -> dict:
-        from tasks.sentiment.model import vectorizer
-
-        layer = vectorizer(config)
+        layer = sentiment_model.vectorizer(config)
         layer.adapt(train_dataset.map(lambda text, label: text).batch(1024))
         return {"vocabulary": [str(token) for token in layer.get_vocabulary()]}
 
     def build_model(self, config, preprocessing: dict):
-        from tasks.sentiment.model import build_model
-
-        return build_model(config, preprocessing["vocabulary"])
+        return sentiment_model.build_model(config, preprocessing["vocabulary"])
 
     def loss(self, config):
         import keras

@@ -24,7 +24,7 @@ def test_overrides_are_typed_and_nested():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("lstm.unit=3", "unknown config key 'lstm.unit'; valid keys: vocab_size"),
+        ("lstm.unit=3", "unknown config key 'lstm.unit'; valid keys: standardize, vocab_size"),
         ("lstm=3", "unknown config key 'lstm'"),
         ("lstm.units=many", "lstm.units must be of type int"),
         ("pooling=median", "pooling must be one of 'last', 'max', 'mean', 'attention'"),
