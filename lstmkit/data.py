@@ -99,7 +99,7 @@ def load_tfds(name: str, splits: list[str], offline_hint: str):
         raise UserError(
             f"cannot download tfds:{name}: no network connection to {DOWNLOAD_PROBE[0]}; {offline_hint}"
         )
-    return builder, tfds.load(name, split=splits, as_supervised=True)
+    return tfds.load(name, split=splits, as_supervised=True)
 
 
 def fingerprint(dataset) -> str:

@@ -71,7 +71,7 @@ def read_source(source: str, text_column: str = "auto", label_column: str = "aut
 
 
 def _read_tfds(name: str) -> RawData:
-    _, (train, test) = load_tfds(name, ["train", "test"], OFFLINE_HINT)
+    train, test = load_tfds(name, ["train", "test"], OFFLINE_HINT)
 
     def examples(dataset):
         texts, labels = [], []
