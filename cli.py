@@ -66,7 +66,7 @@ def resolve_config(task, preset, config_file, overrides):
 
     config = task.tiny_config() if preset == "tiny" else task.default_config()
     if config_file:
-        config = config_lib.merge(config, config_lib.load_json(task.config_class, config_file))
+        config = config_lib.merge(config, config_lib.load_json(config_file))
     return config_lib.apply_overrides(config, list(overrides))
 
 

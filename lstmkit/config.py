@@ -136,15 +136,17 @@ def from_dict(cls, data: dict[str, Any], prefix: str = ""):
     return cls(**values)
 
 
-def load_json(cls, path: str | Path):
+def load_json(path: str | Path) -> dict:
     """Read a config JSON file (for example ``best_config.json`` from ``tune``)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist; pass an existing JSON file to --config")
+        raise UserError(f"config file {path} does not exist; pass an existing JSON file to --config") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"config file {path} is not valid JSON ({error}); fix the file or drop --config")
+        raise UserError(f"config file {path} is not valid JSON ({error}); fix the file or drop --config") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a JSON object of config keys, like best_config.json")
     return data
 
 

@@ -48,7 +48,7 @@ def test_json_round_trip_and_partial_files(tmp_path):
     config = config_lib.apply_overrides(SentimentConfig(), ["lstm.layers=2", "embedding_dim=64"])
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config_lib.to_dict(config)))
-    loaded = config_lib.merge(SentimentConfig(), config_lib.load_json(SentimentConfig, path))
+    loaded = config_lib.merge(SentimentConfig(), config_lib.load_json(path))
     assert loaded == config
     partial = config_lib.merge(SentimentConfig(), {"lstm": {"units": 32}})
     assert partial.lstm.units == 32 and partial.lstm.layers == 1

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from tests.conftest import ROOT
@@ -171,7 +170,6 @@ def test_predict_reads_stdin(tiny_run):
 
 
 def test_weight_averaging_checkpoints_the_averaged_weights(shared_data, tmp_path, run_cli):
-    import keras
 
     import lstmkit.layers  # noqa: F401
 
