@@ -141,7 +141,7 @@ def evaluate(task_name, run, data_source, split, runs_dir):
 @cli.command()
 @TASK_ARGUMENT
 @click.argument("inputs", nargs=-1)
-@click.option("--file", "input_file", type=click.File("r", encoding="utf-8"), default=None,
+@click.option("--file", "input_file", type=click.File("rb"), default=None,
               help="Read one input per line from FILE ('-' for stdin).")
 @RUN_OPTION
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -149,29 +149,24 @@ def evaluate(task_name, run, data_source, split, runs_dir):
 def predict(task_name, inputs, input_file, run, output_format, runs_dir):
     """Predict INPUTS (or lines of --file, or stdin) with a trained run."""
     import_tensorflow_quietly()
+    from lstmkit.data import decode_utf8
     from lstmkit.evaluation import load_run
     from lstmkit.runs import find_run
     from tasks import get_task
 
     items = list(inputs)
     if input_file is not None:
-        items += input_file.read().splitlines()
+        items += decode_utf8(input_file.read(), input_file.name).splitlines()
     elif not items and not sys.stdin.isatty():
-        items = sys.stdin.read().splitlines()
+        items = decode_utf8(sys.stdin.buffer.read(), "standard input").splitlines()
     if not items:
         raise click.UsageError("nothing to predict; pass inputs as arguments, with --file FILE, or on stdin")
     task = get_task(task_name)
     config, model = load_run(task, find_run(runs_dir, task.name, run))
-    labels = task.label_names(config)
-    probabilities = model.predict(task.parse_predict_inputs(items), verbose=0, batch_size=config.train.batch_size)
-    for item, row in zip(items, probabilities):
-        best = int(row.argmax())
-        if output_format == "json":
-            click.echo(json.dumps({"input": item, "label": labels[best],
-                                   "probabilities": dict(zip(labels, map(float, row)))}))
-        else:
-            shown = item if len(item) <= 60 else item[:57] + "..."
-            click.echo(f"{labels[best]}\t{row[best]:.4f}\t{shown}")
+    outputs = model.predict(task.parse_predict_inputs(items), verbose=0, batch_size=config.train.batch_size)
+    for record in task.prediction_records(config, items, outputs):
+        text = record.pop("text")
+        click.echo(json.dumps(record) if output_format == "json" else text)
 
 
 @cli.command()

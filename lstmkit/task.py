@@ -113,3 +113,22 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def parse_predict_inputs(self, items: list[str]):
         """Turn command-line items (texts, file contents...) into a batch of raw input."""
+
+    def prediction_records(self, config, items: list[str], outputs) -> list[dict]:
+        """One JSON-able record per input item; ``"text"`` is its one-line rendering.
+
+        The default suits classifiers: the most probable label, its probability and
+        the probability of every class.
+        """
+        labels = self.label_names(config)
+        records = []
+        for item, row in zip(items, outputs):
+            best = int(row.argmax())
+            shown = item if len(item) <= 60 else item[:57] + "..."
+            records.append({
+                "input": item,
+                "label": labels[best],
+                "probabilities": dict(zip(labels, map(float, row))),
+                "text": f"{labels[best]}\t{row[best]:.4f}\t{shown}",
+            })
+        return records

@@ -72,6 +72,10 @@ def test_predict_from_file_in_text_format(tiny_run, run_cli, tmp_path):
     assert code == 0
     lines = out.splitlines()
     assert len(lines) == 2 and lines[0].split("\t")[2] == "one"
+    assert lines[0].split("\t")[0] in ("negative", "positive") and 0.5 <= float(lines[0].split("\t")[1]) <= 1
+    inputs.write_bytes(b"caf\xe9\n")
+    code, _, err = run_cli("predict", "sentiment", "--run", tiny_run, "--file", inputs)
+    assert code == 2 and "is not UTF-8" in err and len(err.strip().splitlines()) == 1
 
 
 def test_export_round_trip_matches_the_in_memory_model(tiny_run, run_cli, tmp_path):
