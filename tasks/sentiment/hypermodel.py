@@ -1,8 +1,8 @@
 """The sentiment search space: Keras Tuner's ``hp`` mapped onto ``SentimentConfig``.
 
 Preprocessing (the vocabulary) is adapted once before the search, so ``vocab_size``
-and ``max_length`` are not searched. Defaults come from the starting config, so the
-first trial is the configuration being tuned.
+and ``max_length`` are not searched. Each hyperparameter's default is the starting
+config's value where that value is one of the choices.
 """
 
 import dataclasses
