@@ -31,7 +31,7 @@ def test_model_takes_raw_strings_and_is_the_same_after_adapt_state_round_trip():
 def test_search_space_maps_hp_onto_the_config_and_defaults_to_it():
     config = SentimentConfig()
     hp = keras_tuner.HyperParameters()
-    assert TASK.search_space(hp, config) == config  # first trial = the config being tuned
+    assert TASK.search_space(hp, config) == config  # unset hyperparameters take their defaults
     hp.values["lstm.units"] = 32
     hp.values["pooling"] = "attention"
     tuned = TASK.search_space(hp, config)
