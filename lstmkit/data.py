@@ -4,6 +4,7 @@ TensorFlow Datasets with a fast offline failure, fingerprints and batching."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import socket
 import tarfile
 from pathlib import Path
@@ -91,11 +92,18 @@ def load_tfds(name: str, splits: list[str], offline_hint: str):
     """
     import tensorflow_datasets as tfds
 
+    # Looking for a prepared copy makes TFDS log a warning about an empty folder.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
     try:
         builder = tfds.builder(name)
+        prepared = builder.is_prepared()
     except Exception as error:  # TFDS raises its own DatasetNotFoundError and friends
         raise UserError(f"TensorFlow Datasets has no dataset {name!r} ({error.__class__.__name__}); {offline_hint}") from None
-    if not builder.is_prepared() and not download_reachable():
+    finally:
+        absl_logger.setLevel(level)
+    if not prepared and not download_reachable():
         raise UserError(
             f"cannot download tfds:{name}: no network connection to {DOWNLOAD_PROBE[0]}; {offline_hint}"
         )

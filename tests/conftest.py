@@ -22,8 +22,9 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def run_cli(capsys):
-    """Run ``cli.main(args)`` in-process; return (exit code, stdout, stderr)."""
+def run_cli(capfd):
+    """Run ``cli.main(args)`` in-process; return (exit code, stdout, stderr) as the
+    terminal would show them (file-descriptor level, so library logs count too)."""
     import cli
 
     def run(*args):
@@ -32,7 +33,7 @@ def run_cli(capsys):
             cli.main(list(map(str, args)))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
-        captured = capsys.readouterr()
+        captured = capfd.readouterr()
         return code, captured.out, captured.err
 
     return run

@@ -72,7 +72,7 @@ def test_unknown_set_key_and_bad_value(run_cli, tmp_path):
     assert not runs.exists()
 
 
-def test_offline_tfds_fails_fast_with_a_local_files_hint(run_cli, tmp_path, monkeypatch):
+def test_offline_tfds_fails_fast_with_a_local_files_hint(run_cli, tmp_path, monkeypatch, caplog):
     import socket
     import time
 
@@ -83,10 +83,14 @@ def test_offline_tfds_fails_fast_with_a_local_files_hint(run_cli, tmp_path, monk
     monkeypatch.setattr(data, "DOWNLOAD_PROBE", ("127.0.0.1", closed.getsockname()[1]))
     closed.close()
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    # An earlier, interrupted download leaves an empty dataset folder (TFDS warns about it).
+    (tmp_path / "tfds" / "imdb_reviews" / "plain_text" / "1.0.0").mkdir(parents=True)
     started = time.perf_counter()
     result = run_cli("train", "sentiment", "--runs-dir", tmp_path / "runs")
     _assert_one_line_error(*result, "tfds:imdb_reviews", "--data")
     assert time.perf_counter() - started < 30
+    # pytest captures log records, so check them too: nothing else may reach the terminal.
+    assert [record.getMessage() for record in caplog.records if record.levelname in ("WARNING", "ERROR")] == []
     assert not (tmp_path / "runs").exists()
 
 
