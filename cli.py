@@ -113,7 +113,8 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
 @TASK_ARGUMENT
 @RUN_OPTION
 @DATA_OPTION
-@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["test", "validation", "train", "all"]), default="test", show_default=True,
+              help="Which part of the data; 'all' joins the three (to score an outside test file).")
 @RUNS_DIR_OPTION
 def evaluate(task_name, run, data_source, split, runs_dir):
     """Evaluate a trained run on a data split; prints and saves the metrics."""

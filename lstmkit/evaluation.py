@@ -69,14 +69,19 @@ def load_run(task: Task, run_dir: Path):
 
 def evaluate_run(task: Task, run_dir: Path, data_source: str | None, split: str) -> tuple[dict, Path]:
     """Evaluate a run's best model on ``split`` of ``data_source`` (default: the data it
-    was trained on). Writes ``evaluation-<split>.json`` and, for classifiers, a
+    was trained on); ``split="all"`` joins train, validation and test, for scoring a
+    whole outside file. Writes ``evaluation-<split>.json`` and, for classifiers, a
     confusion-matrix PNG into the run folder; returns the metrics and the JSON path."""
     from lstmkit import plots
 
     config, model = load_run(task, run_dir)
     source = data_source or runs.read_json(run_dir / "run.json")["data"]
     splits = task.load_data(source, config)
-    metrics = task.evaluate(model, getattr(splits, split), config)
+    if split == "all":
+        dataset = splits.train.concatenate(splits.validation).concatenate(splits.test)
+    else:
+        dataset = getattr(splits, split)
+    metrics = task.evaluate(model, dataset, config)
     metrics["data"] = source
     metrics["split"] = split
     report = run_dir / f"evaluation-{split}.json"

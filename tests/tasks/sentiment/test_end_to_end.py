@@ -53,6 +53,16 @@ def test_evaluate_prints_and_saves_metrics(tiny_run, run_cli):
     assert (tiny_run / "confusion_matrix-test.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_evaluate_a_whole_outside_file(tiny_run, run_cli, shared_data):
+    code, out, err = run_cli("evaluate", "sentiment", "--run", tiny_run, "--split", "all",
+                             "--data", shared_data / "sst2_glue" / "dev.tsv")
+    assert code == 0, err
+    saved = json.loads((tiny_run / "evaluation-all.json").read_text())
+    # SST-2 dev has 872 rows: 87 held out for test, 78 of the other 785 for validation,
+    # and the tiny preset's cap of 400 training examples (a run's config applies here too).
+    assert saved["examples"] == 87 + 78 + 400 and saved["data"].endswith("dev.tsv")
+
+
 def test_predict_arguments_empty_and_huge_inputs(tiny_run, run_cli):
     huge = "good " * 20_000
     code, out, err = run_cli("predict", "sentiment", "--run", tiny_run, "--format", "json",
