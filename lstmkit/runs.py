@@ -18,10 +18,14 @@ from lstmkit.errors import UserError
 PARTIAL_SUFFIX = ".partial"
 
 
+def new_run_id() -> str:
+    """A sortable, practically unique id: start time plus a short random suffix."""
+    return f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
 def new_run_dir(runs_root: Path, task_name: str) -> Path:
     """Create and return an empty ``.partial`` run directory with a fresh run id."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(runs_root) / task_name / f"{stamp}-{secrets.token_hex(2)}{PARTIAL_SUFFIX}"
+    path = Path(runs_root) / task_name / f"{new_run_id()}{PARTIAL_SUFFIX}"
     path.mkdir(parents=True)
     return path
 

@@ -52,6 +52,14 @@ def compile_model(task: Task, model, config) -> None:
     model.compile(optimizer=optimizer, loss=task.loss(config), metrics=task.metrics(config))
 
 
+def fit_datasets(splits, settings, seed: int):
+    """Batched (train, validation) datasets for ``fit``; training data is reshuffled
+    each epoch, from ``seed``."""
+    train = data_lib.batched(splits.train, settings.batch_size, shuffle=True, seed=seed,
+                             buffer=settings.shuffle_buffer)
+    return train, data_lib.batched(splits.validation, settings.batch_size)
+
+
 def progress_verbosity() -> int:
     """A live progress bar on a terminal, one line per epoch in logs and CI."""
     return 1 if sys.stdout.isatty() else 2
@@ -143,10 +151,10 @@ def train(
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
+    train_batches, validation_batches = fit_datasets(splits, settings, seed)
     model.fit(
-        data_lib.batched(splits.train, settings.batch_size, shuffle=True, seed=seed,
-                         buffer=settings.shuffle_buffer),
-        validation_data=data_lib.batched(splits.validation, settings.batch_size),
+        train_batches,
+        validation_data=validation_batches,
         epochs=settings.epochs,
         callbacks=callbacks,
         verbose=progress_verbosity(),

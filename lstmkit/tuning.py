@@ -8,15 +8,12 @@ is adapted once on the training data before the search.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import secrets
 from pathlib import Path
 
 from lstmkit import config as config_lib
-from lstmkit import data as data_lib
 from lstmkit import runs
 from lstmkit.task import Task
-from lstmkit.training import compile_model, progress_verbosity, seed_everything
+from lstmkit.training import compile_model, fit_datasets, progress_verbosity, seed_everything
 
 TUNERS = ("hyperband", "random", "bayesian")
 
@@ -53,10 +50,7 @@ def _hypermodel_class():
 
         def fit(self, hp, model, *args, **kwargs):
             # The batch size is a training choice, so batching happens per trial.
-            settings = self.config(hp).train
-            train = data_lib.batched(self.splits.train, settings.batch_size, shuffle=True,
-                                     seed=self.seed, buffer=settings.shuffle_buffer)
-            validation = data_lib.batched(self.splits.validation, settings.batch_size)
+            train, validation = fit_datasets(self.splits, self.config(hp).train, self.seed)
             return model.fit(train, validation_data=validation, verbose=progress_verbosity(),
                              shuffle=False, **kwargs)
 
@@ -94,8 +88,7 @@ def tune(
     seed_everything(seed)
     splits = task.load_data(data_source, config)
     max_epochs = max_epochs or config.train.epochs
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    directory = Path(runs_root) / task.name / f"tune-{stamp}-{secrets.token_hex(2)}"
+    directory = Path(runs_root) / task.name / f"tune-{runs.new_run_id()}"
     directory.mkdir(parents=True)
     (directory / "command.txt").write_text(command + "\n", encoding="utf-8")
     preprocessing = task.adapt(config, splits.train)
