@@ -216,6 +216,41 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
     click.echo(f"train it:    python cli.py train {task.name} --config {result.directory / 'best_config.json'}")
 
 
+@cli.command()
+@TASK_ARGUMENT
+@config_options
+@click.option("--run", "run", default=None, metavar="RUN",
+              help="Inspect a trained run's model instead of one built from the config.")
+@RUNS_DIR_OPTION
+def doctor(task_name, preset, config_file, overrides, run, runs_dir):
+    """Show, per recurrent layer, whether it takes the fused cuDNN kernel on GPU, and why not."""
+    import_tensorflow_quietly()
+    import keras
+
+    from lstmkit.diagnostics import format_reports, recurrent_layer_reports
+    from lstmkit.layers.regularized_lstm import gpu_visible
+    from tasks import get_task
+
+    task = get_task(task_name)
+    if run is not None:
+        if config_file or overrides or preset != "default":
+            raise click.UsageError("--run inspects a trained model as it is; drop --config/--set/--preset")
+        from lstmkit.evaluation import load_run
+        from lstmkit.runs import find_run
+
+        _, model = load_run(task, find_run(runs_dir, task.name, run))
+        source = f"run {run}"
+    else:
+        config = resolve_config(task, preset, config_file, overrides)
+        model = task.build_model(config, task.placeholder_preprocessing(config))
+        source = "config" + (f" {config_file}" if config_file else "") + (" with --set" if overrides else "")
+    click.echo(f"model: {model.name} ({source}), {model.count_params():,} parameters")
+    here = "a GPU is visible" if gpu_visible() else "no GPU here: every layer runs a step loop on CPU"
+    click.echo(f"backend: {keras.config.backend()}; {here}")
+    for line in format_reports(recurrent_layer_reports(model)) or ["no recurrent layers"]:
+        click.echo(line)
+
+
 def main(argv=None) -> None:
     """Run the CLI; every user mistake is one line on stderr and exit code 2."""
     from lstmkit.errors import UserError

@@ -23,19 +23,46 @@ class TrainingConfig:
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 1e-3
-    # Gradient clipping by global norm; 0 turns it off.
-    clipnorm: float = 1.0
+    # Gradient clipping by the global norm of all gradients together; 0 turns it off.
+    global_clipnorm: float = 1.0
+    # Learning-rate schedule: "constant"; "cosine" (linear warm-up over warmup_epochs,
+    # then cosine decay to min_learning_rate at the last epoch); "plateau" (multiply by
+    # plateau_factor when the objective stalls for plateau_patience epochs, down to
+    # min_learning_rate). warmup_epochs also works with "constant".
+    lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    warmup_epochs: float = 0.0
+    min_learning_rate: float = 0.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 1
     # Early stopping patience, in epochs without improvement of the task's objective.
     patience: int = 3
     shuffle_buffer: int = 50_000
     # Polyak averaging: validate, checkpoint and export an exponential moving average of
     # the weights with this momentum (e.g. 0.99); 0 turns it off.
     ema_momentum: float = 0.0
+    # Weight averaging (lstmkit.callbacks.WeightAveraging): "swa" averages the weights
+    # at the end of every epoch from averaging_start_epoch (1-based) on; "nt_asgd" starts
+    # averaging after every batch once the objective has not improved for
+    # averaging_patience epochs (AWD-LSTM's trigger). Validation, checkpoints and export
+    # see the average.
+    weight_averaging: Literal["none", "swa", "nt_asgd"] = "none"
+    averaging_start_epoch: int = 2
+    averaging_patience: int = 2
 
     def __post_init__(self):
-        check_positive(self, "epochs", "batch_size", "learning_rate", "shuffle_buffer")
-        check_non_negative(self, "clipnorm", "patience")
+        check_positive(self, "epochs", "batch_size", "learning_rate", "shuffle_buffer",
+                       "plateau_factor", "averaging_start_epoch")
+        check_non_negative(self, "global_clipnorm", "patience", "warmup_epochs",
+                           "min_learning_rate", "plateau_patience", "averaging_patience")
         check_rate(self, "ema_momentum")
+        if self.plateau_factor >= 1:
+            raise UserError(f"plateau_factor must be < 1, got {self.plateau_factor!r}")
+        if self.lr_schedule == "plateau" and self.warmup_epochs:
+            raise UserError("warmup_epochs works with lr_schedule 'constant' or 'cosine', not "
+                            "'plateau'; set one of them differently")
+        if self.ema_momentum and self.weight_averaging != "none":
+            raise UserError("ema_momentum and weight_averaging both average the weights; "
+                            "turn one off (ema_momentum=0 or weight_averaging=none)")
 
 
 def check_positive(config, *names: str) -> None:
@@ -56,6 +83,18 @@ def check_rate(config, *names: str) -> None:
         value = getattr(config, name)
         if not 0.0 <= value < 1.0:
             raise UserError(f"{name} must be in [0, 1), got {value!r}")
+
+
+def check_scaled_rates(config, multiplier: float, *names: str, prefix: str = "") -> None:
+    """Rates that ``dropout_multiplier`` scales must stay in [0, 1) after scaling."""
+    for name in names:
+        value = getattr(config, name) * multiplier
+        if not 0.0 <= value < 1.0:
+            raise UserError(
+                f"dropout_multiplier {multiplier:g} makes {prefix}{name} "
+                f"{getattr(config, name):g} -> {value:g}; scaled rates must stay below 1, "
+                "so lower one of them"
+            )
 
 
 def to_dict(config) -> dict[str, Any]:

@@ -121,6 +121,16 @@ def fingerprint(dataset) -> str:
     return digest.hexdigest()
 
 
+def count(dataset) -> int:
+    """Number of elements of a finite dataset (without a pass when tf.data knows it)."""
+    import tensorflow as tf
+
+    known = int(dataset.cardinality())
+    if known >= 0:
+        return known
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
+
+
 def batched(dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, buffer: int = 10_000):
     """Batch an unbatched dataset for ``fit``/``evaluate``; shuffling is seeded and
     differs each epoch."""

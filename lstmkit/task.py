@@ -12,6 +12,8 @@ import abc
 import dataclasses
 from typing import Any, Callable, ClassVar
 
+from lstmkit.errors import UserError
+
 
 @dataclasses.dataclass
 class DataSplits:
@@ -77,6 +79,12 @@ class Task(abc.ABC):
     def adapt(self, config, train_dataset) -> dict:
         """Fit preprocessing on training data only; return its JSON-able state
         (a vocabulary, normalisation statistics...) for ``build_model``."""
+
+    def placeholder_preprocessing(self, config) -> dict:
+        """A preprocessing state of the right shape without data (e.g. a vocabulary of
+        ``vocab_size`` made-up tokens), so ``doctor`` can build the model offline."""
+        raise UserError(f"{self.name} cannot build a model without data; "
+                        "train it first and use doctor --run RUN")
 
     # --- model ---------------------------------------------------------------------
     @abc.abstractmethod

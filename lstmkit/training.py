@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import math
 import sys
 from pathlib import Path
 
@@ -39,13 +40,17 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def compile_model(task: Task, model, config) -> None:
+def compile_model(task: Task, model, config, steps_per_epoch: int) -> None:
+    """Adam with the config's learning-rate schedule, global-norm clipping and optional
+    exponential moving average, and the task's loss and metrics."""
     import keras
+
+    from lstmkit.callbacks import learning_rate
 
     settings = config.train
     optimizer = keras.optimizers.Adam(
-        learning_rate=settings.learning_rate,
-        clipnorm=settings.clipnorm or None,
+        learning_rate=learning_rate(settings, steps_per_epoch),
+        global_clipnorm=settings.global_clipnorm or None,
         use_ema=settings.ema_momentum > 0,
         ema_momentum=settings.ema_momentum or 0.99,
     )
@@ -53,11 +58,26 @@ def compile_model(task: Task, model, config) -> None:
 
 
 def fit_datasets(splits, settings, seed: int):
-    """Batched (train, validation) datasets for ``fit``; training data is reshuffled
-    each epoch, from ``seed``."""
+    """Batched (train, validation) datasets for ``fit``, and the number of training
+    batches per epoch; training data is reshuffled each epoch, from ``seed``."""
     train = data_lib.batched(splits.train, settings.batch_size, shuffle=True, seed=seed,
                              buffer=settings.shuffle_buffer)
-    return train, data_lib.batched(splits.validation, settings.batch_size)
+    steps = math.ceil(data_lib.count(splits.train) / settings.batch_size)
+    return train, data_lib.batched(splits.validation, settings.batch_size), max(steps, 1)
+
+
+def training_callbacks(settings, monitor: str, direction: str) -> list:
+    """The callbacks that shape optimisation: weight averaging and a plateau schedule.
+    They go after BackupAndRestore and before early stopping and checkpoints."""
+    import keras
+
+    from lstmkit.callbacks import plateau_callback, weight_averaging_callback
+
+    return [callback for callback in (
+        keras.callbacks.SwapEMAWeights(swap_on_epoch=True) if settings.ema_momentum else None,
+        weight_averaging_callback(settings, monitor, direction),
+        plateau_callback(settings, monitor, direction),
+    ) if callback is not None]
 
 
 def progress_verbosity() -> int:
@@ -128,17 +148,18 @@ def train(
     else:
         preprocessing = runs.read_json(run_dir / "preprocessing.json")
 
-    model = task.build_model(config, preprocessing)
-    compile_model(task, model, config)
     settings = config.train
+    train_batches, validation_batches, steps_per_epoch = fit_datasets(splits, settings, seed)
+    model = task.build_model(config, preprocessing)
+    compile_model(task, model, config, steps_per_epoch)
     monitor, mode = task.objective, task.objective_direction
     best_checkpoint = run_dir / "best.keras"
-    # Order matters: the backup holds the raw weights (and the averages in the optimizer);
+    # Order matters: the backup holds the raw weights (and the EMA in the optimizer);
     # with averaging on, the averaged weights are swapped in at each epoch's end, before
     # early stopping and the checkpoint look at them.
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if settings.ema_momentum else []),
+        *training_callbacks(settings, monitor, mode),
         keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=settings.patience, restore_best_weights=True
         ),
@@ -151,7 +172,6 @@ def train(
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
-    train_batches, validation_batches = fit_datasets(splits, settings, seed)
     model.fit(
         train_batches,
         validation_data=validation_batches,

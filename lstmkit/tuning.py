@@ -8,12 +8,20 @@ is adapted once on the training data before the search.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from lstmkit import config as config_lib
+from lstmkit import data as data_lib
 from lstmkit import runs
 from lstmkit.task import Task
-from lstmkit.training import compile_model, fit_datasets, progress_verbosity, seed_everything
+from lstmkit.training import (
+    compile_model,
+    fit_datasets,
+    progress_verbosity,
+    seed_everything,
+    training_callbacks,
+)
 
 TUNERS = ("hyperband", "random", "bayesian")
 
@@ -38,6 +46,7 @@ def _hypermodel_class():
             super().__init__(name=task.name)
             self.task, self.base_config = task, base_config
             self.preprocessing, self.splits, self.seed = preprocessing, splits, seed
+            self.train_examples = data_lib.count(splits.train)
 
         def config(self, hp):
             return self.task.search_space(hp, self.base_config)
@@ -45,12 +54,18 @@ def _hypermodel_class():
         def build(self, hp):
             config = self.config(hp)
             model = self.task.build_model(config, self.preprocessing)
-            compile_model(self.task, model, config)
+            steps_per_epoch = max(math.ceil(self.train_examples / config.train.batch_size), 1)
+            compile_model(self.task, model, config, steps_per_epoch)
             return model
 
         def fit(self, hp, model, *args, **kwargs):
             # The batch size is a training choice, so batching happens per trial.
-            train, validation = fit_datasets(self.splits, self.config(hp).train, self.seed)
+            settings = self.config(hp).train
+            train, validation, _ = fit_datasets(self.splits, settings, self.seed)
+            # Weight averaging and a plateau schedule are part of the trial's training.
+            callbacks = training_callbacks(settings, self.task.objective,
+                                           self.task.objective_direction)
+            kwargs["callbacks"] = callbacks + list(kwargs.get("callbacks") or [])
             return model.fit(train, validation_data=validation, verbose=progress_verbosity(),
                              shuffle=False, **kwargs)
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-COMMANDS = ["train", "evaluate", "predict", "export", "tune"]
+COMMANDS = ["train", "evaluate", "predict", "export", "tune", "doctor"]
 
 
 @pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
@@ -114,3 +114,15 @@ def test_a_real_process_exits_2_with_one_line(tmp_path):
 def _write(path, content):
     path.write_bytes(content)
     return str(path)
+
+
+def test_doctor_names_every_reason_a_layer_leaves_the_fused_kernel(run_cli):
+    code, out, err = run_cli("doctor", "sentiment", "--preset", "tiny")
+    assert code == 0, err
+    assert out.count("fused cuDNN kernel on GPU") == 2  # forward and backward of one layer
+    code, out, err = run_cli("doctor", "sentiment", "--preset", "tiny", "--set", "lstm.zoneout_cell=0.1",
+                             "--set", "lstm.recurrent_dropout=0.2", "--set", "lstm.weight_drop=0.5")
+    assert code == 0, err
+    assert out.count("step loop (no fused kernel)") == 2
+    assert out.count("because: zoneout") == 2 and out.count("because: recurrent_dropout=0.2") == 2
+    assert "weight_drop" not in out.replace("weight_drop regularizes", "")

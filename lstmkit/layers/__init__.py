@@ -8,7 +8,16 @@ from lstmkit.layers.embedding_dropout import EmbeddingDropout
 from lstmkit.layers.locked_dropout import LockedDropout
 from lstmkit.layers.pooling import SequencePooling
 from lstmkit.layers.regularized_lstm import RegularizedLSTM
-from lstmkit.layers.stack import stacked_lstm
+from lstmkit.layers.stack import LSTMStackConfig, scaled_rate, stacked_lstm
 from lstmkit.layers.truncate import TruncateSequence
 
-__all__ = ["EmbeddingDropout", "LockedDropout", "RegularizedLSTM", "SequencePooling", "TruncateSequence", "stacked_lstm"]
+__all__ = [
+    "EmbeddingDropout",
+    "LSTMStackConfig",
+    "LockedDropout",
+    "RegularizedLSTM",
+    "SequencePooling",
+    "TruncateSequence",
+    "scaled_rate",
+    "stacked_lstm",
+]

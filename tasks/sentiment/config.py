@@ -5,7 +5,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lstmkit.config import TrainingConfig, check_positive, check_rate
+from lstmkit.config import (
+    TrainingConfig,
+    check_positive,
+    check_rate,
+    check_scaled_rates,
+)
+from lstmkit.layers import LSTMStackConfig
+
+# The recurrent encoder's defaults (see the regularizer ablation in BENCHMARKS.md).
+SENTIMENT_LSTM = LSTMStackConfig(units=128, bidirectional=True, input_dropout=0.25,
+                                 output_dropout=0.25)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,20 +36,6 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class LSTMConfig:
-    units: int = 128
-    layers: int = 1
-    bidirectional: bool = True
-    variational_dropout: float = 0.25
-    output_dropout: float = 0.25
-    l2: float = 0.0
-
-    def __post_init__(self):
-        check_positive(self, "units", "layers")
-        check_rate(self, "variational_dropout", "output_dropout")
-
-
-@dataclasses.dataclass(frozen=True)
 class SentimentConfig:
     # Text standardization before splitting on whitespace: punctuation marks become
     # tokens of their own ("split_punctuation") or are removed ("strip_punctuation").
@@ -52,20 +48,25 @@ class SentimentConfig:
     embedding_dropout: float = 0.0
     pooling: Literal["last", "max", "mean", "attention"] = "max"
     classifier_dropout: float = 0.3
-    lstm: LSTMConfig = LSTMConfig()
+    # Scales every dropout rate above and in lstm at once (one knob for tuning).
+    dropout_multiplier: float = 1.0
+    lstm: LSTMStackConfig = SENTIMENT_LSTM
     data: DataConfig = DataConfig()
     train: TrainingConfig = TrainingConfig()
 
     def __post_init__(self):
         check_positive(self, "vocab_size", "max_length", "embedding_dim")
         check_rate(self, "embedding_dropout", "classifier_dropout")
+        check_positive(self, "dropout_multiplier")
+        check_scaled_rates(self, self.dropout_multiplier, "embedding_dropout", "classifier_dropout")
+        self.lstm.check_multiplier(self.dropout_multiplier)
 
 
 TINY = SentimentConfig(
     vocab_size=2_000,
     max_length=40,
     embedding_dim=16,
-    lstm=LSTMConfig(units=8),
+    lstm=dataclasses.replace(SENTIMENT_LSTM, units=8),
     train=TrainingConfig(epochs=2, batch_size=32, learning_rate=3e-3),
     data=DataConfig(max_train_examples=400),
 )

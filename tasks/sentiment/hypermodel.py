@@ -18,8 +18,9 @@ def search_space(hp, config: SentimentConfig) -> SentimentConfig:
         units=choice(hp, "lstm.units", [32, 64, 128, 256], config.lstm.units),
         layers=choice(hp, "lstm.layers", [1, 2], config.lstm.layers),
         bidirectional=hp.Boolean("lstm.bidirectional", default=config.lstm.bidirectional),
-        variational_dropout=rate(hp, "lstm.variational_dropout", config.lstm.variational_dropout),
+        input_dropout=rate(hp, "lstm.input_dropout", config.lstm.input_dropout),
         output_dropout=rate(hp, "lstm.output_dropout", config.lstm.output_dropout),
+        weight_drop=rate(hp, "lstm.weight_drop", config.lstm.weight_drop),
     )
     train = dataclasses.replace(
         config.train,

@@ -2,8 +2,12 @@
 
 import keras
 
-from lstmkit.layers import EmbeddingDropout, SequencePooling, TruncateSequence, stacked_lstm
-
+from lstmkit.layers import (
+    EmbeddingDropout,
+    SequencePooling,
+    TruncateSequence,
+    scaled_rate,
+)
 from tasks.sentiment.config import SentimentConfig
 from tasks.sentiment.data import LABEL_NAMES
 
@@ -39,21 +43,15 @@ def build_model(config: SentimentConfig, vocabulary: list[str]) -> keras.Model:
     text = keras.Input(shape=(), dtype="string", name="text")
     tokens = vectorizer(config, vocabulary)(text)
     tokens = TruncateSequence(config.max_length, name="truncate")(tokens)
-    x = EmbeddingDropout(len(vocabulary), config.embedding_dim, rate=config.embedding_dropout,
+    multiplier = config.dropout_multiplier
+    x = EmbeddingDropout(len(vocabulary), config.embedding_dim,
+                         rate=scaled_rate(config.embedding_dropout, multiplier),
                          mask_zero=True, name="embedding")(tokens)
-    lstm = config.lstm
-    x = stacked_lstm(
-        x,
-        lstm.units,
-        num_layers=lstm.layers,
-        bidirectional=lstm.bidirectional,
-        variational_dropout=lstm.variational_dropout,
-        output_dropout=lstm.output_dropout,
-        l2=lstm.l2,
-        return_sequences=config.pooling != "last",
-    )
+    x = config.lstm.apply(x, return_sequences=config.pooling != "last",
+                          dropout_multiplier=multiplier)
     if config.pooling != "last":
         x = SequencePooling(config.pooling, name="pooling")(x)
-    x = keras.layers.Dropout(config.classifier_dropout, name="classifier_dropout")(x)
+    x = keras.layers.Dropout(scaled_rate(config.classifier_dropout, multiplier),
+                             name="classifier_dropout")(x)
     probabilities = keras.layers.Dense(len(LABEL_NAMES), activation="softmax", name="probabilities")(x)
     return keras.Model(text, probabilities, name="sentiment")

@@ -61,6 +61,10 @@ class SentimentTask(Task):
         layer.adapt(train_dataset.map(lambda text, label: text).batch(1024))
         return {"vocabulary": [str(token) for token in layer.get_vocabulary()]}
 
+    def placeholder_preprocessing(self, config) -> dict:
+        # TextVectorization's own first two entries: padding and out-of-vocabulary.
+        return {"vocabulary": ["", "[UNK]"] + [f"word{i}" for i in range(config.vocab_size - 2)]}
+
     def build_model(self, config, preprocessing: dict):
         return sentiment_model.build_model(config, preprocessing["vocabulary"])
 

@@ -28,7 +28,7 @@ def test_overrides_are_typed_and_nested():
         ("lstm=3", "unknown config key 'lstm'"),
         ("lstm.units=many", "lstm.units must be of type int"),
         ("pooling=median", "pooling must be one of 'last', 'max', 'mean', 'attention'"),
-        ("lstm.variational_dropout=1.5", "variational_dropout must be in [0, 1)"),
+        ("lstm.input_dropout=1.5", "input_dropout must be in [0, 1)"),
         ("units", "--set takes KEY=VALUE"),
     ],
 )

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.conftest import ROOT
@@ -183,12 +184,19 @@ def test_predict_reads_stdin(tiny_run):
     assert result.stderr == ""  # no TensorFlow log noise on a normal run
 
 
-def test_weight_averaging_checkpoints_the_averaged_weights(shared_data, tmp_path, run_cli):
+@pytest.mark.parametrize("averaging", [
+    ["train.ema_momentum=0.9"],
+    ["train.weight_averaging=swa", "train.averaging_start_epoch=1",
+     "train.lr_schedule=cosine", "train.warmup_epochs=0.5"],
+    ["train.weight_averaging=nt_asgd", "train.averaging_patience=0", "train.lr_schedule=plateau"],
+])
+def test_weight_averaging_checkpoints_the_averaged_weights(shared_data, tmp_path, run_cli, averaging):
 
     import lstmkit.layers  # noqa: F401
 
+    settings = [arg for item in averaging for arg in ("--set", item)]
     code, _, err = run_cli("train", "sentiment", "--preset", "tiny", "--data", shared_data / "mr_polarity",
-                           "--runs-dir", tmp_path, "--set", "train.ema_momentum=0.9", "--set", "train.epochs=3")
+                           "--runs-dir", tmp_path, "--set", "train.epochs=3", *settings)
     assert code == 0, err
     (run_dir,) = (tmp_path / "sentiment").iterdir()
     reported = json.loads((run_dir / "metrics.json").read_text())["validation"]

@@ -2,6 +2,7 @@ import dataclasses
 
 import keras_tuner
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tasks.sentiment.config import SentimentConfig
@@ -36,4 +37,20 @@ def test_search_space_maps_hp_onto_the_config_and_defaults_to_it():
     hp.values["pooling"] = "attention"
     tuned = TASK.search_space(hp, config)
     assert tuned.lstm.units == 32 and tuned.pooling == "attention"
-    assert {"lstm.units", "lstm.variational_dropout", "train.learning_rate", "embedding_dropout"} <= set(hp.values)
+    assert {"lstm.units", "lstm.input_dropout", "train.learning_rate", "embedding_dropout"} <= set(hp.values)
+
+
+def test_dropout_multiplier_scales_every_rate_and_refuses_rates_of_one():
+    from lstmkit import config as config_lib
+    from lstmkit.errors import UserError
+
+    config = config_lib.apply_overrides(TASK.tiny_config(), [
+        "embedding_dropout=0.2", "classifier_dropout=0.4", "lstm.input_dropout=0.3",
+        "lstm.weight_drop=0.25", "lstm.output_dropout=0.1", "dropout_multiplier=2"])
+    model = build_model(config, TASK.placeholder_preprocessing(config)["vocabulary"])
+    lstm = model.get_layer("lstm_0_bidirectional").forward_layer
+    assert model.get_layer("embedding").rate == 0.4
+    assert model.get_layer("classifier_dropout").rate == 0.8
+    assert (lstm.variational_dropout, lstm.weight_drop, lstm.output_dropout) == (0.6, 0.5, 0.2)
+    with pytest.raises(UserError, match="dropout_multiplier 3 makes lstm.input_dropout 0.4 -> 1.2"):
+        config_lib.apply_overrides(TASK.tiny_config(), ["lstm.input_dropout=0.4", "dropout_multiplier=3"])
