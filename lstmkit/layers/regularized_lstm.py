@@ -173,6 +173,11 @@ class RegularizedLSTM(keras.layers.LSTM):
         def derived(offset):
             return None if seed is None else seed + offset
 
+        if keras.config.backend() == "tensorflow":
+            # XLA (Keras's jit_compile="auto" on CPU) compiles this layer's step loop into
+            # something about 2x slower than TensorFlow's own while loop (lstm_throughput);
+            # on GPU keras.layers.LSTM already opts out for cuDNN.
+            self.supports_jit = False
         self.input_dropout_layer = LockedDropout(variational_dropout, seed=derived(1))
         self.output_dropout_layer = LockedDropout(output_dropout, seed=derived(2))
         self.weight_drop_seed = keras.random.SeedGenerator(derived(3))
