@@ -9,7 +9,7 @@ import dataclasses
 class RecurrentLayerReport:
     path: str
     kind: str
-    fused_on_gpu: bool
+    fused_on_gpu: bool | None  # None: not an LSTM, not checked
     reasons: list[str]
     notes: list[str]
 
@@ -44,7 +44,9 @@ def recurrent_layer_reports(model) -> list[RecurrentLayerReport]:
         elif isinstance(layer, keras.layers.LSTM):
             reasons = keras_lstm_obstacles(layer)
         else:
-            reasons = [f"{type(layer).__name__} is not an LSTM (only LSTM and GRU have fused kernels)"]
+            reports.append(RecurrentLayerReport(path, type(layer).__name__, None, [],
+                                                ["not an LSTM: lstmkit checks LSTM layers only"]))
+            continue
         notes = []
         if masked:
             notes.append("masked input: the fused kernel needs right-padded sequences "
@@ -56,7 +58,8 @@ def recurrent_layer_reports(model) -> list[RecurrentLayerReport]:
 def format_reports(reports: list[RecurrentLayerReport]) -> list[str]:
     lines = []
     for report in reports:
-        verdict = "fused cuDNN kernel on GPU" if report.fused_on_gpu else "step loop (no fused kernel)"
+        verdict = {True: "fused cuDNN kernel on GPU", False: "step loop (no fused kernel)",
+                   None: "not checked"}[report.fused_on_gpu]
         lines.append(f"{report.path} ({report.kind}): {verdict}")
         lines.extend(f"    because: {reason}" for reason in report.reasons)
         lines.extend(f"    note: {note}" for note in report.notes)
