@@ -20,4 +20,4 @@ def test_reports_cover_plain_keras_lstms_wrappers_and_masks():
     assert "not an LSTM" in reports[3].notes[0]
     lines = format_reports(reports)
     assert lines[0].endswith("fused cuDNN kernel on GPU")
-    assert sum(line.startswith("    because:") for line in lines) == 3
+    assert sum(line.startswith("    because:") for line in lines) == 2
