@@ -152,9 +152,9 @@ class RegularizedLSTM(keras.layers.LSTM):
                        zoneout_hidden=zoneout_hidden)
         for name, rate in options.items():
             # zoneout 1 is allowed: the state never changes (a useful limiting case).
-            top_ok = rate <= 1.0 if name.startswith("zoneout") else rate < 1.0
-            if not (0.0 <= rate and top_ok):
-                raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
+            zoneout = name.startswith("zoneout")
+            if not (0.0 <= rate and (rate <= 1.0 if zoneout else rate < 1.0)):
+                raise ValueError(f"{name} must be in [0, {'1]' if zoneout else '1)'}, got {rate!r}")
         for name, weight in (("activation_l2", activation_l2),
                              ("temporal_activation_l2", temporal_activation_l2)):
             if weight < 0:
@@ -262,8 +262,6 @@ class RegularizedLSTM(keras.layers.LSTM):
                     activation=cell.activation, recurrent_activation=cell.recurrent_activation,
                     return_sequences=return_all, go_backwards=self.go_backwards, unroll=self.unroll,
                 )
-                if backend.backend() == "tensorflow":
-                    self.supports_jit = False
             except NotImplementedError:
                 result = None
         if result is None:
