@@ -20,9 +20,7 @@ def _walk(layer, path):
     if isinstance(layer, keras.layers.Bidirectional):
         yield from _walk(layer.forward_layer, f"{path}/forward")
         yield from _walk(layer.backward_layer, f"{path}/backward")
-    elif isinstance(layer, keras.layers.LSTM):
-        yield path, layer
-    elif isinstance(layer, keras.layers.RNN):
+    elif isinstance(layer, keras.layers.RNN):  # keras.layers.LSTM and its subclasses too
         yield path, layer
     elif hasattr(layer, "layers"):
         for child in layer.layers:
