@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from lstmkit.task import MAX_GENERATED_LENGTH
 from tasks import TASK_NAMES
 
 # TensorFlow's C++ log lines (oneDNN notes, CPU feature notes, a spurious DT_BOOL
@@ -125,10 +126,12 @@ def evaluate(task_name, run, data_source, split, runs_dir):
 
     task = get_task(task_name)
     metrics, report = evaluate_run(task, find_run(runs_dir, task.name, run), data_source, split)
-    click.echo(f"{metrics['split']} split of {metrics['data']}: {metrics['examples']} examples")
-    for key in ("accuracy", "precision", "recall", "f1", "macro_f1", "loss"):
+    click.echo(f"{metrics['split']} split of {metrics['data']}: {metrics['examples']} examples"
+               + (f", {metrics['characters']:,} characters" if "characters" in metrics else ""))
+    for key in ("accuracy", "precision", "recall", "f1", "macro_f1", "loss",
+                "nats_per_char", "bits_per_char", "perplexity"):
         if key in metrics:
-            click.echo(f"  {key:<10} {metrics[key]:.4f}")
+            click.echo(f"  {key:<14} {metrics[key]:.4f}")
     if "confusion_matrix" in metrics:
         labels = metrics["labels"]
         width = max(len(label) for label in labels) + 2
@@ -165,9 +168,48 @@ def predict(task_name, inputs, input_file, run, output_format, runs_dir):
     task = get_task(task_name)
     config, model = load_run(task, find_run(runs_dir, task.name, run))
     outputs = model.predict(task.parse_predict_inputs(items), verbose=0, batch_size=config.train.batch_size)
-    for record in task.prediction_records(config, items, outputs):
+    for record in task.prediction_records(config, model, items, outputs):
         text = record.pop("text")
         click.echo(json.dumps(record) if output_format == "json" else text)
+
+
+@cli.command()
+@TASK_ARGUMENT
+@click.option("--prompt", default="", show_default=True,
+              help="Text to continue (characters the model never saw are allowed); empty starts a new line.")
+@click.option("--length", type=click.IntRange(1, MAX_GENERATED_LENGTH), default=500, show_default=True,
+              help="How many characters to generate.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
+              help="Sampling temperature; 0 always picks the most likely character.")
+@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Sample only among the K most likely characters (0: all).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Sample only among the most likely characters holding P of the probability.")
+@click.option("--seed", type=int, default=None, help="Seed for repeatable text (default: a random one, printed).")
+@RUN_OPTION
+@RUNS_DIR_OPTION
+def generate(task_name, prompt, length, temperature, top_k, top_p, seed, run, runs_dir):
+    """Generate text with a trained run, printing it as it is produced."""
+    import secrets
+
+    import_tensorflow_quietly()
+    from lstmkit.evaluation import load_run
+    from lstmkit.runs import find_run
+    from tasks import get_task
+
+    task = get_task(task_name)
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    if temperature > 0:
+        click.echo(f"seed: {seed}", err=True)
+    config, model = load_run(task, find_run(runs_dir, task.name, run))
+    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    pieces = task.generate(config, model, prompt, length, sampling, seed)
+    click.echo(prompt, nl=False)
+    for piece in pieces:
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
+    click.echo()
 
 
 @cli.command()

@@ -83,8 +83,8 @@ def download_reachable() -> bool:
         return False
 
 
-def load_tfds(name: str, splits: list[str], offline_hint: str):
-    """``tfds.load(name, split=splits, as_supervised=True)``, failing fast offline.
+def load_tfds(name: str, splits: list[str], offline_hint: str, as_supervised: bool = True):
+    """``tfds.load(name, split=splits, as_supervised=...)``, failing fast offline.
 
     A dataset already prepared in the TFDS data directory loads without the network.
     Otherwise the download host is probed with a short timeout; if it cannot be
@@ -107,7 +107,7 @@ def load_tfds(name: str, splits: list[str], offline_hint: str):
         raise UserError(
             f"cannot download tfds:{name}: no network connection to {DOWNLOAD_PROBE[0]}; {offline_hint}"
         )
-    return tfds.load(name, split=splits, as_supervised=True)
+    return tfds.load(name, split=splits, as_supervised=as_supervised)
 
 
 def fingerprint(dataset) -> str:

@@ -14,13 +14,18 @@ from typing import Any, Callable, ClassVar
 
 from lstmkit.errors import UserError
 
+# The most a generative task produces per request: more is almost certainly a typo
+# (and would hold a server for minutes).
+MAX_GENERATED_LENGTH = 100_000
+
 
 @dataclasses.dataclass
 class DataSplits:
     """Unbatched ``tf.data.Dataset``s of ``(raw_input, label)`` pairs.
 
     ``test`` is the dataset's own test split when it has one, otherwise a seeded
-    split; ``validation`` always comes out of the training data.
+    split (or, where a task documents it, the validation split itself: the same
+    object); ``validation`` always comes out of the training data.
     """
 
     train: Any
@@ -80,6 +85,22 @@ class Task(abc.ABC):
         """Fit preprocessing on training data only; return its JSON-able state
         (a vocabulary, normalisation statistics...) for ``build_model``."""
 
+    def encode_labels(self, dataset, config, preprocessing: dict):
+        """Turn ``load_data``'s raw labels into what the loss reads, with the adapted
+        preprocessing (a language model's target characters become vocabulary ids).
+        Applied to every split before training and evaluation; labels that are class
+        ids already pass through unchanged."""
+        return dataset
+
+    def encode_splits(self, splits: DataSplits, config, preprocessing: dict) -> DataSplits:
+        """``encode_labels`` applied to train, validation and test (a test split that
+        is the validation split stays the same object)."""
+        train, validation = (self.encode_labels(dataset, config, preprocessing)
+                             for dataset in (splits.train, splits.validation))
+        test = validation if splits.test is splits.validation else self.encode_labels(
+            splits.test, config, preprocessing)
+        return dataclasses.replace(splits, train=train, validation=validation, test=test)
+
     def placeholder_preprocessing(self, config) -> dict:
         """A preprocessing state of the right shape without data (e.g. a vocabulary of
         ``vocab_size`` made-up tokens), so ``doctor`` can build the model offline."""
@@ -118,11 +139,17 @@ class Task(abc.ABC):
     def serving_signatures(self, config) -> dict[str, ServingSignature]:
         """Named endpoints for export; must include ``serving_default``."""
 
+    def generate(self, config, model, prompt: str, length: int, sampling: dict, seed: int):
+        """Yield generated text piece by piece after ``prompt`` (``length`` pieces);
+        ``sampling`` holds ``temperature``, ``top_k`` and ``top_p``. Only generative
+        tasks implement it."""
+        raise UserError(f"{self.name} is not a generative task; generate works for text generation tasks")
+
     @abc.abstractmethod
     def parse_predict_inputs(self, items: list[str]):
         """Turn command-line items (texts, file contents...) into a batch of raw input."""
 
-    def prediction_records(self, config, items: list[str], outputs) -> list[dict]:
+    def prediction_records(self, config, model, items: list[str], outputs) -> list[dict]:
         """One JSON-able record per input item; ``"text"`` is its one-line rendering.
 
         The default suits classifiers: the most probable label, its probability and

@@ -148,6 +148,7 @@ def train(
     else:
         preprocessing = runs.read_json(run_dir / "preprocessing.json")
 
+    splits = task.encode_splits(splits, config, preprocessing)
     settings = config.train
     train_batches, validation_batches, steps_per_epoch = fit_datasets(splits, settings, seed)
     model = task.build_model(config, preprocessing)

@@ -108,6 +108,7 @@ def tune(
     (directory / "command.txt").write_text(command + "\n", encoding="utf-8")
     preprocessing = task.adapt(config, splits.train)
     runs.write_json(directory / "preprocessing.json", preprocessing)
+    splits = task.encode_splits(splits, config, preprocessing)
 
     hypermodel = _hypermodel_class()(task, config, preprocessing, splits, seed)
     objective = keras_tuner.Objective(task.objective, direction=task.objective_direction)

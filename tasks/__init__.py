@@ -6,7 +6,7 @@ The registry below names them without importing them, so ``cli.py --help`` stays
 
 import importlib
 
-TASK_NAMES = ("sentiment",)
+TASK_NAMES = ("sentiment", "textgen")
 
 
 def get_task(name: str):

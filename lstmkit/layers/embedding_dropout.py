@@ -13,17 +13,32 @@ class EmbeddingDropout(keras.layers.Embedding):
     ``1 / (1 - rate)`` (Gal & Ghahramani 2016; the ``embedded_dropout`` of AWD-LSTM).
     At inference it is an ordinary embedding lookup. Only the rows the batch uses are
     masked, which costs one extra gather instead of touching the whole matrix.
+
+    Called with ``reverse=True`` on vectors of ``output_dim`` features, it returns their
+    logits over the vocabulary against the same matrix (tied input and output
+    embeddings, Press & Wolf 2017), plus a learned per-entry bias when
+    ``reverse_bias`` is set (AWD-LSTM's tied decoder has one).
     """
 
-    def __init__(self, input_dim, output_dim, rate=0.0, seed=None, **kwargs):
+    def __init__(self, input_dim, output_dim, rate=0.0, seed=None, reverse_bias=False, **kwargs):
         super().__init__(input_dim, output_dim, **kwargs)
+        self.reverse_bias = reverse_bias
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"rate must be in [0, 1), got {rate!r}")
         self.rate = rate
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs, training=False):
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if self.reverse_bias:
+            self.output_bias = self.add_weight(shape=(self.input_dim,), initializer="zeros",
+                                               name="output_bias")
+
+    def call(self, inputs, training=False, reverse=False):
+        if reverse:
+            logits = ops.matmul(inputs, ops.transpose(ops.cast(self.embeddings, inputs.dtype)))
+            return logits + self.output_bias if self.reverse_bias else logits
         outputs = super().call(inputs)
         if not training or self.rate == 0:
             return outputs
@@ -32,11 +47,20 @@ class EmbeddingDropout(keras.layers.Embedding):
         )
         return outputs * ops.take(row_keep, ops.cast(inputs, "int32"), axis=0)
 
-    def compute_output_spec(self, inputs, training=False):
+    def compute_output_spec(self, inputs, training=False, reverse=False):
         # keras.layers.Embedding's version takes no ``training`` argument.
+        if reverse:
+            return keras.KerasTensor((*inputs.shape[:-1], self.input_dim), dtype=self.compute_dtype)
         return super().compute_output_spec(inputs)
+
+    def compute_mask(self, inputs, mask=None):
+        # Keras passes no call arguments here: a float input is the reverse call, whose
+        # positions are those of the incoming mask; ids are masked where they are 0.
+        if "int" not in str(inputs.dtype):
+            return mask
+        return super().compute_mask(inputs, mask)
 
     def get_config(self):
         config = super().get_config()
-        config.update(rate=self.rate, seed=self.seed)
+        config.update(rate=self.rate, seed=self.seed, reverse_bias=self.reverse_bias)
         return config

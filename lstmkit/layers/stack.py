@@ -60,6 +60,7 @@ def stacked_lstm(
     l2: float = 0.0,
     dropout_multiplier: float = 1.0,
     return_sequences: bool = True,
+    return_state: bool = False,
     seed: int | None = None,
     name: str = "lstm",
 ):
@@ -87,12 +88,14 @@ def stacked_lstm(
         return scaled_rate(value, dropout_multiplier)
 
     x = inputs
+    states = []
     for index in range(num_layers):
         last = index == num_layers - 1
         penalty = keras.regularizers.L2(l2) if l2 else None
         layer = RegularizedLSTM(
             units[index],
             return_sequences=return_sequences or not last,
+            return_state=return_state,
             variational_dropout=rate(input_rates[index]),
             output_dropout=rate(output_dropout) if last else 0.0,
             weight_drop=rate(weight_drop[index]),
@@ -110,7 +113,10 @@ def stacked_lstm(
         if bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"{name}_{index}_bidirectional")
         x = layer(x)
-    return x
+        if return_state:
+            x, *layer_states = x
+            states.append(layer_states)
+    return (x, states) if return_state else x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,9 +156,11 @@ class LSTMStackConfig:
         """Raise a UserError if ``multiplier`` would push a rate to 1 or beyond."""
         check_scaled_rates(self, multiplier, *self.RATES, prefix=prefix)
 
-    def apply(self, inputs, return_sequences=True, dropout_multiplier=1.0, seed=None, name="lstm"):
+    def apply(self, inputs, return_sequences=True, dropout_multiplier=1.0, seed=None, name="lstm",
+              return_state=False):
         """``stacked_lstm(inputs, ...)`` with this config's settings."""
         settings = dataclasses.asdict(self)
         settings["num_layers"] = settings.pop("layers")
         return stacked_lstm(inputs, **settings, dropout_multiplier=dropout_multiplier,
-                            return_sequences=return_sequences, seed=seed, name=name)
+                            return_sequences=return_sequences, return_state=return_state,
+                            seed=seed, name=name)

@@ -1,0 +1,1 @@
+"""Character-level text generation: a stacked, regularized LSTM language model."""

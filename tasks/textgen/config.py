@@ -1,0 +1,74 @@
+"""The text generation task's config: one frozen dataclass per concern."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lstmkit.config import (
+    TrainingConfig,
+    check_positive,
+    check_rate,
+    check_scaled_rates,
+)
+from lstmkit.errors import UserError
+from lstmkit.layers import LSTMStackConfig
+
+TEXTGEN_LSTM = LSTMStackConfig(units=512, layers=1, input_dropout=0.1, output_dropout=0.1, weight_drop=0.1)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    # Characters per training window: the truncated-backpropagation length, and the
+    # context every evaluated character has at most (nanoGPT's block size is 256).
+    sequence_length: int = 256
+    validation_fraction: float = 0.1
+    # 0: no test text of its own; the validation part is reported as test too.
+    test_fraction: float = 0.0
+    # The most frequent characters of the training text form the vocabulary; any
+    # other character is out of vocabulary (one shared id).
+    max_vocabulary: int = 1_000
+    # Train on the first N characters of the training part only; 0 keeps all.
+    max_train_characters: int = 0
+
+    def __post_init__(self):
+        check_positive(self, "sequence_length", "max_vocabulary")
+        check_rate(self, "validation_fraction", "test_fraction")
+        if not self.validation_fraction > 0:
+            raise UserError("data.validation_fraction must be > 0: validation picks the best epoch")
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise UserError("data.validation_fraction + data.test_fraction must leave text to train on (< 1)")
+        if self.max_train_characters < 0:
+            raise UserError("data.max_train_characters must be >= 0 (0 keeps all)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextgenConfig:
+    embedding_dim: int = 128
+    # Drops whole characters (embedding rows) while training.
+    embedding_dropout: float = 0.0
+    # Share the input embedding with the output layer (needs embedding_dim == lstm.units).
+    tie_embeddings: bool = False
+    # Scales every dropout rate above and in lstm at once (one knob for tuning).
+    dropout_multiplier: float = 1.0
+    lstm: LSTMStackConfig = TEXTGEN_LSTM
+    data: DataConfig = DataConfig()
+    train: TrainingConfig = TrainingConfig(epochs=30, batch_size=64, learning_rate=2e-3, patience=3)
+
+    def __post_init__(self):
+        check_positive(self, "embedding_dim", "dropout_multiplier")
+        check_rate(self, "embedding_dropout")
+        check_scaled_rates(self, self.dropout_multiplier, "embedding_dropout")
+        self.lstm.check_multiplier(self.dropout_multiplier)
+        if self.lstm.bidirectional:
+            raise UserError("lstm.bidirectional must be false: a language model reads left to right")
+        if self.tie_embeddings and self.embedding_dim != self.lstm.units:
+            raise UserError(f"tie_embeddings needs embedding_dim == lstm.units "
+                            f"(now {self.embedding_dim} and {self.lstm.units}); set one to the other")
+
+
+TINY = TextgenConfig(
+    embedding_dim=16,
+    lstm=dataclasses.replace(TEXTGEN_LSTM, units=32),
+    data=DataConfig(sequence_length=32, max_train_characters=20_000),
+    train=TrainingConfig(epochs=2, batch_size=16, learning_rate=1e-2),
+)

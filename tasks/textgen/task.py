@@ -1,0 +1,190 @@
+"""The text generation task wired onto the lstmkit task contract."""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import numpy as np
+
+from lstmkit.errors import UserError
+from lstmkit.task import DataSplits, ServingSignature, Task
+from tasks.textgen import config as textgen_config
+from tasks.textgen import data as textgen_data
+from tasks.textgen import model as textgen_model
+from tasks.textgen.hypermodel import search_space
+
+
+class TextgenTask(Task):
+    """Character-level language modelling: predict each next character of raw text."""
+
+    name = "textgen"
+    config_class = textgen_config.TextgenConfig
+    objective = "val_loss"
+    objective_direction = "min"
+    default_data = "tfds:tiny_shakespeare"
+
+    def tiny_config(self):
+        return textgen_config.TINY
+
+    def load_data(self, source: str, config) -> DataSplits:
+        import tensorflow as tf
+
+        settings = config.data
+        corpus = textgen_data.read_source(source, settings.validation_fraction, settings.test_fraction)
+        train_text = corpus.train
+        if settings.max_train_characters:
+            train_text = train_text[:settings.max_train_characters]
+        window = settings.sequence_length
+
+        def dataset(text, part):
+            inputs, targets = textgen_data.windows(text, window)
+            if not inputs:
+                raise UserError(
+                    f"the {part} text of {source} has {len(text):,} characters, fewer than one window of "
+                    f"data.sequence_length + 1 = {window + 1}; use a longer text or lower "
+                    f"--set data.sequence_length"
+                )
+            return tf.data.Dataset.from_tensor_slices(
+                (tf.constant(inputs, tf.string), tf.constant(targets, tf.string)))
+
+        validation = dataset(corpus.validation, "validation")
+        test = validation if corpus.test is None else dataset(corpus.test, "test")
+        return DataSplits(dataset(train_text, "training"), validation, test, corpus.description)
+
+    def adapt(self, config, train_dataset) -> dict:
+        counts = collections.Counter()
+        for inputs, targets in train_dataset.as_numpy_iterator():
+            # Each target is its input shifted by one: its last character is the only new one.
+            counts.update(inputs.decode("utf-8") + targets.decode("utf-8")[-1:])
+        # The most frequent characters (ties: code point order), listed in code point order.
+        kept = sorted(counts, key=lambda char: (-counts[char], char))[:config.data.max_vocabulary]
+        return {"vocabulary": sorted(kept)}
+
+    def encode_labels(self, dataset, config, preprocessing: dict):
+        import tensorflow as tf
+
+        ids = textgen_model.character_ids(preprocessing["vocabulary"])
+        return dataset.map(lambda text, target: (text, tf.cast(ids(target[None])[0], tf.int32)))
+
+    def placeholder_preprocessing(self, config) -> dict:
+        # The printable ASCII characters and a newline: a typical English corpus.
+        return {"vocabulary": ["\n"] + [chr(code) for code in range(32, 127)]}
+
+    def build_model(self, config, preprocessing: dict):
+        return textgen_model.build_model(config, preprocessing["vocabulary"])
+
+    def loss(self, config):
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
+    def label_names(self, config) -> list[str]:
+        return []  # the vocabulary is in the run's preprocessing.json and in the model
+
+    def evaluate(self, model, dataset, config) -> dict:
+        """Mean negative log-likelihood of every target character, from a zero state at
+        each window's start, in nats, bits and perplexity."""
+        import tensorflow as tf
+
+        @tf.function
+        def summed_loss(texts, targets):
+            logits = tf.cast(model(texts, training=False), tf.float32)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+            counted = tf.cast(tf.not_equal(targets, 0), tf.float32)
+            return tf.reduce_sum(losses * counted), tf.reduce_sum(counted)
+
+        total, characters, windows = 0.0, 0.0, 0
+        for texts, targets in dataset.batch(config.train.batch_size):
+            loss, count = summed_loss(texts, targets)
+            total, characters, windows = total + float(loss), characters + float(count), windows + len(texts)
+        nats = total / characters
+        return {"examples": windows, "characters": int(characters), "loss": nats,
+                "nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
+
+    def serving_signatures(self, config) -> dict[str, ServingSignature]:
+        import tensorflow as tf
+
+        from lstmkit.task import MAX_GENERATED_LENGTH
+        from tasks.textgen.generation import CharacterSampler
+
+        def next_character(model):
+            sampler = CharacterSampler(model)
+            characters = sampler.vocabulary[textgen_model.SPECIAL_IDS:]
+
+            def serve(text):
+                logits, _ = sampler.start(text)
+                probabilities = tf.nn.softmax(logits[:, textgen_model.SPECIAL_IDS:])
+                batch = tf.shape(text)[0]
+                return {
+                    "probabilities": probabilities,
+                    "next_character": tf.gather(characters, tf.argmax(probabilities, axis=-1)),
+                    # One copy per row, so row-format (``instances``) requests work too.
+                    "vocabulary": tf.tile(characters[None], [batch, 1]),
+                }
+
+            return serve
+
+        def generate(model):
+            sampler = CharacterSampler(model)
+
+            def serve(prompt, length, temperature, seed):
+                checks = [
+                    tf.debugging.assert_positive(length, message="length must be >= 1"),
+                    tf.debugging.assert_less_equal(
+                        length, MAX_GENERATED_LENGTH, message=f"length must be <= {MAX_GENERATED_LENGTH}"),
+                    tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0"),
+                ]
+                with tf.control_dependencies(checks):
+                    generated = sampler.generate(prompt, length, temperature, tf.constant(0),
+                                                 tf.constant(1.0), seed)
+                return {"generated": generated}
+
+            return serve
+
+        return {
+            "serving_default": ServingSignature(
+                [tf.TensorSpec(shape=(None,), dtype=tf.string, name="text")], next_character),
+            "generate": ServingSignature([
+                tf.TensorSpec(shape=(None,), dtype=tf.string, name="prompt"),
+                tf.TensorSpec(shape=(), dtype=tf.int32, name="length"),
+                tf.TensorSpec(shape=(), dtype=tf.float32, name="temperature"),
+                tf.TensorSpec(shape=(), dtype=tf.int64, name="seed"),
+            ], generate),
+        }
+
+    def generate(self, config, model, prompt: str, length: int, sampling: dict, seed: int):
+        from tasks.textgen.generation import CharacterSampler
+
+        return CharacterSampler(model).stream(prompt, length, seed=seed, **sampling)
+
+    def parse_predict_inputs(self, items: list[str]):
+        import tensorflow as tf
+
+        from tasks.textgen.generation import EMPTY_PROMPT
+
+        return tf.constant([item or EMPTY_PROMPT for item in items], tf.string)
+
+    def prediction_records(self, config, model, items: list[str], outputs) -> list[dict]:
+        """The five most likely next characters after each input."""
+        vocabulary = model.get_layer("characters").get_vocabulary()
+        records = []
+        for item, logits in zip(items, outputs):
+            last = logits[max(len(item), 1) - 1, textgen_model.SPECIAL_IDS:].astype(np.float64)
+            probabilities = np.exp(last - last.max())
+            probabilities /= probabilities.sum()
+            top = np.argsort(-probabilities)[:5]
+            chars = [str(vocabulary[textgen_model.SPECIAL_IDS + i]) for i in top]
+            records.append({
+                "input": item,
+                "next": {char: float(probabilities[i]) for char, i in zip(chars, top)},
+                "text": "\t".join(f"{char!r} {probabilities[i]:.3f}" for char, i in zip(chars, top))
+                + f"\t{item if len(item) <= 40 else '...' + item[-37:]}",
+            })
+        return records
+
+
+TASK = TextgenTask()
