@@ -28,6 +28,12 @@ DATA = Path(os.environ.get("LSTMKIT_DATA", ROOT.parent / "shared" / "data"))
 MR_MODEL = [
     "max_length=64", "embedding_dim=300", "lstm.units=100", "train.batch_size=50",
 ]
+# Character language model sizes: see BENCHMARKS.md (textgen) for the measurements.
+TEXTGEN_QUICK = ["lstm.units=256", "train.batch_size=32", "train.epochs=9", "train.lr_schedule=cosine"]
+TEXTGEN_FULL = ["train.epochs=30", "train.lr_schedule=cosine"]
+# The sample printed with a textgen benchmark.
+SAMPLE = {"prompt": "ROMEO:", "length": 300, "temperature": 0.8, "seed": 1}
+
 BENCHMARKS = {
     "sentiment_mr": (
         "sentiment",
@@ -43,11 +49,22 @@ BENCHMARKS = {
         ["max_length=200", "train.epochs=3", "train.patience=1"],
         "aclImdb train (25k, 10% held out for validation) -> aclImdb test (25k), no pretrained vectors",
     ),
+    "textgen_shakespeare": (
+        "textgen",
+        DATA / "tinyshakespeare" / "input.txt",
+        TEXTGEN_FULL,
+        TEXTGEN_QUICK,
+        "tiny shakespeare (1,115,394 characters): first 90% train, last 10% validation, "
+        "scored in 256-character windows from a zero state (nanoGPT's split and block size)",
+    ),
 }
 
 
+# textgen_batching compares the two ways of cutting the text on a smaller model.
+TEXTGEN_BATCHING = ["lstm.units=256", "train.batch_size=32", "data.sequence_length=128"]
+
 # Benchmarks that are not one training run.
-SPECIAL = ("lstm_throughput", "regularizer_ablation")
+SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching")
 
 
 def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict:
@@ -56,6 +73,11 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
         from benchmarks import lstm_throughput
 
         result = lstm_throughput.run(quick=quick, seed=seed)
+    elif name == "textgen_batching":
+        from benchmarks import textgen_batching
+
+        text = (DATA / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+        result = textgen_batching.run(text, TEXTGEN_BATCHING + overrides, 1 if quick else 2, seed)
     else:
         from benchmarks import regularizer_ablation
 
@@ -64,6 +86,35 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
         result = regularizer_ablation.run(mr_quick + overrides, DATA / "mr_polarity", seeds)
     return {"benchmark": name, "quick": quick, **result,
             "seconds": round(time.perf_counter() - started, 1)}
+
+
+def textgen_summary(task, result, config, source) -> dict:
+    """Validation nats/bits per character, training throughput, and a sample."""
+    import csv
+
+    from lstmkit.data import count
+    from lstmkit.evaluation import load_run
+
+    validation = result.metrics["validation"]
+    with (result.run_dir / "history.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    train_seconds = sum(float(row["train_seconds"]) for row in rows)
+    # Every epoch trains on the same windows: count them once from the data.
+    splits = task.load_data(str(source), config)
+    characters = count(splits.train) * config.data.sequence_length * len(rows)
+    _, model = load_run(task, result.run_dir)
+    sample = "".join(task.generate(config, model, SAMPLE["prompt"], SAMPLE["length"],
+                                   {"temperature": SAMPLE["temperature"], "top_k": 0, "top_p": 1.0},
+                                   SAMPLE["seed"]))
+    return {
+        "metric": "validation_nats_per_char",
+        "value": round(validation["nats_per_char"], 4),
+        "validation_bits_per_char": round(validation["bits_per_char"], 4),
+        "validation_perplexity": round(validation["perplexity"], 3),
+        "train_characters_per_second": round(characters / train_seconds),
+        "train_seconds": round(train_seconds, 1),
+        "sample": {**SAMPLE, "text": SAMPLE["prompt"] + sample},
+    }
 
 
 def main() -> None:
@@ -91,6 +142,13 @@ def main() -> None:
                        command=" ".join(sys.argv))
         seconds = time.perf_counter() - started
         history = (result.run_dir / "history.csv").read_text().strip().splitlines()
+        if task_name == "textgen":
+            summary = textgen_summary(task, result, config, source)
+    if task_name == "textgen":
+        print(json.dumps({"benchmark": args.name, "quick": args.quick, **summary,
+                          "seconds": round(seconds, 1), "epochs_run": len(history) - 1,
+                          "data": data_note, "seed": args.seed, "config": config_lib.to_dict(config)}))
+        return
     test = result.metrics["test"]
     print(json.dumps({
         "benchmark": args.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import keras
 from keras import ops
@@ -120,6 +121,26 @@ class WeightAveraging(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._swap_in()
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``train_seconds`` (the epoch's training batches) and ``epoch_seconds``
+    (with validation) to the epoch logs, so ``history.csv`` records throughput."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+        self._trained = None
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_started", None) is not None and self._trained is None:
+            self._trained = time.perf_counter() - self._started
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self._started
+        if logs is not None:
+            logs["train_seconds"] = self._trained if self._trained is not None else elapsed
+            logs["epoch_seconds"] = elapsed
+        self._started = None
 
 
 def learning_rate(settings, steps_per_epoch: int):

@@ -21,7 +21,8 @@ def training_curves(history_csv: Path, output: Path) -> None:
         rows = list(csv.DictReader(handle))
     if not rows:
         return
-    names = [name for name in rows[0] if name not in ("epoch", "learning_rate") and not name.startswith("val_")]
+    names = [name for name in rows[0] if name not in ("epoch", "learning_rate", "train_seconds", "epoch_seconds")
+             and not name.startswith("val_")]
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
     epochs = [int(row["epoch"]) + 1 for row in rows]

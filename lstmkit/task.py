@@ -101,6 +101,14 @@ class Task(abc.ABC):
             splits.test, config, preprocessing)
         return dataclasses.replace(splits, train=train, validation=validation, test=test)
 
+    def training_batches(self, dataset, settings, seed: int):
+        """Batch the encoded training split for ``fit``: by default reshuffled every
+        epoch (from ``seed``). A task whose model carries state from one batch to the
+        next (truncated backpropagation through time) orders the batches itself."""
+        from lstmkit.data import batched
+
+        return batched(dataset, settings.batch_size, shuffle=True, seed=seed, buffer=settings.shuffle_buffer)
+
     def placeholder_preprocessing(self, config) -> dict:
         """A preprocessing state of the right shape without data (e.g. a vocabulary of
         ``vocab_size`` made-up tokens), so ``doctor`` can build the model offline."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
-import math
 import sys
 from pathlib import Path
 
@@ -57,12 +56,11 @@ def compile_model(task: Task, model, config, steps_per_epoch: int) -> None:
     model.compile(optimizer=optimizer, loss=task.loss(config), metrics=task.metrics(config))
 
 
-def fit_datasets(splits, settings, seed: int):
+def fit_datasets(task: Task, splits, settings, seed: int):
     """Batched (train, validation) datasets for ``fit``, and the number of training
-    batches per epoch; training data is reshuffled each epoch, from ``seed``."""
-    train = data_lib.batched(splits.train, settings.batch_size, shuffle=True, seed=seed,
-                             buffer=settings.shuffle_buffer)
-    steps = math.ceil(data_lib.count(splits.train) / settings.batch_size)
+    batches per epoch; the task batches its training data (``training_batches``)."""
+    train = task.training_batches(splits.train, settings, seed)
+    steps = data_lib.count(train)
     return train, data_lib.batched(splits.validation, settings.batch_size), max(steps, 1)
 
 
@@ -113,6 +111,8 @@ def train(
     """
     import keras
 
+    from lstmkit.callbacks import EpochTimer
+
     run_dir = None
     if resume is not None:
         run_dir = runs.find_run(runs_root, task.name, resume, partial=True)
@@ -150,7 +150,7 @@ def train(
 
     splits = task.encode_splits(splits, config, preprocessing)
     settings = config.train
-    train_batches, validation_batches, steps_per_epoch = fit_datasets(splits, settings, seed)
+    train_batches, validation_batches, steps_per_epoch = fit_datasets(task, splits, settings, seed)
     model = task.build_model(config, preprocessing)
     compile_model(task, model, config, steps_per_epoch)
     monitor, mode = task.objective, task.objective_direction
@@ -170,6 +170,7 @@ def train(
             initial_value_threshold=best_logged_value(run_dir / "history.csv", monitor, mode),
         ),
         keras.callbacks.TerminateOnNaN(),
+        EpochTimer(),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]

@@ -8,7 +8,6 @@ is adapted once on the training data before the search.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 from lstmkit import config as config_lib
@@ -36,6 +35,15 @@ def rate(hp, name: str, current: float, high: float = 0.5, step: float = 0.05):
     return hp.Float(name, 0.0, high, step=step, default=min(current, high))
 
 
+def dropout_multiplier(hp, lstm, current: float):
+    """The one knob that scales every dropout rate (``dropout_multiplier``). Its top
+    keeps the largest scaled rate of ``lstm`` (an ``LSTMStackConfig``) at 0.95 or below;
+    searched rates stay <= 0.5, so 0.5 is the largest assumed for them."""
+    largest = max(0.5, *(getattr(lstm, name) for name in lstm.RATES))
+    top = max(round(0.95 / largest, 2), 0.5)
+    return hp.Float("dropout_multiplier", 0.5, top, default=min(max(current, 0.5), top))
+
+
 def _hypermodel_class():
     import keras_tuner
 
@@ -46,7 +54,6 @@ def _hypermodel_class():
             super().__init__(name=task.name)
             self.task, self.base_config = task, base_config
             self.preprocessing, self.splits, self.seed = preprocessing, splits, seed
-            self.train_examples = data_lib.count(splits.train)
 
         def config(self, hp):
             return self.task.search_space(hp, self.base_config)
@@ -54,14 +61,15 @@ def _hypermodel_class():
         def build(self, hp):
             config = self.config(hp)
             model = self.task.build_model(config, self.preprocessing)
-            steps_per_epoch = max(math.ceil(self.train_examples / config.train.batch_size), 1)
+            batches = self.task.training_batches(self.splits.train, config.train, self.seed)
+            steps_per_epoch = max(data_lib.count(batches), 1)
             compile_model(self.task, model, config, steps_per_epoch)
             return model
 
         def fit(self, hp, model, *args, **kwargs):
             # The batch size is a training choice, so batching happens per trial.
             settings = self.config(hp).train
-            train, validation, _ = fit_datasets(self.splits, settings, self.seed)
+            train, validation, _ = fit_datasets(self.task, self.splits, settings, self.seed)
             # Weight averaging and a plateau schedule are part of the trial's training.
             callbacks = training_callbacks(settings, self.task.objective,
                                            self.task.objective_direction)

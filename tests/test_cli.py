@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-COMMANDS = ["train", "evaluate", "predict", "export", "tune", "doctor"]
+COMMANDS = ["train", "evaluate", "predict", "generate", "export", "tune", "doctor"]
 
 
 @pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
@@ -126,3 +126,10 @@ def test_doctor_names_every_reason_a_layer_leaves_the_fused_kernel(run_cli):
     assert out.count("step loop (no fused kernel)") == 2
     assert out.count("because: zoneout") == 2 and out.count("because: recurrent_dropout=0.2") == 2
     assert "weight_drop" not in out.replace("weight_drop regularizes", "")
+
+
+def test_doctor_builds_the_language_model_without_data(run_cli):
+    code, out, err = run_cli("doctor", "textgen", "--set", "lstm.layers=2")
+    assert code == 0, err
+    assert "model: textgen" in out
+    assert out.count("fused cuDNN kernel on GPU") == 2  # one line per layer

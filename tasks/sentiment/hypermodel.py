@@ -7,7 +7,7 @@ config's value where that value is one of the choices.
 
 import dataclasses
 
-from lstmkit.tuning import choice, rate
+from lstmkit.tuning import choice, dropout_multiplier, rate
 
 from tasks.sentiment.config import SentimentConfig
 
@@ -28,12 +28,7 @@ def search_space(hp, config: SentimentConfig) -> SentimentConfig:
                                default=min(max(config.train.learning_rate, 1e-4), 1e-2)),
         batch_size=choice(hp, "train.batch_size", [32, 64, 128], config.train.batch_size),
     )
-    # One knob that scales every dropout rate; its top keeps the largest scaled rate at
-    # 0.95 or below (searched rates stay <= 0.5, the others are the config's).
-    largest = max(0.5, *(getattr(lstm, name) for name in lstm.RATES))
-    top = max(round(0.95 / largest, 2), 0.5)
-    multiplier = hp.Float("dropout_multiplier", 0.5, top,
-                          default=min(max(config.dropout_multiplier, 0.5), top))
+    multiplier = dropout_multiplier(hp, lstm, config.dropout_multiplier)
     return dataclasses.replace(
         config,
         dropout_multiplier=multiplier,

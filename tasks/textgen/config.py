@@ -18,9 +18,12 @@ TEXTGEN_LSTM = LSTMStackConfig(units=512, layers=1, input_dropout=0.1, output_dr
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    # Characters per training window: the truncated-backpropagation length, and the
-    # context every evaluated character has at most (nanoGPT's block size is 256).
-    sequence_length: int = 256
+    # Characters per training window (each starts from a zero state).
+    sequence_length: int = 128
+    # Characters per validation and test window, each scored from a zero state: the
+    # most context an evaluated character has (256 is nanoGPT's block size, so the
+    # losses compare with its character-level baseline).
+    validation_length: int = 256
     validation_fraction: float = 0.1
     # 0: no test text of its own; the validation part is reported as test too.
     test_fraction: float = 0.0
@@ -31,7 +34,7 @@ class DataConfig:
     max_train_characters: int = 0
 
     def __post_init__(self):
-        check_positive(self, "sequence_length", "max_vocabulary")
+        check_positive(self, "sequence_length", "validation_length", "max_vocabulary")
         check_rate(self, "validation_fraction", "test_fraction")
         if not self.validation_fraction > 0:
             raise UserError("data.validation_fraction must be > 0: validation picks the best epoch")
@@ -69,6 +72,6 @@ class TextgenConfig:
 TINY = TextgenConfig(
     embedding_dim=16,
     lstm=dataclasses.replace(TEXTGEN_LSTM, units=32),
-    data=DataConfig(sequence_length=32, max_train_characters=20_000),
+    data=DataConfig(sequence_length=32, validation_length=64, max_train_characters=20_000),
     train=TrainingConfig(epochs=2, batch_size=16, learning_rate=1e-2),
 )

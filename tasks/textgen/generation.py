@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from lstmkit.layers import RegularizedLSTM
-from tasks.textgen.model import SPECIAL_IDS
+from tasks.textgen.model import PADDING_ID, SPECIAL_IDS, output_logits, run_layers
 
 # An empty prompt starts a new line of text.
 EMPTY_PROMPT = "\n"
@@ -25,38 +24,22 @@ class CharacterSampler:
     """The layers of a ``tasks.textgen.model`` model, run for generation."""
 
     def __init__(self, model):
+        self.model = model
         self.characters = model.get_layer("characters")
-        self.embedding = model.get_layer("embedding")
-        self.recurrent = [layer for layer in model.layers if isinstance(layer, RegularizedLSTM)]
-        names = [layer.name for layer in model.layers]
-        self.output = None if "logits" not in names else model.get_layer("logits")
         self.vocabulary = tf.constant(self.characters.get_vocabulary())
-
-    def logits(self, outputs):
-        if self.output is None:  # tied embeddings
-            return self.embedding(outputs, reverse=True)
-        return self.output(outputs)
 
     def start(self, prompts):
         """Read the prompts; return the next-character logits and the LSTM states."""
         ids = self.characters(prompts_or_newline(prompts))
-        x, mask = self.embedding(ids), tf.not_equal(ids, 0)
-        states = []
-        for layer in self.recurrent:
-            # Masked steps carry the state on, so each prompt's state is that after its
-            # own last character.
-            x, hidden, cell = layer(x, mask=mask, training=False)
-            states += [hidden, cell]
-        return self.logits(states[-2]), states
+        # Masked (padding) steps carry the state on, so each prompt's final state is
+        # the one after its own last character.
+        _, states = run_layers(self.model, ids, mask=tf.not_equal(ids, PADDING_ID))
+        return output_logits(self.model, states[-2]), states
 
     def advance(self, ids, states):
         """Feed one character id per row; return the next logits and the new states."""
-        x = self.embedding(ids[:, None])
-        new_states = []
-        for index, layer in enumerate(self.recurrent):
-            x, hidden, cell = layer(x, initial_state=states[2 * index:2 * index + 2], training=False)
-            new_states += [hidden, cell]
-        return self.logits(new_states[-2]), new_states
+        logits, states = run_layers(self.model, ids[:, None], states)
+        return logits[:, 0], states
 
     @staticmethod
     def pick(logits, temperature, top_k, top_p, seed, step):

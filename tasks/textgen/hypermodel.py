@@ -6,7 +6,7 @@ config's (it sets what the validation loss measures), so neither is searched.
 
 import dataclasses
 
-from lstmkit.tuning import choice, rate
+from lstmkit.tuning import choice, dropout_multiplier, rate
 from tasks.textgen.config import TextgenConfig
 
 
@@ -26,10 +26,7 @@ def search_space(hp, config: TextgenConfig) -> TextgenConfig:
                                default=min(max(config.train.learning_rate, 3e-4), 1e-2)),
         batch_size=choice(hp, "train.batch_size", [32, 64, 128], config.train.batch_size),
     )
-    largest = max(0.5, *(getattr(lstm, name) for name in lstm.RATES))
-    top = max(round(0.95 / largest, 2), 0.5)
-    multiplier = hp.Float("dropout_multiplier", 0.5, top,
-                          default=min(max(config.dropout_multiplier, 0.5), top))
+    multiplier = dropout_multiplier(hp, lstm, config.dropout_multiplier)
     # Tied embeddings share one matrix, so their width is the LSTM's.
     embedding_dim = lstm.units if config.tie_embeddings else choice(
         hp, "embedding_dim", [32, 64, 128, 256], config.embedding_dim)

@@ -1,8 +1,16 @@
-"""The character language model: raw text in, next-character logits at every position out."""
+"""The character language model: raw text in, next-character logits at every position out.
+
+It trains by truncated backpropagation through time: the training text is cut into
+``batch_size`` contiguous streams, batch ``i`` holds window ``i`` of every stream, and
+each row starts from the LSTM state the same row ended the previous batch with
+(gradients stop at the batch boundary). Validation, evaluation, prediction and export
+run the plain functional model: every window or prompt starts from a zero state.
+"""
 
 import keras
 
-from lstmkit.layers import EmbeddingDropout, scaled_rate
+from lstmkit.errors import UserError
+from lstmkit.layers import EmbeddingDropout, RegularizedLSTM, scaled_rate
 from tasks.textgen.config import TextgenConfig
 
 # TextVectorization's own first two ids: 0 pads (and masks), 1 is out of vocabulary.
@@ -17,6 +25,77 @@ def character_ids(vocabulary: list[str], name: str = "characters") -> keras.laye
                                           vocabulary=vocabulary, name=name)
 
 
+def recurrent_layers(model) -> list:
+    return [layer for layer in model.layers if isinstance(layer, RegularizedLSTM)]
+
+
+def run_layers(model, ids, states=None, training=False, mask=None):
+    """The model's layers on character ids, each LSTM starting from ``states`` (a flat
+    ``[h, c, h, c, ...]`` list; None: zeros). Returns the logits at every position and
+    the final states, in the same flat layout."""
+    embedding = model.get_layer("embedding")
+    x = embedding(ids, training=training)
+    final_states = []
+    for index, layer in enumerate(recurrent_layers(model)):
+        initial = None if states is None else states[2 * index:2 * index + 2]
+        x, hidden, cell = layer(x, initial_state=initial, mask=mask, training=training)
+        final_states += [hidden, cell]
+    return output_logits(model, x), final_states
+
+
+def output_logits(model, outputs):
+    """Logits over the vocabulary from LSTM outputs (any leading shape)."""
+    if any(layer.name == "logits" for layer in model.layers):
+        return model.get_layer("logits")(outputs)
+    return model.get_layer("embedding")(outputs, reverse=True)  # tied embeddings
+
+
+class CarriedStates:
+    """Each training row's LSTM states, handed from one batch to the next.
+
+    Plain ``tf.Variable``s on a plain object, so Keras does not track them: they are
+    training bookkeeping, neither saved with the model nor exported.
+    """
+
+    def __init__(self, batch_size: int, units: list[int]):
+        import tensorflow as tf
+
+        self.variables = [tf.Variable(tf.zeros((batch_size, width)), trainable=False)
+                          for width in units for _ in ("h", "c")]
+
+
+@keras.saving.register_keras_serializable(package="lstmkit")
+class CharacterModel(keras.Model):
+    """The functional character model with a training step that carries state (TBPTT).
+
+    Its batches must be the same size and in stream order (``TextgenTask.training_batches``).
+    The step is written with ``tf.GradientTape``: it trains on the TensorFlow backend.
+    """
+
+    carried = None
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        if self.carried is None:
+            raise UserError("this textgen model was loaded, not built for training; train a new run")
+        texts, targets = data[:2]
+        ids = self.get_layer("characters")(texts)
+        with tf.GradientTape() as tape:
+            logits, states = run_layers(self, ids, [state.value() for state in self.carried.variables],
+                                        training=True)
+            loss = self.compute_loss(x=texts, y=targets, y_pred=logits, training=True)
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        for variable, state in zip(self.carried.variables, states):
+            variable.assign(tf.stop_gradient(state))
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+        return self.compute_metrics(texts, targets, logits)
+
+
 def build_model(config: TextgenConfig, vocabulary: list[str]) -> keras.Model:
     """``vocabulary`` is the training text's characters, without the special ids."""
     text = keras.Input(shape=(), dtype="string", name="text")
@@ -26,11 +105,14 @@ def build_model(config: TextgenConfig, vocabulary: list[str]) -> keras.Model:
     embedding = EmbeddingDropout(size, config.embedding_dim,
                                  rate=scaled_rate(config.embedding_dropout, multiplier),
                                  mask_zero=True, reverse_bias=config.tie_embeddings, name="embedding")
-    # The layers return their states so that generation can run them a step at a time.
+    # The layers return their states, so that training can carry them on and
+    # generation can run them a step at a time.
     x, _ = config.lstm.apply(embedding(ids), return_sequences=True, dropout_multiplier=multiplier,
                              return_state=True)
     if config.tie_embeddings:
         logits = embedding(x, reverse=True)
     else:
         logits = keras.layers.Dense(size, name="logits")(x)
-    return keras.Model(text, logits, name="textgen")
+    model = CharacterModel(text, logits, name="textgen")
+    model.carried = CarriedStates(config.train.batch_size, [config.lstm.units] * config.lstm.layers)
+    return model

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from lstmkit import data as data_lib
 from lstmkit.errors import UserError
 from lstmkit.task import DataSplits, ServingSignature, Task
 from tasks.textgen import config as textgen_config
@@ -35,22 +36,29 @@ class TextgenTask(Task):
         train_text = corpus.train
         if settings.max_train_characters:
             train_text = train_text[:settings.max_train_characters]
-        window = settings.sequence_length
 
-        def dataset(text, part):
+        def dataset(text, part, key):
+            window = getattr(settings, key)
             inputs, targets = textgen_data.windows(text, window)
             if not inputs:
                 raise UserError(
                     f"the {part} text of {source} has {len(text):,} characters, fewer than one window of "
-                    f"data.sequence_length + 1 = {window + 1}; use a longer text or lower "
-                    f"--set data.sequence_length"
+                    f"data.{key} + 1 = {window + 1}; use a longer text or lower --set data.{key}"
                 )
             return tf.data.Dataset.from_tensor_slices(
                 (tf.constant(inputs, tf.string), tf.constant(targets, tf.string)))
 
-        validation = dataset(corpus.validation, "validation")
-        test = validation if corpus.test is None else dataset(corpus.test, "test")
-        return DataSplits(dataset(train_text, "training"), validation, test, corpus.description)
+        train = dataset(train_text, "training", "sequence_length")
+        streams = config.train.batch_size
+        if data_lib.count(train) < streams:
+            raise UserError(
+                f"the training text of {source} makes {data_lib.count(train)} windows of "
+                f"{settings.sequence_length} characters, fewer than train.batch_size = {streams} streams; "
+                "use a longer text or lower --set train.batch_size or data.sequence_length"
+            )
+        validation = dataset(corpus.validation, "validation", "validation_length")
+        test = validation if corpus.test is None else dataset(corpus.test, "test", "validation_length")
+        return DataSplits(train, validation, test, corpus.description)
 
     def adapt(self, config, train_dataset) -> dict:
         counts = collections.Counter()
@@ -65,7 +73,23 @@ class TextgenTask(Task):
         import tensorflow as tf
 
         ids = textgen_model.character_ids(preprocessing["vocabulary"])
-        return dataset.map(lambda text, target: (text, tf.cast(ids(target[None])[0], tf.int32)))
+        # Cached: the ids never change, and encoding them again each epoch costs time.
+        return dataset.map(lambda text, target: (text, tf.cast(ids(target[None])[0], tf.int32))).cache()
+
+    def training_batches(self, dataset, settings, seed: int):
+        """Batches in stream order for truncated backpropagation through time: the
+        windows (in text order) are dealt into ``batch_size`` contiguous streams, and
+        batch ``i`` holds window ``i`` of every stream. Every epoch sees the same order
+        (the model carries each row's state on); the last windows that do not fill a
+        batch are left out."""
+        import tensorflow as tf
+
+        texts, targets = dataset.batch(data_lib.count(dataset)).get_single_element()
+        streams = settings.batch_size
+        steps = int(texts.shape[0]) // streams
+        order = np.arange(streams * steps).reshape(streams, steps).T
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.gather(texts, order), tf.gather(targets, order))).prefetch(tf.data.AUTOTUNE)
 
     def placeholder_preprocessing(self, config) -> dict:
         # The printable ASCII characters and a newline: a typical English corpus.

@@ -1,0 +1,157 @@
+"""Train a tiny character model on a slice of tiny shakespeare, then evaluate, predict,
+generate and export it, and refuse bad input with one line."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+@pytest.fixture(scope="session")
+def shakespeare_slice(shared_data, tmp_path_factory):
+    """The first 30,000 characters: 27,000 to train on (the tiny preset keeps 20,000),
+    the last 3,000 for validation."""
+    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:30_000]
+    path = tmp_path_factory.mktemp("corpus") / "shakespeare.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def textgen_run(tmp_path_factory, shakespeare_slice):
+    import cli
+
+    runs = tmp_path_factory.mktemp("runs")
+    try:
+        cli.main(["train", "textgen", "--preset", "tiny", "--data", str(shakespeare_slice),
+                  "--runs-dir", str(runs), "--seed", "7", "--set", "train.epochs=3"])
+    except SystemExit as exit_:
+        assert exit_.code in (0, None)
+    (run_dir,) = (runs / "textgen").iterdir()
+    return run_dir
+
+
+def history(run_dir):
+    lines = (run_dir / "history.csv").read_text().strip().splitlines()
+    header = lines[0].split(",")
+    return [dict(zip(header, map(float, line.split(",")))) for line in lines[1:]]
+
+
+def test_loss_goes_down_and_metrics_agree(textgen_run):
+    rows = history(textgen_run)
+    assert len(rows) == 3
+    vocabulary = json.loads((textgen_run / "preprocessing.json").read_text())["vocabulary"]
+    # Better than guessing uniformly, and better each epoch.
+    assert rows[0]["val_loss"] < math.log(len(vocabulary))
+    assert rows[2]["val_loss"] < rows[1]["val_loss"] < rows[0]["val_loss"]
+    assert rows[2]["train_seconds"] > 0 and rows[2]["epoch_seconds"] >= rows[2]["train_seconds"]
+    validation = json.loads((textgen_run / "metrics.json").read_text())["validation"]
+    # 3,000 validation characters make 46 windows of 64 (+1) characters.
+    assert validation["examples"] == 46 and validation["characters"] == 46 * 64
+    assert validation["bits_per_char"] == pytest.approx(validation["nats_per_char"] / math.log(2))
+    assert validation["perplexity"] == pytest.approx(math.exp(validation["nats_per_char"]))
+    # The best epoch's validation loss is the one Keras logged.
+    assert validation["nats_per_char"] == pytest.approx(min(row["val_loss"] for row in rows), abs=1e-4)
+
+
+def test_evaluate_on_a_text_file(textgen_run, run_cli, shared_data, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text()[-20_000:], encoding="utf-8")
+    code, out, err = run_cli("evaluate", "textgen", "--run", textgen_run, "--data", other)
+    assert code == 0, err
+    assert "bits_per_char" in out and "perplexity" in out
+    saved = json.loads((textgen_run / "evaluation-test.json").read_text())
+    # No test part of its own: the validation part (last 10%: 2,000 characters) is the test.
+    assert saved["characters"] == (2_000 - 1) // 64 * 64
+
+
+def test_generate_length_seed_and_greedy(textgen_run, run_cli):
+    def generate(*options):
+        code, out, err = run_cli("generate", "textgen", "--run", textgen_run, "--prompt", "ROMEO:", *options)
+        assert code == 0, err
+        assert out.startswith("ROMEO:") and out.endswith("\n")
+        return out[len("ROMEO:"):-1]
+
+    first = generate("--length", "120", "--seed", "3")
+    assert len(first) == 120
+    assert generate("--length", "120", "--seed", "3") == first
+    assert generate("--length", "120", "--seed", "4") != first
+    greedy = generate("--length", "60", "--temperature", "0")
+    assert generate("--length", "60", "--top-k", "1", "--temperature", "2", "--seed", "9") == greedy
+
+
+def test_generate_with_characters_the_model_never_saw(textgen_run, run_cli):
+    code, out, err = run_cli("generate", "textgen", "--run", textgen_run, "--prompt", "ŒUVRE 漢字:",
+                             "--length", "30", "--seed", "1", "--top-p", "0.9")
+    assert code == 0, err
+    assert out.startswith("ŒUVRE 漢字:") and len(out.rstrip("\n")) == len("ŒUVRE 漢字:") + 30
+
+
+def test_predict_lists_likely_next_characters(textgen_run, run_cli):
+    code, out, err = run_cli("predict", "textgen", "--run", textgen_run, "--format", "json", "First Citizen", "")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [row["input"] for row in rows] == ["First Citizen", ""]
+    for row in rows:
+        assert len(row["next"]) == 5 and 0 < sum(row["next"].values()) <= 1 + 1e-6
+
+
+def test_export_round_trip_both_signatures(textgen_run, run_cli, tmp_path):
+    code, out, err = run_cli("export", "textgen", "--run", textgen_run, "--base-path", tmp_path)
+    assert code == 0, err
+    exported = tf.saved_model.load(str(tmp_path / "textgen" / "1"))
+    assert set(exported.signatures) == {"serving_default", "generate"}
+    vocabulary = json.loads((textgen_run / "preprocessing.json").read_text())["vocabulary"]
+    served = exported.signatures["serving_default"](text=tf.constant(["First Citizen", "", "漢"]))
+    probabilities = served["probabilities"].numpy()
+    assert probabilities.shape == (3, len(vocabulary))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert [char.decode() for char in served["vocabulary"].numpy()[0]] == vocabulary
+    assert served["next_character"].numpy()[0].decode() == vocabulary[probabilities[0].argmax()]
+
+    generated = exported.signatures["generate"](
+        prompt=tf.constant(["ROMEO:"]), length=tf.constant(80), temperature=tf.constant(0.8),
+        seed=tf.constant(3, tf.int64))["generated"].numpy()[0].decode()
+    code, out, err = run_cli("generate", "textgen", "--run", textgen_run, "--prompt", "ROMEO:",
+                             "--length", "80", "--seed", "3")
+    assert code == 0, err
+    assert out == "ROMEO:" + generated + "\n"
+    with pytest.raises(tf.errors.InvalidArgumentError, match="length must be >= 1"):
+        exported.signatures["generate"](prompt=tf.constant(["a"]), length=tf.constant(0),
+                                        temperature=tf.constant(0.8), seed=tf.constant(3, tf.int64))
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--length", "0"], "--length"),
+    (["--length", "1000000"], "--length"),
+    (["--temperature", "-0.5"], "--temperature"),
+    (["--top-p", "0"], "--top-p"),
+    (["--top-p", "1.5"], "--top-p"),
+    (["--top-k", "-1"], "--top-k"),
+])
+def test_bad_generate_options(textgen_run, run_cli, options, message):
+    code, out, err = run_cli("generate", "textgen", "--run", textgen_run, *options)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_generate_refuses_a_classifier(run_cli, tiny_run):
+    code, _, err = run_cli("generate", "sentiment", "--run", tiny_run, "--seed", "1")
+    assert code == 2 and "not a generative task" in err
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "holds no text"),
+    (b"\xff\xfe not utf-8 " * 50, "not UTF-8"),
+    (b"short\n" * 5, "fewer than one window"),
+    (b"a short corpus\n" * 10, "fewer than train.batch_size = 16 streams"),
+])
+def test_bad_corpus_writes_nothing(run_cli, tmp_path, content, message):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(content)
+    runs = tmp_path / "runs"
+    code, out, err = run_cli("train", "textgen", "--preset", "tiny", "--data", corpus, "--runs-dir", runs)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not runs.exists() or not any(runs.rglob("*"))
