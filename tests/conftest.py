@@ -52,3 +52,19 @@ def tiny_run(tmp_path_factory, shared_data):
         assert exit_.code in (0, None)
     (run_dir,) = (runs / "sentiment").iterdir()
     return run_dir
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No TensorFlow Datasets download host and an empty TFDS data folder."""
+    import socket
+
+    from lstmkit import data
+
+    # A loopback port nobody listens on stands in for an unreachable download host.
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    monkeypatch.setattr(data, "DOWNLOAD_PROBE", ("127.0.0.1", port))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))

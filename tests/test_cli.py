@@ -72,17 +72,9 @@ def test_unknown_set_key_and_bad_value(run_cli, tmp_path):
     assert not runs.exists()
 
 
-def test_offline_tfds_fails_fast_with_a_local_files_hint(run_cli, tmp_path, monkeypatch, caplog):
-    import socket
+def test_offline_tfds_fails_fast_with_a_local_files_hint(run_cli, tmp_path, offline, caplog):
     import time
 
-    from lstmkit import data
-
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    monkeypatch.setattr(data, "DOWNLOAD_PROBE", ("127.0.0.1", closed.getsockname()[1]))
-    closed.close()
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     # An earlier, interrupted download leaves an empty dataset folder (TFDS warns about it).
     (tmp_path / "tfds" / "imdb_reviews" / "plain_text" / "1.0.0").mkdir(parents=True)
     started = time.perf_counter()
@@ -133,3 +125,9 @@ def test_doctor_builds_the_language_model_without_data(run_cli):
     assert code == 0, err
     assert "model: textgen" in out
     assert out.count("fused cuDNN kernel on GPU") == 2  # one line per layer
+
+
+def test_textgen_offline_default_data_says_how_to_use_local_text(run_cli, tmp_path, offline):
+    result = run_cli("train", "textgen", "--runs-dir", tmp_path / "runs")
+    _assert_one_line_error(*result, "tfds:tiny_shakespeare", "--data builtin")
+    assert not (tmp_path / "runs").exists()

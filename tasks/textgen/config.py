@@ -55,7 +55,9 @@ class TextgenConfig:
     dropout_multiplier: float = 1.0
     lstm: LSTMStackConfig = TEXTGEN_LSTM
     data: DataConfig = DataConfig()
-    train: TrainingConfig = TrainingConfig(epochs=30, batch_size=64, learning_rate=2e-3, patience=3)
+    # batch_size is also the number of contiguous streams the training text is dealt into.
+    train: TrainingConfig = TrainingConfig(epochs=20, batch_size=32, learning_rate=2e-3, patience=3,
+                                           lr_schedule="cosine")
 
     def __post_init__(self):
         check_positive(self, "embedding_dim", "dropout_multiplier")

@@ -33,17 +33,9 @@ def test_fingerprint_tracks_content_and_order():
     assert base != data.fingerprint(make(["b", "a"], [1, 0]))
 
 
-def test_tfds_fails_fast_when_download_host_is_unreachable(monkeypatch, tmp_path):
-    import socket
+def test_tfds_fails_fast_when_download_host_is_unreachable(offline):
     import time
 
-    # A loopback port nobody listens on stands in for an unreachable download host.
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    monkeypatch.setattr(data, "DOWNLOAD_PROBE", ("127.0.0.1", port))
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     started = time.perf_counter()
     with pytest.raises(UserError, match="cannot download tfds:imdb_reviews.*local files"):
         data.load_tfds("imdb_reviews", ["train"], "use local files")

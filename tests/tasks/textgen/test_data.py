@@ -1,11 +1,9 @@
 """Reading corpora and cutting them into windows for the character language model."""
 
 import gzip
-import socket
 
 import pytest
 
-from lstmkit import data as data_lib
 from lstmkit.errors import UserError
 from tasks import get_task
 from tasks.textgen import data
@@ -83,13 +81,7 @@ def test_bad_split_fractions_are_refused():
         DataConfig(validation_fraction=0.5, test_fraction=0.5)
 
 
-def test_tfds_shakespeare_fails_fast_offline(monkeypatch, tmp_path):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    monkeypatch.setattr(data_lib, "DOWNLOAD_PROBE", ("127.0.0.1", port))
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+def test_tfds_shakespeare_fails_fast_offline(offline):
     with pytest.raises(UserError, match="cannot download tfds:tiny_shakespeare.*--data builtin"):
         data.read_source("tfds:tiny_shakespeare", 0.1, 0.0)
 
