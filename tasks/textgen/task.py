@@ -37,30 +37,38 @@ class TextgenTask(Task):
         if settings.max_train_characters:
             train_text = train_text[:settings.max_train_characters]
 
-        def dataset(text, part, key):
+        def dataset(text, key, part=None):
             window = getattr(settings, key)
             inputs, targets = textgen_data.windows(text, window)
-            if not inputs:
+            if not inputs and part:
                 raise UserError(
                     f"the {part} text of {source} has {len(text):,} characters, fewer than one window of "
                     f"data.{key} + 1 = {window + 1}; use a longer text or lower --set data.{key}"
                 )
             return tf.data.Dataset.from_tensor_slices(
-                (tf.constant(inputs, tf.string), tf.constant(targets, tf.string)))
+                (tf.constant(inputs, tf.string, shape=[len(inputs)]),
+                 tf.constant(targets, tf.string, shape=[len(targets)])))
 
-        train = dataset(train_text, "training", "sequence_length")
-        streams = config.train.batch_size
-        if data_lib.count(train) < streams:
-            raise UserError(
-                f"the training text of {source} makes {data_lib.count(train)} windows of "
-                f"{settings.sequence_length} characters, fewer than train.batch_size = {streams} streams; "
-                "use a longer text or lower --set train.batch_size or data.sequence_length"
-            )
-        validation = dataset(corpus.validation, "validation", "validation_length")
-        test = validation if corpus.test is None else dataset(corpus.test, "test", "validation_length")
-        return DataSplits(train, validation, test, corpus.description)
+        # Too little training text is refused by adapt (before training), so that
+        # evaluate can still score a short text.
+        train = dataset(train_text, "sequence_length")
+        validation = dataset(corpus.validation, "validation_length", "validation")
+        test = validation if corpus.test is None else dataset(corpus.test, "validation_length", "test")
+        return DataSplits(train, validation, test, f"{corpus.description}; {len(train_text):,} to train on")
 
     def adapt(self, config, train_dataset) -> dict:
+        windows, streams = data_lib.count(train_dataset), config.train.batch_size
+        if windows == 0:
+            raise UserError(
+                f"the training text is shorter than one window of data.sequence_length + 1 = "
+                f"{config.data.sequence_length + 1} characters; use a longer text or lower --set data.sequence_length"
+            )
+        if windows < streams:
+            raise UserError(
+                f"the training text makes {windows} windows of {config.data.sequence_length} characters, "
+                f"fewer than train.batch_size = {streams} streams; use a longer text or lower "
+                "--set train.batch_size or data.sequence_length"
+            )
         counts = collections.Counter()
         for inputs, targets in train_dataset.as_numpy_iterator():
             # Each target is its input shifted by one: its last character is the only new one.
@@ -122,7 +130,9 @@ class TextgenTask(Task):
             return tf.reduce_sum(losses * counted), tf.reduce_sum(counted)
 
         total, characters, windows = 0.0, 0.0, 0
-        for texts, targets in dataset.batch(config.train.batch_size):
+        # Padded: "--split all" joins training windows and longer validation windows;
+        # padding targets (id 0) are not counted.
+        for texts, targets in dataset.padded_batch(config.train.batch_size):
             loss, count = summed_loss(texts, targets)
             total, characters, windows = total + float(loss), characters + float(count), windows + len(texts)
         nats = total / characters

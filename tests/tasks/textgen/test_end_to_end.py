@@ -142,16 +142,29 @@ def test_generate_refuses_a_classifier(run_cli, tiny_run):
     assert code == 2 and "not a generative task" in err
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "holds no text"),
-    (b"\xff\xfe not utf-8 " * 50, "not UTF-8"),
-    (b"short\n" * 5, "fewer than one window"),
-    (b"a short corpus\n" * 10, "fewer than train.batch_size = 16 streams"),
+@pytest.mark.parametrize("content, options, message", [
+    (b"", [], "holds no text"),
+    (b"\xff\xfe not utf-8 " * 50, [], "not UTF-8"),
+    (b"short\n" * 5, [], "fewer than one window"),
+    # 900 characters: 90 to validate (a window is 64 + 1), 810 to train on.
+    (b"a short corpus\n" * 60, ["--set", "data.sequence_length=1000"],
+     "shorter than one window of data.sequence_length + 1 = 1001"),
+    (b"a short corpus\n" * 60, ["--set", "train.batch_size=64"], "25 windows of 32 characters, fewer than train.batch_size = 64"),
 ])
-def test_bad_corpus_writes_nothing(run_cli, tmp_path, content, message):
+def test_bad_corpus_writes_nothing(run_cli, tmp_path, content, options, message):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(content)
     runs = tmp_path / "runs"
-    code, out, err = run_cli("train", "textgen", "--preset", "tiny", "--data", corpus, "--runs-dir", runs)
+    code, out, err = run_cli("train", "textgen", "--preset", "tiny", "--data", corpus, "--runs-dir", runs, *options)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not runs.exists() or not any(runs.rglob("*"))
+
+
+def test_evaluate_scores_a_text_too_short_to_train_on(textgen_run, run_cli, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("To be, or not to be, that is the question. " * 20, encoding="utf-8")  # 880 characters
+    code, out, err = run_cli("evaluate", "textgen", "--run", textgen_run, "--data", short, "--split", "all")
+    assert code == 0, err
+    saved = json.loads((textgen_run / "evaluation-all.json").read_text())
+    # 792 training characters make 24 windows of 32 (+1), the 88 validation ones 1 of 64.
+    assert saved["characters"] == 24 * 32 + 64
