@@ -29,7 +29,8 @@ MR_MODEL = [
     "max_length=64", "embedding_dim=300", "lstm.units=100", "train.batch_size=50",
 ]
 # Character language model sizes: see BENCHMARKS.md (textgen) for the measurements.
-TEXTGEN_QUICK = ["lstm.units=256", "train.epochs=9"]
+TEXTGEN_QUICK = ["lstm.units=256", "train.epochs=9", "lstm.input_dropout=0.1", "lstm.output_dropout=0.1",
+                 "lstm.weight_drop=0.1"]
 TEXTGEN_FULL: list[str] = []  # the task's defaults
 # The sample printed with a textgen benchmark.
 SAMPLE = {"prompt": "ROMEO:", "length": 300, "temperature": 0.8, "seed": 1}

@@ -101,12 +101,13 @@ class Task(abc.ABC):
             splits.test, config, preprocessing)
         return dataclasses.replace(splits, train=train, validation=validation, test=test)
 
-    def training_batches(self, dataset, settings, seed: int):
+    def training_batches(self, dataset, config, seed: int):
         """Batch the encoded training split for ``fit``: by default reshuffled every
         epoch (from ``seed``). A task whose model carries state from one batch to the
         next (truncated backpropagation through time) orders the batches itself."""
         from lstmkit.data import batched
 
+        settings = config.train
         return batched(dataset, settings.batch_size, shuffle=True, seed=seed, buffer=settings.shuffle_buffer)
 
     def placeholder_preprocessing(self, config) -> dict:

@@ -56,12 +56,12 @@ def compile_model(task: Task, model, config, steps_per_epoch: int) -> None:
     model.compile(optimizer=optimizer, loss=task.loss(config), metrics=task.metrics(config))
 
 
-def fit_datasets(task: Task, splits, settings, seed: int):
+def fit_datasets(task: Task, splits, config, seed: int):
     """Batched (train, validation) datasets for ``fit``, and the number of training
     batches per epoch; the task batches its training data (``training_batches``)."""
-    train = task.training_batches(splits.train, settings, seed)
+    train = task.training_batches(splits.train, config, seed)
     steps = data_lib.count(train)
-    return train, data_lib.batched(splits.validation, settings.batch_size), max(steps, 1)
+    return train, data_lib.batched(splits.validation, config.train.batch_size), max(steps, 1)
 
 
 def training_callbacks(settings, monitor: str, direction: str) -> list:
@@ -150,7 +150,7 @@ def train(
 
     splits = task.encode_splits(splits, config, preprocessing)
     settings = config.train
-    train_batches, validation_batches, steps_per_epoch = fit_datasets(task, splits, settings, seed)
+    train_batches, validation_batches, steps_per_epoch = fit_datasets(task, splits, config, seed)
     model = task.build_model(config, preprocessing)
     compile_model(task, model, config, steps_per_epoch)
     monitor, mode = task.objective, task.objective_direction

@@ -1,15 +1,15 @@
 """The character language model: raw text in, next-character logits at every position out.
 
-It trains by truncated backpropagation through time: the training text is cut into
-``batch_size`` contiguous streams, batch ``i`` holds window ``i`` of every stream, and
-each row starts from the LSTM state the same row ended the previous batch with
-(gradients stop at the batch boundary). Validation, evaluation, prediction and export
+With ``data.batching="streams"`` it trains by truncated backpropagation through time:
+the training text is cut into ``batch_size`` contiguous streams, batch ``i`` holds window
+``i`` of every stream, and each row starts from the LSTM state the same row ended the
+previous batch with (gradients stop at the batch boundary). With ``"windows"`` every
+shuffled window starts from a zero state. Validation, evaluation, prediction and export
 run the plain functional model: every window or prompt starts from a zero state.
 """
 
 import keras
 
-from lstmkit.errors import UserError
 from lstmkit.layers import EmbeddingDropout, RegularizedLSTM, scaled_rate
 from tasks.textgen.config import TextgenConfig
 
@@ -68,17 +68,19 @@ class CarriedStates:
 class CharacterModel(keras.Model):
     """The functional character model with a training step that carries state (TBPTT).
 
-    Its batches must be the same size and in stream order (``TextgenTask.training_batches``).
+    With ``carried`` set, its batches must be the same size and in stream order
+    (``TextgenTask.training_batches``); without, it trains as any Keras model.
     The step is written with ``tf.GradientTape``: it trains on the TensorFlow backend.
     """
 
+    # Set by build_model for stream batching; None trains each window from a zero state.
     carried = None
 
     def train_step(self, data):
         import tensorflow as tf
 
         if self.carried is None:
-            raise UserError("this textgen model was loaded, not built for training; train a new run")
+            return super().train_step(data)
         texts, targets = data[:2]
         ids = self.get_layer("characters")(texts)
         with tf.GradientTape() as tape:
@@ -114,5 +116,6 @@ def build_model(config: TextgenConfig, vocabulary: list[str]) -> keras.Model:
     else:
         logits = keras.layers.Dense(size, name="logits")(x)
     model = CharacterModel(text, logits, name="textgen")
-    model.carried = CarriedStates(config.train.batch_size, [config.lstm.units] * config.lstm.layers)
+    if config.data.batching == "streams":
+        model.carried = CarriedStates(config.train.batch_size, [config.lstm.units] * config.lstm.layers)
     return model

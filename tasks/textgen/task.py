@@ -63,7 +63,7 @@ class TextgenTask(Task):
                 f"the training text is shorter than one window of data.sequence_length + 1 = "
                 f"{config.data.sequence_length + 1} characters; use a longer text or lower --set data.sequence_length"
             )
-        if windows < streams:
+        if config.data.batching == "streams" and windows < streams:
             raise UserError(
                 f"the training text makes {windows} windows of {config.data.sequence_length} characters, "
                 f"fewer than train.batch_size = {streams} streams; use a longer text or lower "
@@ -84,16 +84,18 @@ class TextgenTask(Task):
         # Cached: the ids never change, and encoding them again each epoch costs time.
         return dataset.map(lambda text, target: (text, tf.cast(ids(target[None])[0], tf.int32))).cache()
 
-    def training_batches(self, dataset, settings, seed: int):
-        """Batches in stream order for truncated backpropagation through time: the
-        windows (in text order) are dealt into ``batch_size`` contiguous streams, and
-        batch ``i`` holds window ``i`` of every stream. Every epoch sees the same order
-        (the model carries each row's state on); the last windows that do not fill a
-        batch are left out."""
+    def training_batches(self, dataset, config, seed: int):
+        """Shuffled windows (``data.batching="windows"``), or batches in stream order for
+        truncated backpropagation through time: the windows (in text order) are dealt
+        into ``batch_size`` contiguous streams, and batch ``i`` holds window ``i`` of
+        every stream. Every epoch sees the same order (the model carries each row's
+        state on); the last windows that do not fill a batch are left out."""
         import tensorflow as tf
 
+        if config.data.batching == "windows":
+            return super().training_batches(dataset, config, seed)
         texts, targets = dataset.batch(data_lib.count(dataset)).get_single_element()
-        streams = settings.batch_size
+        streams = config.train.batch_size
         steps = int(texts.shape[0]) // streams
         order = np.arange(streams * steps).reshape(streams, steps).T
         return tf.data.Dataset.from_tensor_slices(
