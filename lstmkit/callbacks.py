@@ -132,15 +132,15 @@ class EpochTimer(keras.callbacks.Callback):
         self._trained = None
 
     def on_test_begin(self, logs=None):
-        if getattr(self, "_started", None) is not None and self._trained is None:
+        # Validation starts once per epoch, after the training batches.
+        if self._trained is None:
             self._trained = time.perf_counter() - self._started
 
     def on_epoch_end(self, epoch, logs=None):
         elapsed = time.perf_counter() - self._started
         if logs is not None:
-            logs["train_seconds"] = self._trained if self._trained is not None else elapsed
+            logs["train_seconds"] = elapsed if self._trained is None else self._trained
             logs["epoch_seconds"] = elapsed
-        self._started = None
 
 
 def learning_rate(settings, steps_per_epoch: int):

@@ -38,8 +38,8 @@ class CharacterSampler:
 
     def advance(self, ids, states):
         """Feed one character id per row; return the next logits and the new states."""
-        logits, states = run_layers(self.model, ids[:, None], states)
-        return logits[:, 0], states
+        outputs, states = run_layers(self.model, ids[:, None], states)
+        return output_logits(self.model, outputs[:, 0]), states
 
     @staticmethod
     def pick(logits, temperature, top_k, top_p, seed, step):

@@ -30,9 +30,10 @@ def recurrent_layers(model) -> list:
 
 
 def run_layers(model, ids, states=None, training=False, mask=None):
-    """The model's layers on character ids, each LSTM starting from ``states`` (a flat
-    ``[h, c, h, c, ...]`` list; None: zeros). Returns the logits at every position and
-    the final states, in the same flat layout."""
+    """The model's embedding and LSTM layers on character ids, each LSTM starting from
+    ``states`` (a flat ``[h, c, h, c, ...]`` list; None: zeros). Returns the last LSTM's
+    outputs at every position (``output_logits`` turns them into logits) and the final
+    states, in the same flat layout."""
     embedding = model.get_layer("embedding")
     x = embedding(ids, training=training)
     final_states = []
@@ -40,7 +41,7 @@ def run_layers(model, ids, states=None, training=False, mask=None):
         initial = None if states is None else states[2 * index:2 * index + 2]
         x, hidden, cell = layer(x, initial_state=initial, mask=mask, training=training)
         final_states += [hidden, cell]
-    return output_logits(model, x), final_states
+    return x, final_states
 
 
 def output_logits(model, outputs):
@@ -84,8 +85,9 @@ class CharacterModel(keras.Model):
         texts, targets = data[:2]
         ids = self.get_layer("characters")(texts)
         with tf.GradientTape() as tape:
-            logits, states = run_layers(self, ids, [state.value() for state in self.carried.variables],
-                                        training=True)
+            outputs, states = run_layers(self, ids, [state.value() for state in self.carried.variables],
+                                         training=True)
+            logits = output_logits(self, outputs)
             loss = self.compute_loss(x=texts, y=targets, y_pred=logits, training=True)
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, self.trainable_weights)
