@@ -155,7 +155,7 @@ def predict(task_name, inputs, input_file, run, output_format, runs_dir):
     import_tensorflow_quietly()
     from lstmkit.data import decode_utf8
     from lstmkit.evaluation import load_run
-    from lstmkit.runs import find_run
+    from lstmkit.runs import find_run, read_json
     from tasks import get_task
 
     items = list(inputs)
@@ -166,11 +166,20 @@ def predict(task_name, inputs, input_file, run, output_format, runs_dir):
     if not items:
         raise click.UsageError("nothing to predict; pass inputs as arguments, with --file FILE, or on stdin")
     task = get_task(task_name)
-    config, model = load_run(task, find_run(runs_dir, task.name, run))
-    outputs = model.predict(task.parse_predict_inputs(items), verbose=0, batch_size=config.train.batch_size)
-    for record in task.prediction_records(config, model, items, outputs):
-        text = record.pop("text")
-        click.echo(json.dumps(record) if output_format == "json" else text)
+    run_dir = find_run(runs_dir, task.name, run)
+    config, model = load_run(task, run_dir)
+    rejected = task.rejected_predict_inputs(config, items)
+    for item, reason in rejected.items():
+        click.echo(f"Error: {item}: {reason}", err=True)
+    items = [item for item in items if item not in rejected]
+    if items:
+        outputs = model.predict(task.parse_predict_inputs(config, items), verbose=0, batch_size=config.train.batch_size)
+        preprocessing = read_json(run_dir / "preprocessing.json")
+        for record in task.prediction_records(config, preprocessing, model, items, outputs):
+            text = record.pop("text")
+            click.echo(json.dumps(record) if output_format == "json" else text)
+    if rejected:
+        sys.exit(2)
 
 
 @cli.command()
@@ -217,16 +226,19 @@ def generate(task_name, prompt, length, temperature, top_k, top_p, seed, run, ru
 @RUN_OPTION
 @click.option("--base-path", default="saved_models", show_default=True,
               help="Export root; the model goes to BASE_PATH/TASK/<next version>/.")
+@click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite"]), default="savedmodel",
+              show_default=True, help="tflite: a TensorFlow Lite file (built-in ops) in BASE_PATH/TASK_tflite/<version>/.")
 @RUNS_DIR_OPTION
-def export(task_name, run, base_path, runs_dir):
-    """Export a trained run as a SavedModel for TensorFlow Serving."""
+def export(task_name, run, base_path, export_format, runs_dir):
+    """Export a trained run as a SavedModel for TensorFlow Serving (or TensorFlow Lite)."""
     import_tensorflow_quietly()
-    from lstmkit.export import export_run
+    from lstmkit.export import export_run, export_tflite
     from lstmkit.runs import find_run
     from tasks import get_task
 
     task = get_task(task_name)
-    click.echo(f"exported: {export_run(task, find_run(runs_dir, task.name, run), base_path)}")
+    exporter = export_tflite if export_format == "tflite" else export_run
+    click.echo(f"exported: {exporter(task, find_run(runs_dir, task.name, run), base_path)}")
 
 
 @cli.command()

@@ -76,15 +76,15 @@ def evaluate_run(task: Task, run_dir: Path, data_source: str | None, split: str)
 
     config, model = load_run(task, run_dir)
     source = data_source or runs.read_json(run_dir / "run.json")["data"]
-    splits = task.encode_splits(task.load_data(source, config), config,
-                                runs.read_json(run_dir / "preprocessing.json"))
+    preprocessing = runs.read_json(run_dir / "preprocessing.json")
+    splits = task.encode_splits(task.load_data(source, config), config, preprocessing)
     if split == "all":
         dataset = splits.train.concatenate(splits.validation)
         if splits.test is not splits.validation:  # a source without a test split of its own
             dataset = dataset.concatenate(splits.test)
     else:
         dataset = getattr(splits, split)
-    metrics = task.evaluate(model, dataset, config)
+    metrics = task.evaluate(model, dataset, config, preprocessing)
     metrics["data"] = source
     metrics["split"] = split
     report = run_dir / f"evaluation-{split}.json"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lstmkit import config as config_lib
 from lstmkit import runs
+from lstmkit.errors import UserError
 from lstmkit.evaluation import load_run
 from lstmkit.task import Task
 
@@ -26,43 +27,84 @@ def existing_versions(task_dir: Path) -> list[int]:
     return sorted(int(path.name) for path in task_dir.iterdir() if path.name.isdigit())
 
 
-def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models") -> Path:
-    """Export the best model of ``run_dir``; return the new version folder."""
+def _claim_next_version(task_dir: Path, staged: Path) -> Path:
+    """Rename ``staged`` to the next free integer version under ``task_dir``."""
+    while True:
+        version = (existing_versions(task_dir) or [0])[-1] + 1
+        target = task_dir / str(version)
+        try:
+            # Fails if another export took this version first; then take the next.
+            os.rename(staged, target)
+            return target
+        except OSError:
+            if not target.exists():
+                raise
+
+
+def _write_saved_model(model, signatures: dict, path: Path) -> None:
     import keras
 
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, signature in signatures.items():
+        archive.add_endpoint(name, signature.build_fn(model), input_signature=signature.input_signature)
+    archive.write_out(str(path), verbose=False)
+
+
+def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models") -> Path:
+    """Export the best model of ``run_dir``; return the new version folder."""
     config, model = load_run(task, run_dir)
     task_dir = Path(base_path) / task.name
     task_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=task_dir))
     try:
         saved_model = staging / "model"
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for name, signature in task.serving_signatures(config).items():
-            archive.add_endpoint(name, signature.build_fn(model), input_signature=signature.input_signature)
-        archive.write_out(str(saved_model), verbose=False)
-        (saved_model / "assets.extra").mkdir(exist_ok=True)
         run_info = runs.read_json(run_dir / "run.json")
+        preprocessing = runs.read_json(run_dir / "preprocessing.json")
+        _write_saved_model(model, task.serving_signatures(config, preprocessing), saved_model)
+        (saved_model / "assets.extra").mkdir(exist_ok=True)
         metrics_file = run_dir / "metrics.json"
         runs.write_json(saved_model / "assets.extra" / "lstmkit.json", {
             "task": task.name,
             "run": str(run_dir),
-            "labels": task.label_names(config),
+            "labels": task.label_names(config, preprocessing),
             "config": config_lib.to_dict(config),
             "metrics": runs.read_json(metrics_file) if metrics_file.is_file() else None,
             "train_fingerprint_sha256": run_info["train_fingerprint_sha256"],
             "data": run_info["data"],
             "versions": runs.library_versions(),
         })
-        while True:
-            version = (existing_versions(task_dir) or [0])[-1] + 1
-            target = task_dir / str(version)
-            try:
-                # Fails if another export took this version first; then take the next.
-                os.rename(saved_model, target)
-                return target
-            except OSError:
-                if not target.exists():
-                    raise
+        return _claim_next_version(task_dir, saved_model)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_tflite(task: Task, run_dir: Path, base_path: str | Path = "saved_models") -> Path:
+    """Convert the best model of ``run_dir`` to TensorFlow Lite with built-in ops only;
+    write ``BASE_PATH/<task>_tflite/<version>/`` holding ``model.tflite`` and
+    ``labels.txt`` (one class per line, in output order). Beside, not inside, the
+    SavedModel versions, so TensorFlow Serving's folder holds SavedModels only."""
+    import tensorflow as tf
+
+    config, model = load_run(task, run_dir)
+    preprocessing = runs.read_json(run_dir / "preprocessing.json")
+    signature = task.tflite_signature(config, preprocessing)
+    if signature is None:
+        raise UserError(f"{task.name} has no TensorFlow Lite export; use --format savedmodel")
+    task_dir = Path(base_path) / f"{task.name}_tflite"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=task_dir))
+    try:
+        # Converting from a SavedModel (not from concrete functions) freezes the
+        # variables the LSTM's while loop reads; otherwise the interpreter cannot find them.
+        _write_saved_model(model, {"serving_default": signature}, staging / "saved_model")
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(staging / "saved_model"))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        version = staging / "version"
+        version.mkdir()
+        (version / "model.tflite").write_bytes(converter.convert())
+        (version / "labels.txt").write_text("\n".join(task.label_names(config, preprocessing)) + "\n",
+                                            encoding="utf-8")
+        return _claim_next_version(task_dir, version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -101,10 +101,11 @@ class Task(abc.ABC):
             splits.test, config, preprocessing)
         return dataclasses.replace(splits, train=train, validation=validation, test=test)
 
-    def training_batches(self, dataset, config, seed: int):
+    def training_batches(self, dataset, config, preprocessing: dict, seed: int):
         """Batch the encoded training split for ``fit``: by default reshuffled every
         epoch (from ``seed``). A task whose model carries state from one batch to the
-        next (truncated backpropagation through time) orders the batches itself."""
+        next (truncated backpropagation through time) orders the batches itself; one
+        that augments its input (noise, shifts) does it here."""
         from lstmkit.data import batched
 
         settings = config.train
@@ -135,18 +136,25 @@ class Task(abc.ABC):
 
     # --- evaluation, prediction, export ---------------------------------------------
     @abc.abstractmethod
-    def label_names(self, config) -> list[str]:
-        """Class names, in output order."""
+    def label_names(self, config, preprocessing: dict) -> list[str]:
+        """Class names, in output order (fixed by the task, or found in the training
+        data by ``adapt`` and read back from ``preprocessing``)."""
 
-    def evaluate(self, model, dataset, config) -> dict:
+    def evaluate(self, model, dataset, config, preprocessing: dict) -> dict:
         """Metrics of ``model`` on an unbatched dataset; classification by default."""
         from lstmkit.evaluation import classification_metrics
 
-        return classification_metrics(model, dataset, self.label_names(config), config.train.batch_size)
+        return classification_metrics(model, dataset, self.label_names(config, preprocessing),
+                                      config.train.batch_size)
 
     @abc.abstractmethod
-    def serving_signatures(self, config) -> dict[str, ServingSignature]:
+    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
         """Named endpoints for export; must include ``serving_default``."""
+
+    def tflite_signature(self, config, preprocessing: dict) -> ServingSignature | None:
+        """The one endpoint of a TensorFlow Lite export (fixed shapes, built-in ops),
+        or None where the task has no on-device use."""
+        return None
 
     def generate(self, config, model, prompt: str, length: int, sampling: dict, seed: int):
         """Yield generated text piece by piece after ``prompt`` (``length`` pieces);
@@ -154,17 +162,22 @@ class Task(abc.ABC):
         tasks implement it."""
         raise UserError(f"{self.name} is not a generative task; generate works for text generation tasks")
 
-    @abc.abstractmethod
-    def parse_predict_inputs(self, items: list[str]):
-        """Turn command-line items (texts, file contents...) into a batch of raw input."""
+    def rejected_predict_inputs(self, config, items: list[str]) -> dict[str, str]:
+        """Command-line items that cannot be predicted (an unreadable file...), each
+        with a one-line reason; the rest are still predicted, and the command fails."""
+        return {}
 
-    def prediction_records(self, config, model, items: list[str], outputs) -> list[dict]:
+    @abc.abstractmethod
+    def parse_predict_inputs(self, config, items: list[str]):
+        """Turn command-line items (texts, file names...) into a batch of raw input."""
+
+    def prediction_records(self, config, preprocessing: dict, model, items: list[str], outputs) -> list[dict]:
         """One JSON-able record per input item; ``"text"`` is its one-line rendering.
 
         The default suits classifiers: the most probable label, its probability and
         the probability of every class.
         """
-        labels = self.label_names(config)
+        labels = self.label_names(config, preprocessing)
         records = []
         for item, row in zip(items, outputs):
             best = int(row.argmax())

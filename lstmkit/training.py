@@ -56,10 +56,10 @@ def compile_model(task: Task, model, config, steps_per_epoch: int) -> None:
     model.compile(optimizer=optimizer, loss=task.loss(config), metrics=task.metrics(config))
 
 
-def fit_datasets(task: Task, splits, config, seed: int):
+def fit_datasets(task: Task, splits, config, preprocessing: dict, seed: int):
     """Batched (train, validation) datasets for ``fit``, and the number of training
     batches per epoch; the task batches its training data (``training_batches``)."""
-    train = task.training_batches(splits.train, config, seed)
+    train = task.training_batches(splits.train, config, preprocessing, seed)
     steps = data_lib.count(train)
     return train, data_lib.batched(splits.validation, config.train.batch_size), max(steps, 1)
 
@@ -150,7 +150,7 @@ def train(
 
     splits = task.encode_splits(splits, config, preprocessing)
     settings = config.train
-    train_batches, validation_batches, steps_per_epoch = fit_datasets(task, splits, config, seed)
+    train_batches, validation_batches, steps_per_epoch = fit_datasets(task, splits, config, preprocessing, seed)
     model = task.build_model(config, preprocessing)
     compile_model(task, model, config, steps_per_epoch)
     monitor, mode = task.objective, task.objective_direction
@@ -192,8 +192,8 @@ def train(
     from lstmkit import plots
 
     metrics = {
-        "validation": task.evaluate(model, splits.validation, config),
-        "test": task.evaluate(model, splits.test, config),
+        "validation": task.evaluate(model, splits.validation, config, preprocessing),
+        "test": task.evaluate(model, splits.test, config, preprocessing),
     }
     runs.write_json(run_dir / "metrics.json", metrics)
     plots.training_curves(run_dir / "history.csv", run_dir / "training_curves.png")

@@ -61,7 +61,7 @@ def _hypermodel_class():
         def build(self, hp):
             config = self.config(hp)
             model = self.task.build_model(config, self.preprocessing)
-            batches = self.task.training_batches(self.splits.train, config, self.seed)
+            batches = self.task.training_batches(self.splits.train, config, self.preprocessing, self.seed)
             steps_per_epoch = max(data_lib.count(batches), 1)
             compile_model(self.task, model, config, steps_per_epoch)
             return model
@@ -70,7 +70,7 @@ def _hypermodel_class():
             # The batch size is a training choice, so batching happens per trial.
             config = self.config(hp)
             settings = config.train
-            train, validation, _ = fit_datasets(self.task, self.splits, config, self.seed)
+            train, validation, _ = fit_datasets(self.task, self.splits, config, self.preprocessing, self.seed)
             # Weight averaging and a plateau schedule are part of the trial's training.
             callbacks = training_callbacks(settings, self.task.objective,
                                            self.task.objective_direction)

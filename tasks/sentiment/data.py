@@ -16,7 +16,14 @@ import io
 import re
 from pathlib import Path
 
-from lstmkit.data import decode_utf8, is_archive, iter_archive_files, load_tfds, read_text, require_path
+from lstmkit.data import (
+    decode_utf8,
+    is_archive,
+    iter_archive_files,
+    load_tfds,
+    read_text,
+    require_path,
+)
 from lstmkit.errors import UserError
 
 LABEL_NAMES = ("negative", "positive")

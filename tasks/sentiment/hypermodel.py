@@ -8,7 +8,6 @@ config's value where that value is one of the choices.
 import dataclasses
 
 from lstmkit.tuning import choice, dropout_multiplier, rate
-
 from tasks.sentiment.config import SentimentConfig
 
 

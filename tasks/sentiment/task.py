@@ -7,9 +7,9 @@ import numpy as np
 from lstmkit.data import seeded_split, take
 from lstmkit.errors import UserError
 from lstmkit.task import DataSplits, ServingSignature, Task
-
 from tasks.sentiment import config as sentiment_config
 from tasks.sentiment import data as sentiment_data
+
 # Imported here, not lazily: loading a saved sentiment model needs the custom objects
 # this module registers with Keras (its text standardization).
 from tasks.sentiment import model as sentiment_model
@@ -79,13 +79,13 @@ class SentimentTask(Task):
     def search_space(self, hp, config):
         return search_space(hp, config)
 
-    def label_names(self, config) -> list[str]:
+    def label_names(self, config, preprocessing: dict) -> list[str]:
         return list(sentiment_data.LABEL_NAMES)
 
-    def serving_signatures(self, config) -> dict[str, ServingSignature]:
+    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
-        names = tf.constant(self.label_names(config))
+        names = tf.constant(self.label_names(config, preprocessing))
 
         def build(model):
             def serve(text):
@@ -103,7 +103,7 @@ class SentimentTask(Task):
             )
         }
 
-    def parse_predict_inputs(self, items: list[str]):
+    def parse_predict_inputs(self, config, items: list[str]):
         import tensorflow as tf
 
         return tf.constant(items, tf.string)

@@ -84,7 +84,7 @@ class TextgenTask(Task):
         # Cached: the ids never change, and encoding them again each epoch costs time.
         return dataset.map(lambda text, target: (text, tf.cast(ids(target[None])[0], tf.int32))).cache()
 
-    def training_batches(self, dataset, config, seed: int):
+    def training_batches(self, dataset, config, preprocessing: dict, seed: int):
         """Shuffled windows (``data.batching="windows"``), or batches in stream order for
         truncated backpropagation through time: the windows (in text order) are dealt
         into ``batch_size`` contiguous streams, and batch ``i`` holds window ``i`` of
@@ -93,7 +93,7 @@ class TextgenTask(Task):
         import tensorflow as tf
 
         if config.data.batching == "windows":
-            return super().training_batches(dataset, config, seed)
+            return super().training_batches(dataset, config, preprocessing, seed)
         texts, targets = dataset.batch(data_lib.count(dataset)).get_single_element()
         streams = config.train.batch_size
         steps = int(texts.shape[0]) // streams
@@ -116,10 +116,10 @@ class TextgenTask(Task):
     def search_space(self, hp, config):
         return search_space(hp, config)
 
-    def label_names(self, config) -> list[str]:
+    def label_names(self, config, preprocessing: dict) -> list[str]:
         return []  # the vocabulary is in the run's preprocessing.json and in the model
 
-    def evaluate(self, model, dataset, config) -> dict:
+    def evaluate(self, model, dataset, config, preprocessing: dict) -> dict:
         """Mean negative log-likelihood of every target character, from a zero state at
         each window's start, in nats, bits and perplexity."""
         import tensorflow as tf
@@ -141,7 +141,7 @@ class TextgenTask(Task):
         return {"examples": windows, "characters": int(characters), "loss": nats,
                 "nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
 
-    def serving_signatures(self, config) -> dict[str, ServingSignature]:
+    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
         from lstmkit.task import MAX_GENERATED_LENGTH
@@ -197,14 +197,14 @@ class TextgenTask(Task):
 
         return CharacterSampler(model).stream(prompt, length, seed=seed, **sampling)
 
-    def parse_predict_inputs(self, items: list[str]):
+    def parse_predict_inputs(self, config, items: list[str]):
         import tensorflow as tf
 
         from tasks.textgen.generation import EMPTY_PROMPT
 
         return tf.constant([item or EMPTY_PROMPT for item in items], tf.string)
 
-    def prediction_records(self, config, model, items: list[str], outputs) -> list[dict]:
+    def prediction_records(self, config, preprocessing: dict, model, items: list[str], outputs) -> list[dict]:
         """The five most likely next characters after each input."""
         vocabulary = model.get_layer("characters").get_vocabulary()
         records = []

@@ -1,0 +1,1 @@
+"""Keyword spotting: one-second clips of raw audio in, the spoken command out."""

@@ -1,0 +1,278 @@
+"""The speech-command task wired onto the lstmkit task contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lstmkit.audio import AudioFileError, read_wav, resample
+from lstmkit.data import load_tfds
+from lstmkit.errors import UserError
+from lstmkit.layers import FixedLength
+from lstmkit.task import DataSplits, ServingSignature, Task
+from tasks.speech_commands import config as speech_config
+from tasks.speech_commands import data as speech_data
+
+# Imported here, not lazily: loading a saved model needs the front-end layers it registers.
+from tasks.speech_commands import model as speech_model
+from tasks.speech_commands.config import SAMPLE_RATE
+from tasks.speech_commands.hypermodel import search_space
+
+# The 12 classes of the Speech Commands benchmark (and of --data builtin).
+SPEECH_COMMANDS_12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
+                      speech_data.SILENCE, speech_data.UNKNOWN)
+TFDS_HINT = ("point --data at a Speech Commands folder or archive (e.g. "
+             "../shared/data/speech_commands_v002_test/speech_commands_test_set_v0.02.tar.xz), "
+             "or use --data builtin (synthetic speech, works offline)")
+
+
+def to_clip(waveform, rate, clip_samples: int):
+    """One waveform at ``rate`` → ``clip_samples`` samples at 16 kHz, with the graph
+    code (and the model's own FixedLength layer) the exported model uses."""
+    return FixedLength(clip_samples)(resample(waveform, rate, SAMPLE_RATE)[None])[0]
+
+
+class SpeechCommandsTask(Task):
+    """Keyword spotting on one-second clips: raw audio in, keyword out."""
+
+    name = "speech_commands"
+    config_class = speech_config.SpeechConfig
+    objective = "val_accuracy"
+    objective_direction = "max"
+    default_data = "tfds:speech_commands"
+
+    def tiny_config(self):
+        return speech_config.TINY
+
+    # --- data ----------------------------------------------------------------------
+    def load_data(self, source: str, config) -> DataSplits:
+        if source.startswith("tfds:"):
+            return self._load_tfds(source[len("tfds:"):], config)
+        settings = config.data
+        if source == "builtin":
+            from tasks.speech_commands import synthesis
+
+            try:
+                waveforms, labels, speakers = synthesis.keyword_clips(settings.builtin_clips_per_class,
+                                                                      settings.split_seed)
+            except synthesis.SynthesisUnavailable as error:
+                raise UserError(str(error)) from None
+            clips = speech_data.Clips(waveforms, [synthesis.SAMPLE_RATE] * len(labels), labels, speakers,
+                                      [None] * len(labels))
+            skipped, layout = [], "synthetic eSpeak NG keywords"
+        else:
+            clips, skipped, layout = speech_data.read_folder(source, settings, config.clip_seconds)
+            speech_data.report_skipped(skipped, len(clips) + len(skipped), source)
+        if not clips:
+            first = f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+            raise UserError(f"no usable clips in {source}: all {len(skipped)} .wav files were refused{first}")
+        assigned = speech_data.assign_splits(clips, settings)
+        parts = {split: [i for i, name in enumerate(assigned) if name == split]
+                 for split in ("train", "validation", "test")}
+        for split, indices in parts.items():
+            if not indices:
+                raise UserError(f"{source} leaves no clips for the {split} split ({len(clips)} usable clips); "
+                                "add data or change data.validation_percentage/testing_percentage")
+        train_labels = {clips.labels[i] for i in parts["train"]}
+        if len(train_labels) < 2:
+            raise UserError(f"{source} has {len(train_labels)} class in its training split; "
+                            "keyword spotting needs at least 2 label folders")
+        for split in ("validation", "test"):
+            unseen = sorted({clips.labels[i] for i in parts[split]} - train_labels)
+            if unseen:
+                raise UserError(f"the {split} split of {source} has classes the training split lacks: "
+                                f"{', '.join(unseen)}; add training clips for them")
+        counts = ", ".join(f"{split} {len(indices)}" for split, indices in parts.items())
+        description = f"{source}: {layout}; {len(clips)} clips ({counts}), {len(train_labels)} classes"
+        return DataSplits(*(self._dataset(clips, parts[split], config) for split in parts), description)
+
+    def _dataset(self, clips, indices, config):
+        """Unbatched (16 kHz clip, label) pairs, resampled and cut once and cached."""
+        import tensorflow as tf
+
+        waveforms = tf.RaggedTensor.from_row_lengths(
+            np.concatenate([clips.waveforms[i] for i in indices]).astype(np.float32),
+            [len(clips.waveforms[i]) for i in indices])
+        rates = tf.constant([clips.rates[i] for i in indices], tf.int32)
+        labels = tf.constant([clips.labels[i] for i in indices], tf.string)
+        samples = config.clip_samples
+        return (tf.data.Dataset.from_tensor_slices((waveforms, rates, labels))
+                .map(lambda waveform, rate, label: (to_clip(waveform, rate, samples), label))
+                .cache())
+
+    def _load_tfds(self, name: str, config) -> DataSplits:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+
+        train, validation, test = load_tfds(name, ["train", "validation", "test"], TFDS_HINT)
+        samples = config.clip_samples
+        names = tf.constant(tfds.builder(name).info.features["label"].names)
+
+        def prepare(audio, label):
+            waveform = tf.cast(audio, tf.float32) / 32768.0
+            return to_clip(waveform, SAMPLE_RATE, samples), tf.gather(names, label)
+
+        return DataSplits(*(split.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+                            for split in (train, validation, test)),
+                          f"tfds:{name} (train/validation/test as published)")
+
+    def adapt(self, config, train_dataset) -> dict:
+        """The class names (in sorted order) and per-mel-band mean and variance of the
+        training clips' log-mel frames."""
+        import keras
+
+        labels = sorted({label.decode("utf-8") for label in train_dataset.map(lambda w, label: label)
+                         .as_numpy_iterator()})
+        layers = speech_model.front_end(config)
+        normalization = keras.layers.Normalization(axis=-1)
+        frames = train_dataset.batch(256).map(lambda waveform, label: layers[1](layers[0](waveform)))
+        normalization.adapt(frames)
+        return {
+            "labels": labels,
+            "mean": np.asarray(normalization.mean).reshape(-1).tolist(),
+            "variance": np.asarray(normalization.variance).reshape(-1).tolist(),
+        }
+
+    def placeholder_preprocessing(self, config) -> dict:
+        return {"labels": sorted(SPEECH_COMMANDS_12), "mean": [0.0] * config.num_mel_bins,
+                "variance": [1.0] * config.num_mel_bins}
+
+    def encode_labels(self, dataset, config, preprocessing: dict):
+        import keras
+        import tensorflow as tf
+
+        ids = keras.layers.StringLookup(vocabulary=preprocessing["labels"], num_oov_indices=0)
+        return dataset.map(lambda waveform, label: (waveform, tf.cast(ids(label), tf.int32)))
+
+    def training_batches(self, dataset, config, preprocessing: dict, seed: int):
+        """Shuffled, augmented batches: each clip shifted in time and, with
+        ``augment.noise_probability``, mixed with background noise (a random training
+        ``_silence_`` clip where there are some, else Gaussian noise) at a random
+        volume. The randomness is stateless, from ``seed``, and new every epoch."""
+        import tensorflow as tf
+
+        settings = config.augment
+        samples = config.clip_samples
+        shift = int(round(settings.time_shift_ms * SAMPLE_RATE / 1000))
+        noise_clips = None
+        if speech_data.SILENCE in preprocessing["labels"]:
+            silence = preprocessing["labels"].index(speech_data.SILENCE)
+            pool = [waveform for waveform, label in dataset.as_numpy_iterator() if label == silence]
+            if pool:
+                noise_clips = tf.constant(np.stack(pool[:1000]))
+
+        def augment(example, random):
+            waveform, label = example
+            seeds = tf.random.experimental.stateless_split(tf.stack([random, tf.constant(seed, tf.int64)]), 5)
+            offset = tf.random.stateless_uniform([], seeds[0], 0, 2 * shift + 1, tf.int32)
+            waveform = tf.pad(waveform, [[shift, shift]])[offset:offset + samples]
+            if noise_clips is not None:
+                pick = tf.random.stateless_uniform([], seeds[1], 0, tf.shape(noise_clips)[0], tf.int32)
+                noise = noise_clips[pick]
+            else:
+                noise = tf.random.stateless_normal([samples], seeds[1]) * 0.3
+            volume = tf.random.stateless_uniform([], seeds[2], 0.0, settings.noise_volume)
+            mixed = tf.random.stateless_uniform([], seeds[3]) < settings.noise_probability
+            waveform = waveform + tf.where(mixed, volume, 0.0) * noise
+            return tf.clip_by_value(waveform, -1.0, 1.0), label
+
+        randomness = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        shuffled = dataset.shuffle(config.train.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return (tf.data.Dataset.zip(shuffled, randomness)
+                .map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .batch(config.train.batch_size)
+                .prefetch(tf.data.AUTOTUNE))
+
+    # --- model ---------------------------------------------------------------------
+    def build_model(self, config, preprocessing: dict):
+        return speech_model.build_model(config, preprocessing)
+
+    def loss(self, config):
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def metrics(self, config) -> list:
+        return ["accuracy"]
+
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
+    # --- evaluation, prediction, export ---------------------------------------------
+    def label_names(self, config, preprocessing: dict) -> list[str]:
+        return list(preprocessing["labels"])
+
+    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
+        import tensorflow as tf
+
+        names = tf.constant(self.label_names(config, preprocessing))
+        samples = config.clip_samples
+
+        def outputs(probabilities):
+            return {"probabilities": probabilities,
+                    "label": tf.gather(names, tf.argmax(probabilities, axis=-1))}
+
+        def from_waveforms(model):
+            def serve(waveform):
+                return outputs(model(waveform, training=False))
+
+            return serve
+
+        def from_wav_bytes(model):
+            def decode(contents):
+                # Channels are averaged; decode_wav itself refuses anything but 16-bit PCM.
+                audio, rate = tf.audio.decode_wav(contents)
+                return to_clip(tf.reduce_mean(audio, axis=1), rate, samples)
+
+            def serve(wav):
+                waveforms = tf.map_fn(decode, wav, fn_output_signature=tf.TensorSpec([samples], tf.float32))
+                return outputs(model(waveforms, training=False))
+
+            return serve
+
+        return {
+            "serving_default": ServingSignature(
+                [tf.TensorSpec(shape=(None, None), dtype=tf.float32, name="waveform")], from_waveforms),
+            "wav_bytes": ServingSignature(
+                [tf.TensorSpec(shape=(None,), dtype=tf.string, name="wav")], from_wav_bytes),
+        }
+
+    def tflite_signature(self, config, preprocessing: dict) -> ServingSignature:
+        """One clip of ``clip_seconds`` at 16 kHz → probabilities (fixed shapes, as
+        microcontroller and phone runtimes want)."""
+        import tensorflow as tf
+
+        def build(model):
+            def serve(waveform):
+                return {"probabilities": model(waveform, training=False)}
+
+            return serve
+
+        return ServingSignature([tf.TensorSpec(shape=(1, config.clip_samples), dtype=tf.float32,
+                                               name="waveform")], build)
+
+    def rejected_predict_inputs(self, config, items: list[str]) -> dict[str, str]:
+        rejected = {}
+        for item in items:
+            path = Path(item)
+            if not path.is_file():
+                rejected[item] = "no such file" if not path.exists() else "not a file"
+                continue
+            try:
+                read_wav(path.read_bytes(), config.data.max_seconds)
+            except AudioFileError as error:
+                rejected[item] = str(error)
+        return rejected
+
+    def parse_predict_inputs(self, config, items: list[str]):
+        import tensorflow as tf
+
+        clips = []
+        for item in items:
+            waveform, rate = read_wav(Path(item).read_bytes(), config.data.max_seconds)
+            clips.append(to_clip(waveform, rate, config.clip_samples))
+        return tf.stack(clips)
+
+
+TASK = SpeechCommandsTask()

@@ -1,0 +1,146 @@
+"""Reading Speech Commands and FSDD layouts, speaker-disjoint splits, refused files."""
+
+import logging
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+
+from lstmkit.errors import UserError
+from tasks.speech_commands import data as speech_data
+from tasks.speech_commands.config import DataConfig, SpeechConfig
+from tasks.speech_commands.task import TASK
+from tests.lstmkit.test_audio import wav_bytes
+
+# 96 clips are too few for 10% validation and test splits by speaker.
+QUARTERS = SpeechConfig(data=DataConfig(validation_percentage=25, testing_percentage=25))
+
+
+def labels_of(dataset):
+    return [label.decode() for _, label in dataset.as_numpy_iterator()]
+
+
+def test_speaker_comes_from_the_name_before_nohash():
+    assert speech_data.speaker_of("0a7c2a8d_nohash_0.wav") == "0a7c2a8d"
+    assert speech_data.speaker_of("bed_0a7c2a8d_nohash_1.wav.wav") == "0a7c2a8d"
+    assert speech_data.speaker_of("17.wav") == "17"
+
+
+def test_hashed_split_is_stable_and_close_to_its_percentages():
+    speakers = [f"speaker{i}" for i in range(4000)]
+    splits = [speech_data.hashed_split(s, 10, 10, salt=0) for s in speakers]
+    assert splits == [speech_data.hashed_split(s, 10, 10, salt=0) for s in speakers]
+    assert splits != [speech_data.hashed_split(s, 10, 10, salt=1) for s in speakers]
+    assert 0.08 < splits.count("validation") / 4000 < 0.12 and 0.08 < splits.count("test") / 4000 < 0.12
+
+
+def test_speech_commands_folder_is_split_by_speaker(speech_slice):
+    config = QUARTERS
+    clips, skipped, layout = speech_data.read_folder(str(speech_slice), config.data, 1.0)
+    assert len(clips) == 96 and not skipped and layout == "Speech Commands layout"
+    assert sorted(set(clips.labels)) == sorted(TASK.placeholder_preprocessing(config)["labels"])
+    splits = speech_data.assign_splits(clips, config.data)
+    speakers = {name: {s for s, split in zip(clips.speakers, splits) if split == name}
+                for name in ("train", "validation", "test")}
+    assert all(speakers.values())
+    assert not (speakers["train"] & speakers["validation"] or speakers["train"] & speakers["test"]
+                or speakers["validation"] & speakers["test"])
+
+
+def test_speaker_folds_partition_the_speakers(speech_slice):
+    clips, _, _ = speech_data.read_folder(str(speech_slice), DataConfig(), 1.0)
+    tests = []
+    for fold in range(3):
+        splits = speech_data.assign_splits(clips, DataConfig(folds=3, fold=fold))
+        tests.append({s for s, split in zip(clips.speakers, splits) if split == "test"})
+        trained = {s for s, split in zip(clips.speakers, splits) if split != "test"}
+        assert not tests[-1] & trained
+    assert not (tests[0] & tests[1] or tests[0] & tests[2] or tests[1] & tests[2])
+    assert set.union(*tests) == set(clips.speakers)
+
+
+def test_list_files_decide_the_splits(speech_slice, tmp_path):
+    folder = tmp_path / "listed"
+    shutil.copytree(speech_slice, folder)
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.wav"))
+    (folder / "validation_list.txt").write_text("\n".join(names[:10]) + "\n")
+    (folder / "testing_list.txt").write_text("\n".join(names[10:30]) + "\n")
+    clips, _, layout = speech_data.read_folder(str(folder), DataConfig(), 1.0)
+    assert "lists" in layout
+    splits = speech_data.assign_splits(clips, DataConfig())
+    assert splits.count("validation") == 10 and splits.count("test") == 20 and splits.count("train") == 66
+
+
+def test_archive_reads_like_the_folder_and_background_noise_becomes_silence(speech_slice, tmp_path):
+    folder = tmp_path / "noise"
+    shutil.copytree(speech_slice, folder)
+    shutil.rmtree(folder / "_silence_")
+    (folder / "_background_noise_").mkdir()
+    noise = np.random.default_rng(0).uniform(-0.1, 0.1, 16_000 * 5 + 100)
+    (folder / "_background_noise_" / "white.wav").write_bytes(wav_bytes(noise))
+    archive = tmp_path / "speech.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="speech")
+    clips, _, _ = speech_data.read_folder(str(archive), DataConfig(), 1.0)
+    assert clips.labels.count("_silence_") == 5  # five whole seconds of noise
+    assert len(clips) == 88 + 5
+
+
+def test_fsdd_keeps_its_official_test_indices(fsdd_slice):
+    config = SpeechConfig()
+    splits = TASK.load_data(str(fsdd_slice), config)
+    assert "Free Spoken Digit" in splits.description
+    test = list(splits.test.as_numpy_iterator())
+    assert len(test) == 2 * 10 * 5  # indices 0-4 of two speakers, ten digits
+    waveform, _ = test[0]
+    assert waveform.shape == (16_000,) and waveform.dtype == np.float32  # 8 kHz → 16 kHz, padded
+    assert len(labels_of(splits.train)) + len(labels_of(splits.validation)) == 60
+
+
+def test_bad_files_are_listed_with_a_count_and_skipped(speech_slice, tmp_path, caplog):
+    folder = tmp_path / "bad"
+    shutil.copytree(speech_slice, folder)
+    (folder / "yes" / "stereo.wav").write_bytes(wav_bytes(channels=2))
+    (folder / "no" / "notes.wav").write_bytes(b"not audio at all")
+    (folder / "up" / "long.wav").write_bytes(wav_bytes(frames=30 * 16_000))
+    with caplog.at_level(logging.WARNING, logger="lstmkit"):
+        splits = TASK.load_data(str(folder), QUARTERS)
+    text = caplog.text
+    assert "skipping 3 of 99 .wav files" in text
+    assert "yes/stereo.wav: 2 channels" in text and "no/notes.wav: not a WAV file" in text
+    assert "up/long.wav: 30.0 s long" in text
+    assert sum(1 for _ in splits.train) + sum(1 for _ in splits.validation) + sum(1 for _ in splits.test) == 96
+
+
+def test_nothing_usable_is_a_clear_error(tmp_path):
+    for label in ("yes", "no"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "a_nohash_0.wav").write_bytes(wav_bytes(width=1))
+    with pytest.raises(UserError, match="no usable clips .* all 2 .wav files were refused .*8-bit"):
+        TASK.load_data(str(tmp_path), SpeechConfig())
+
+
+def test_sources_without_audio_are_refused(tmp_path):
+    (tmp_path / "readme.txt").write_text("hello")
+    with pytest.raises(UserError, match="holds no .wav files"):
+        TASK.load_data(str(tmp_path), SpeechConfig())
+    with pytest.raises(UserError, match="does not exist"):
+        TASK.load_data(str(tmp_path / "missing"), SpeechConfig())
+
+
+def test_tfds_offline_fails_fast_with_the_local_alternatives(offline):
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(UserError, match="--data builtin"):
+        TASK.load_data("tfds:speech_commands", SpeechConfig())
+    assert time.monotonic() - started < 30
+
+
+def test_builtin_clips_are_synthetic_keywords_in_twelve_classes():
+    config = SpeechConfig(data=DataConfig(builtin_clips_per_class=10))
+    splits = TASK.load_data("builtin", config)
+    labels = labels_of(splits.train) + labels_of(splits.validation) + labels_of(splits.test)
+    assert len(labels) == 120 and len(set(labels)) == 12
+    assert "synthetic" in splits.description
