@@ -59,7 +59,7 @@ class AugmentConfig:
     # Shift each clip by up to this many milliseconds either way (zeros fill in).
     time_shift_ms: float = 100.0
     # Share of clips mixed with background noise: slices of the training data's
-    # _silence_ clips when it has them, otherwise Gaussian noise.
+    # _silence_ clips when it has them, otherwise Gaussian noise (RMS a tenth of the volume).
     noise_probability: float = 0.8
     # Largest noise amplitude, relative to full scale.
     noise_volume: float = 0.1

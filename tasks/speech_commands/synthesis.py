@@ -57,7 +57,7 @@ _ESPEAK_RATE, _ESPEAK_PITCH = 1, 3  # espeak_PARAMETER
 _EE_OK = 0
 _NOISE_SEED = 1
 
-_INSTALL_HINT = 'install it with `pip install espeakng-loader` (or `pip install -e ".[dev]"`)'
+_INSTALL_HINT = 'install it with `pip install espeakng-loader` (or `pip install -e ".[dev,speech]"`)'
 
 # int callback(short *wav, int numsamples, espeak_EVENT *events)
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,

@@ -116,5 +116,5 @@ def test_a_library_that_does_not_load_names_the_fix(monkeypatch, tmp_path, fresh
 
 def test_a_missing_package_names_the_fix(monkeypatch, fresh_engine):
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # import fails
-    with pytest.raises(SynthesisUnavailable, match=re.escape('pip install -e ".[dev]"')):
+    with pytest.raises(SynthesisUnavailable, match=re.escape('pip install -e ".[dev,speech]"')):
         synthesize("yes", "en", 175, 50)
