@@ -208,7 +208,8 @@ def main() -> None:
         "metric": "test_accuracy",
         "value": round(test["accuracy"], 4),
         "seconds": round(seconds, 1),
-        "test_f1": round(test.get("f1", float("nan")), 4),
+        # F1 of the positive class for two classes, the macro average otherwise.
+        "test_f1": round(test.get("f1", test["macro_f1"]), 4),
         "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
         "epochs_run": len(history) - 1,
         "test_examples": test["examples"],

@@ -189,3 +189,31 @@ class Task(abc.ABC):
                 "text": f"{labels[best]}\t{row[best]:.4f}\t{shown}",
             })
         return records
+
+
+class ClassificationTask(Task):
+    """A task whose model ends in a softmax over ``label_names``: sparse categorical
+    cross-entropy, accuracy as the objective, and served outputs named
+    ``probabilities`` and ``label``."""
+
+    objective = "val_accuracy"
+    objective_direction = "max"
+
+    def loss(self, config):
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def metrics(self, config) -> list:
+        return ["accuracy"]
+
+    def classifier_outputs(self, config, preprocessing: dict) -> Callable[[Any], dict]:
+        """A function for serving endpoints: probabilities → the two named outputs."""
+        import tensorflow as tf
+
+        names = tf.constant(self.label_names(config, preprocessing))
+
+        def outputs(probabilities):
+            return {"probabilities": probabilities, "label": tf.gather(names, tf.argmax(probabilities, axis=-1))}
+
+        return outputs

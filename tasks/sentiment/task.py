@@ -6,7 +6,7 @@ import numpy as np
 
 from lstmkit.data import seeded_split, take
 from lstmkit.errors import UserError
-from lstmkit.task import DataSplits, ServingSignature, Task
+from lstmkit.task import ClassificationTask, DataSplits, ServingSignature
 from tasks.sentiment import config as sentiment_config
 from tasks.sentiment import data as sentiment_data
 
@@ -16,13 +16,11 @@ from tasks.sentiment import model as sentiment_model
 from tasks.sentiment.hypermodel import search_space
 
 
-class SentimentTask(Task):
+class SentimentTask(ClassificationTask):
     """Binary sentiment classification of raw text (negative / positive)."""
 
     name = "sentiment"
     config_class = sentiment_config.SentimentConfig
-    objective = "val_accuracy"
-    objective_direction = "max"
     default_data = "tfds:imdb_reviews"
 
     def tiny_config(self):
@@ -68,14 +66,6 @@ class SentimentTask(Task):
     def build_model(self, config, preprocessing: dict):
         return sentiment_model.build_model(config, preprocessing["vocabulary"])
 
-    def loss(self, config):
-        import keras
-
-        return keras.losses.SparseCategoricalCrossentropy()
-
-    def metrics(self, config) -> list:
-        return ["accuracy"]
-
     def search_space(self, hp, config):
         return search_space(hp, config)
 
@@ -85,15 +75,11 @@ class SentimentTask(Task):
     def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
-        names = tf.constant(self.label_names(config, preprocessing))
+        outputs = self.classifier_outputs(config, preprocessing)
 
         def build(model):
             def serve(text):
-                probabilities = model(text, training=False)
-                return {
-                    "probabilities": probabilities,
-                    "label": tf.gather(names, tf.argmax(probabilities, axis=-1)),
-                }
+                return outputs(model(text, training=False))
 
             return serve
 

@@ -38,6 +38,10 @@ class DataConfig:
     # Seeds the speaker folds, the Free Spoken Digit Dataset's validation part and
     # the builtin synthetic clips.
     split_seed: int = 1337
+    # Comma-separated words to keep as classes (e.g. the benchmark's ten:
+    # "yes,no,up,down,left,right,on,off,stop,go"); every other word folder becomes
+    # _unknown_. Empty: every label folder is a class.
+    keywords: str = ""
     # Files longer than this are refused (listed and skipped in training folders).
     max_seconds: float = 3.0
     # --data builtin: synthetic clips per class (12 classes).

@@ -136,6 +136,7 @@ def read_folder(source: str, settings, clip_seconds: float) -> tuple[Clips, list
             for line in files[list_path].decode("utf-8", errors="replace").splitlines():
                 if line.strip():
                     listed[PurePosixPath(line.strip())] = split
+    keywords = {word.strip() for word in settings.keywords.split(",") if word.strip()}
     for name in sorted(waves):
         if len(name.parts) != 2:
             skipped.append((str(name), "not in a <label>/ folder"))
@@ -143,6 +144,8 @@ def read_folder(source: str, settings, clip_seconds: float) -> tuple[Clips, list
         label = name.parts[0]
         if label == BACKGROUND_NOISE:
             continue
+        if keywords and label not in keywords and label != SILENCE:
+            label = UNKNOWN
         split = listed.get(name, "train") if listed else None
         _add_clip(clips, skipped, name, waves[name], settings.max_seconds, label, speaker_of(name.name), split)
     if SILENCE not in clips.labels:

@@ -10,7 +10,7 @@ from lstmkit.audio import AudioFileError, read_wav, resample
 from lstmkit.data import load_tfds
 from lstmkit.errors import UserError
 from lstmkit.layers import FixedLength
-from lstmkit.task import DataSplits, ServingSignature, Task
+from lstmkit.task import ClassificationTask, DataSplits, ServingSignature
 from tasks.speech_commands import config as speech_config
 from tasks.speech_commands import data as speech_data
 
@@ -37,13 +37,11 @@ def to_clip(waveform, rate, clip_samples: int):
     return FixedLength(clip_samples)(resample(waveform, rate, SAMPLE_RATE)[None])[0]
 
 
-class SpeechCommandsTask(Task):
+class SpeechCommandsTask(ClassificationTask):
     """Keyword spotting on one-second clips: raw audio in, keyword out."""
 
     name = "speech_commands"
     config_class = speech_config.SpeechConfig
-    objective = "val_accuracy"
-    objective_direction = "max"
     default_data = "tfds:speech_commands"
 
     def tiny_config(self):
@@ -192,14 +190,6 @@ class SpeechCommandsTask(Task):
     def build_model(self, config, preprocessing: dict):
         return speech_model.build_model(config, preprocessing)
 
-    def loss(self, config):
-        import keras
-
-        return keras.losses.SparseCategoricalCrossentropy()
-
-    def metrics(self, config) -> list:
-        return ["accuracy"]
-
     def search_space(self, hp, config):
         return search_space(hp, config)
 
@@ -210,12 +200,8 @@ class SpeechCommandsTask(Task):
     def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
-        names = tf.constant(self.label_names(config, preprocessing))
+        outputs = self.classifier_outputs(config, preprocessing)
         samples = config.clip_samples
-
-        def outputs(probabilities):
-            return {"probabilities": probabilities,
-                    "label": tf.gather(names, tf.argmax(probabilities, axis=-1))}
 
         def from_waveforms(model):
             def serve(waveform):

@@ -161,3 +161,21 @@ def test_predict_prints_a_label_per_file_and_one_line_per_bad_file(speech_run, r
     for reason, line in zip(["not a WAV file", "truncated WAV header", "2 channels", "8-bit", "24-bit",
                              "sample rate 12345 Hz", "no audio", "30.0 s long", "no such file"], errors):
         assert line.startswith("Error: ") and reason in line
+
+
+def test_training_on_nothing_usable_is_one_line_and_writes_nothing(run_cli, tmp_path):
+    for label in ("yes", "no"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        (tmp_path / "data" / label / "a_nohash_0.wav").write_bytes(wav_bytes(channels=2))
+    runs = tmp_path / "runs"
+    code, out, err = run_cli("train", "speech_commands", "--preset", "tiny", "--data", tmp_path / "data",
+                             "--runs-dir", runs)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("Error: no usable clips")
+    assert "2 channels" in err  # the refused files are listed before the error
+    assert not runs.exists()
+
+
+def test_tflite_export_of_a_task_without_one_is_refused(tiny_run, run_cli):
+    code, out, err = run_cli("export", "sentiment", "--format", "tflite", "--runs-dir", tiny_run.parent.parent)
+    assert code == 2 and err.strip() == "Error: sentiment has no TensorFlow Lite export; use --format savedmodel"
