@@ -23,8 +23,9 @@ from tasks.speech_commands.hypermodel import search_space
 SPEECH_COMMANDS_12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
                       speech_data.SILENCE, speech_data.UNKNOWN)
 # Gaussian stand-in noise, relative to augment.noise_volume: at 0.1 x 0.1, an RMS of
-# -40 dBFS at most. Louder (0.3 x 0.1) buried FSDD's quiet digits and drowned the
-# silent padding that validation clips keep: 0.18 against 0.67 accuracy after 4 epochs.
+# -40 dBFS at most. Louder (0.3 x 0.1) buried FSDD's quiet digits and filled the silent
+# padding that validation clips keep: after 4 epochs 0.18, against 0.37 at this scale
+# and 0.67 without noise (BENCHMARKS.md).
 GAUSSIAN_NOISE_SCALE = 0.1
 TFDS_HINT = ("point --data at a Speech Commands folder or archive (e.g. "
              "../shared/data/speech_commands_v002_test/speech_commands_test_set_v0.02.tar.xz), "
