@@ -1,0 +1,1 @@
+"""Protein secondary-structure tagging: amino-acid sequences in, per-residue structure out."""
