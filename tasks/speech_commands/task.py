@@ -108,13 +108,21 @@ class SpeechCommandsTask(ClassificationTask):
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
+        try:
+            features = tfds.builder(name).info.features
+        except Exception:  # an unknown name: load_tfds says so in one line
+            features = None
+        if features is not None and not {"audio", "label"} <= set(features.keys()):
+            raise UserError(f"tfds:{name} has no 'audio' and 'label' features; use tfds:speech_commands "
+                            f"or {TFDS_HINT}")
         train, validation, test = load_tfds(name, ["train", "validation", "test"], TFDS_HINT)
         samples = config.clip_samples
-        names = tf.constant(tfds.builder(name).info.features["label"].names)
+        names = tf.constant(features["label"].names)
+        rate = getattr(features["audio"], "sample_rate", None) or SAMPLE_RATE
 
         def prepare(audio, label):
             waveform = tf.cast(audio, tf.float32) / 32768.0
-            return to_clip(waveform, SAMPLE_RATE, samples), tf.gather(names, label)
+            return to_clip(waveform, rate, samples), tf.gather(names, label)
 
         return DataSplits(*(split.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
                             for split in (train, validation, test)),

@@ -151,3 +151,8 @@ def test_keywords_turn_every_other_word_into_unknown(speech_slice):
     clips, _, _ = speech_data.read_folder(str(speech_slice), settings, 1.0)
     assert sorted(set(clips.labels)) == ["_silence_", "_unknown_", "no", "yes"]
     assert clips.labels.count("_unknown_") == 9 * 8  # eight other words and the old _unknown_
+
+
+def test_a_tfds_dataset_without_audio_is_refused_before_any_download(offline):
+    with pytest.raises(UserError, match="has no 'audio' and 'label' features"):
+        TASK.load_data("tfds:mnist", SpeechConfig())
