@@ -23,7 +23,15 @@ def classification_metrics(model, dataset, label_names: list[str], batch_size: i
     """Accuracy, cross-entropy, per-class precision/recall/F1 (and macro F1), and the
     confusion matrix (rows: true class, columns: predicted class)."""
     probabilities, labels = predict_probabilities(model, dataset, batch_size)
-    predictions = probabilities.argmax(axis=-1)
+    metrics = confusion_metrics(labels, probabilities.argmax(axis=-1), label_names)
+    picked = probabilities[np.arange(len(labels)), labels]
+    metrics["loss"] = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+    return metrics
+
+
+def confusion_metrics(labels: np.ndarray, predictions: np.ndarray, label_names: list[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1, macro F1 and the confusion matrix of
+    class ids ``predictions`` against ``labels``."""
     classes = len(label_names)
     confusion = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
@@ -37,11 +45,9 @@ def classification_metrics(model, dataset, label_names: list[str], batch_size: i
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
                            "support": int(actual)}
-    picked = probabilities[np.arange(len(labels)), labels]
     metrics = {
         "examples": int(len(labels)),
         "accuracy": float((predictions == labels).mean()),
-        "loss": float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()),
         "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
         "per_class": per_class,
         "confusion_matrix": confusion.tolist(),

@@ -111,6 +111,13 @@ class Task(abc.ABC):
         settings = config.train
         return batched(dataset, settings.batch_size, shuffle=True, seed=seed, buffer=settings.shuffle_buffer)
 
+    def evaluation_batches(self, dataset, config):
+        """Batch an encoded validation or test split for ``fit`` and ``evaluate``; a task
+        whose examples differ in length pads them here."""
+        from lstmkit.data import batched
+
+        return batched(dataset, config.train.batch_size)
+
     def placeholder_preprocessing(self, config) -> dict:
         """A preprocessing state of the right shape without data (e.g. a vocabulary of
         ``vocab_size`` made-up tokens), so ``doctor`` can build the model offline."""

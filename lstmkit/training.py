@@ -61,7 +61,7 @@ def fit_datasets(task: Task, splits, config, preprocessing: dict, seed: int):
     batches per epoch; the task batches its training data (``training_batches``)."""
     train = task.training_batches(splits.train, config, preprocessing, seed)
     steps = data_lib.count(train)
-    return train, data_lib.batched(splits.validation, config.train.batch_size), max(steps, 1)
+    return train, task.evaluation_batches(splits.validation, config), max(steps, 1)
 
 
 def training_callbacks(settings, monitor: str, direction: str) -> list:

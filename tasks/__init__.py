@@ -6,7 +6,7 @@ The registry below names them without importing them, so ``cli.py --help`` stays
 
 import importlib
 
-TASK_NAMES = ("sentiment", "textgen", "speech_commands")
+TASK_NAMES = ("sentiment", "textgen", "speech_commands", "protein_ss")
 
 
 def get_task(name: str):

@@ -7,6 +7,7 @@ that use them save to and load from ``.keras`` files once ``lstmkit.layers`` is 
 from lstmkit.layers.audio import FixedLength, LogMelSpectrogram, SpecAugment
 from lstmkit.layers.embedding_dropout import EmbeddingDropout
 from lstmkit.layers.locked_dropout import LockedDropout
+from lstmkit.layers.masking import PaddingMask
 from lstmkit.layers.pooling import SequencePooling
 from lstmkit.layers.regularized_lstm import RegularizedLSTM
 from lstmkit.layers.stack import LSTMStackConfig, scaled_rate, stacked_lstm
@@ -16,6 +17,7 @@ __all__ = [
     "EmbeddingDropout",
     "FixedLength",
     "LogMelSpectrogram",
+    "PaddingMask",
     "LSTMStackConfig",
     "LockedDropout",
     "RegularizedLSTM",

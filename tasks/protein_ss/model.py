@@ -1,0 +1,39 @@
+"""The secondary-structure tagger: raw amino-acid strings in, per-residue states out.
+
+Letters → ids inside the model (``TextVectorization`` split into characters, upper-cased,
+a fixed vocabulary of ``ALPHABET`` plus padding and an out-of-vocabulary id) → embedding
+→ parallel 1-D convolutions of several widths → stacked bidirectional ``RegularizedLSTM``
+→ a softmax over the states at every residue.
+"""
+
+import keras
+
+from lstmkit.layers import LockedDropout, PaddingMask, scaled_rate
+from tasks.protein_ss.config import ProteinConfig
+from tasks.protein_ss.data import ALPHABET
+
+# TextVectorization's ids: 0 padding, 1 out of vocabulary, then ALPHABET in order.
+SPECIAL_IDS = 2
+
+
+def vectorizer() -> keras.layers.TextVectorization:
+    return keras.layers.TextVectorization(
+        standardize="lower", split="character", vocabulary=list(ALPHABET.lower()), name="residues",
+    )
+
+
+def build_model(config: ProteinConfig) -> keras.Model:
+    sequence = keras.Input(shape=(), dtype="string", name="sequence")
+    ids = vectorizer()(sequence)
+    # No mask on the embedding: convolutions drop masks (with a warning); PaddingMask
+    # attaches it again before the LSTM, which must skip padding.
+    x = keras.layers.Embedding(len(ALPHABET) + SPECIAL_IDS, config.embedding_dim, name="embedding")(ids)
+    multiplier = config.dropout_multiplier
+    convolved = [keras.layers.Conv1D(config.conv_filters, size, padding="same", activation="relu",
+                                     name=f"conv_{size}")(x) for size in config.kernel_sizes]
+    x = keras.layers.Concatenate(name="motifs")([x, *convolved])
+    x = PaddingMask(name="padding_mask")([x, ids])
+    x = LockedDropout(scaled_rate(config.conv_dropout, multiplier), name="conv_dropout")(x)
+    x = config.lstm.apply(x, return_sequences=True, dropout_multiplier=multiplier)
+    probabilities = keras.layers.Dense(config.states, activation="softmax", name="states")(x)
+    return keras.Model(sequence, probabilities, name="protein_ss")

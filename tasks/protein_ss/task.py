@@ -1,0 +1,236 @@
+"""The protein secondary-structure task wired onto the lstmkit task contract."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstmkit.data import seeded_split
+from lstmkit.errors import UserError
+from lstmkit.task import DataSplits, ServingSignature, Task
+from tasks.protein_ss import config as protein_config
+from tasks.protein_ss import data as protein_data
+
+# Imported here, not lazily: it registers what a saved model needs.
+from tasks.protein_ss import model as protein_model
+from tasks.protein_ss.config import MAX_RESIDUES
+from tasks.protein_ss.hypermodel import search_space
+
+# Labels of residues that are not scored (unresolved, or padding).
+NOT_SCORED = -1
+
+
+def state_letters(config) -> str:
+    return protein_data.STATES_3 if config.states == 3 else protein_data.STATES_8
+
+
+class ProteinTask(Task):
+    """Per-residue secondary structure (3- or 8-state) of amino-acid sequences."""
+
+    name = "protein_ss"
+    config_class = protein_config.ProteinConfig
+    objective = "val_accuracy"
+    objective_direction = "max"
+    default_data = "../shared/data/protein_netsurfp2_flip"
+
+    def tiny_config(self):
+        return protein_config.TINY
+
+    # --- data ----------------------------------------------------------------------
+    def load_data(self, source: str, config) -> DataSplits:
+        chains = protein_data.read_source(source)
+        settings = config.data
+        if config.states == 8 and any(chain.ss8 is None for chain in chains):
+            raise UserError(f"{source} has 3-state labels only; train with --set states=3")
+        long = next((chain for chain in chains if len(chain.sequence) > MAX_RESIDUES), None)
+        if long is not None:
+            raise UserError(f"chain {long.id} has {len(long.sequence):,} residues; at most {MAX_RESIDUES:,} "
+                            "are accepted (cut it into domains first)")
+        if all(chain.split is None for chain in chains):
+            kept, test = seeded_split(len(chains), settings.test_fraction, settings.split_seed)
+            held = set(kept[seeded_split(len(kept), settings.validation_fraction, settings.split_seed + 1)[1]])
+            for index, chain in enumerate(chains):
+                chain.split = "test" if index in set(test) else "validation" if index in held else "train"
+        parts = {split: [chain for chain in chains if chain.split == split]
+                 for split in ("train", "validation", "test")}
+        if not parts["train"] or not parts["validation"]:
+            raise UserError(f"{source} has no training or validation chains (a test set such as CB513 "
+                            "is for evaluate --data); train on the NetSurfP-2.0 folder or your own labelled file")
+        train = parts["train"]
+        if 0 < settings.max_train_chains < len(train):
+            order = np.random.default_rng(settings.split_seed + 2).permutation(len(train))
+            train = [train[i] for i in sorted(order[: settings.max_train_chains])]
+        parts["train"] = cut_long_chains(train, settings.max_train_length)
+        if not parts["test"]:
+            parts["test"] = parts["validation"]
+        counts = ", ".join(f"{split} {len(part)}" for split, part in parts.items())
+        splits = {split: self._dataset(part, config) for split, part in parts.items()
+                  if split != "test" or part is not parts["validation"]}
+        test = splits.get("test", splits["validation"])
+        return DataSplits(splits["train"], splits["validation"], test, f"{source}: {counts} chains")
+
+    def _dataset(self, chains, config):
+        """(sequence, per-residue state ids) pairs; unscored residues are NOT_SCORED."""
+        import tensorflow as tf
+
+        letters = state_letters(config)
+        labels = []
+        for chain in chains:
+            states = chain.ss3 if config.states == 3 else chain.ss8
+            ids = np.array([letters.index(state) for state in states], np.int32)
+            if chain.mask is not None:
+                ids[np.asarray(chain.mask) == 0] = NOT_SCORED
+            labels.append(ids)
+        ragged = tf.RaggedTensor.from_row_lengths(np.concatenate(labels), [len(ids) for ids in labels])
+        sequences = tf.constant([chain.sequence for chain in chains])
+        return tf.data.Dataset.from_tensor_slices((sequences, ragged)).map(lambda s, y: (s, y))
+
+    def adapt(self, config, train_dataset) -> dict:
+        return {"states": state_letters(config)}  # the vocabulary is fixed
+
+    def placeholder_preprocessing(self, config) -> dict:
+        return {"states": state_letters(config)}
+
+    def training_batches(self, dataset, config, preprocessing: dict, seed: int):
+        """Shuffled, then grouped by length (``data.bucket_boundaries``) so that short
+        chains are not padded to long ones; labels are padded with NOT_SCORED."""
+        import tensorflow as tf
+
+        from lstmkit.data import count
+
+        bounds = [int(value) for value in config.data.bucket_boundaries.split(",") if value.strip()]
+        size = config.train.batch_size
+        batches = (dataset.shuffle(config.train.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+                   .bucket_by_sequence_length(lambda sequence, labels: tf.shape(labels)[0], bounds,
+                                              [size] * (len(bounds) + 1), padding_values=(None, NOT_SCORED)))
+        # Every epoch has the same chains in each bucket, so the same number of batches;
+        # telling tf.data so keeps Keras from warning that the data "ran out".
+        return batches.apply(tf.data.experimental.assert_cardinality(count(batches))).prefetch(tf.data.AUTOTUNE)
+
+    def evaluation_batches(self, dataset, config):
+        import tensorflow as tf
+
+        return dataset.padded_batch(config.train.batch_size, padding_values=(None, NOT_SCORED)).prefetch(
+            tf.data.AUTOTUNE)
+
+    # --- model ---------------------------------------------------------------------
+    def build_model(self, config, preprocessing: dict):
+        return protein_model.build_model(config)
+
+    def loss(self, config):
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy(ignore_class=NOT_SCORED)
+
+    def metrics(self, config) -> list:
+        from lstmkit.metrics import MaskedAccuracy
+
+        return [MaskedAccuracy(ignore_class=NOT_SCORED)]
+
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
+    # --- evaluation, prediction, export ---------------------------------------------
+    def label_names(self, config, preprocessing: dict) -> list[str]:
+        return list(state_letters(config))
+
+    def evaluate(self, model, dataset, config, preprocessing: dict) -> dict:
+        """Per-residue accuracy over scored residues (Q3, or Q8 and Q3 from the 8-state
+        predictions mapped to three), its mean per chain, per-state precision/recall,
+        and the confusion matrix."""
+        import tensorflow as tf
+
+        from lstmkit.evaluation import confusion_metrics
+
+        # One graph for every batch length (called eagerly, the LSTM steps in Python).
+        predict = tf.function(lambda sequences: model(sequences, training=False),
+                              input_signature=[tf.TensorSpec([None], tf.string)])
+        letters = state_letters(config)
+        truths, guesses, per_chain = [], [], []
+        for sequences, labels in self.evaluation_batches(dataset, config):
+            predicted = predict(sequences).numpy().argmax(-1)
+            for truth, guess in zip(labels.numpy(), predicted):
+                scored = truth != NOT_SCORED
+                if scored.any():
+                    truths.append(truth[scored])
+                    guesses.append(guess[scored])
+                    per_chain.append(float((truth[scored] == guess[scored]).mean()))
+        truth, guess = np.concatenate(truths), np.concatenate(guesses)
+        metrics = confusion_metrics(truth, guess, list(letters))
+        metrics["chains"] = len(per_chain)
+        metrics["residues"] = metrics.pop("examples")
+        metrics["per_chain_accuracy"] = float(np.mean(per_chain))
+        metrics["q3" if config.states == 3 else "q8"] = metrics["accuracy"]
+        if config.states == 8:
+            to_three = np.array([protein_data.STATES_3.index(protein_data.EIGHT_TO_THREE[s]) for s in letters])
+            metrics["q3"] = float((to_three[truth] == to_three[guess]).mean())
+        return metrics
+
+    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
+        import tensorflow as tf
+
+        letters = tf.constant(list(state_letters(config)))
+
+        def build(model):
+            def serve(sequence):
+                probabilities = model(sequence, training=False)
+                length = tf.strings.length(sequence)
+                inside = tf.range(tf.shape(probabilities)[1])[None, :] < length[:, None]
+                states = tf.where(inside, tf.gather(letters, tf.argmax(probabilities, axis=-1)), "")
+                return {"probabilities": probabilities, "structure": tf.strings.reduce_join(states, axis=1),
+                        "length": length}
+
+            return serve
+
+        return {"serving_default": ServingSignature(
+            [tf.TensorSpec(shape=(None,), dtype=tf.string, name="sequence")], build)}
+
+    def rejected_predict_inputs(self, config, items: list[str]) -> dict[str, str]:
+        rejected = {}
+        for item in items:
+            try:
+                protein_data.clean_sequence(item, repr(item[:20]), set())
+            except UserError as error:
+                rejected[item] = str(error)
+            else:
+                if len(item) > MAX_RESIDUES:
+                    rejected[item[:20] + "..."] = (f"{len(item):,} residues; at most {MAX_RESIDUES:,} are "
+                                                   "accepted (cut it into domains first)")
+        return rejected
+
+    def parse_predict_inputs(self, config, items: list[str]):
+        import tensorflow as tf
+
+        return tf.constant([item.strip().upper() for item in items])
+
+    def prediction_records(self, config, preprocessing: dict, model, items: list[str], outputs) -> list[dict]:
+        """The sequence with its predicted structure aligned under it."""
+        letters = state_letters(config)
+        records = []
+        for item, probabilities in zip(items, outputs):
+            sequence = item.strip().upper()
+            rows = probabilities[: len(sequence)]
+            structure = "".join(letters[i] for i in rows.argmax(-1))
+            records.append({
+                "sequence": sequence,
+                "structure": structure,
+                "probabilities": [dict(zip(letters, map(float, row))) for row in rows],
+                "text": f"{sequence}\n{structure}",
+            })
+        return records
+
+
+def cut_long_chains(chains, max_length: int):
+    """Chains longer than ``max_length`` become consecutive pieces of at most that length."""
+    pieces = []
+    for chain in chains:
+        for start in range(0, len(chain.sequence), max_length):
+            end = start + max_length
+            pieces.append(protein_data.Chain(
+                f"{chain.id}[{start}:{end}]" if len(chain.sequence) > max_length else chain.id,
+                chain.sequence[start:end], chain.ss3[start:end],
+                chain.ss8[start:end] if chain.ss8 else None,
+                chain.mask[start:end] if chain.mask else None, chain.split))
+    return pieces
+
+
+TASK = ProteinTask()

@@ -1,0 +1,128 @@
+"""Train a tiny tagger on 150 NetSurfP-2.0 chains; masks stay out of loss and metrics;
+export, predict and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks.protein_ss import data
+
+
+@pytest.fixture(scope="session")
+def netsurfp_small(shared_data, tmp_path_factory):
+    """100 training, 25 validation and 25 test chains of the NetSurfP-2.0 files."""
+    source = shared_data / "protein_netsurfp2_flip"
+    labels = data.read_fasta((source / "sampled.fasta").read_text(), "sampled.fasta")
+    wanted = {"VALIDATION=False": 100, "VALIDATION=True": 25, "SET=test": 25}
+    keep = []
+    for index, (header, _) in enumerate(labels):
+        for marker in wanted:
+            if marker in header and wanted[marker] > 0:
+                wanted[marker] -= 1
+                keep.append(index)
+                break
+    target = tmp_path_factory.mktemp("netsurfp")
+    for name in data.NETSURFP_FILES:
+        records = data.read_fasta((source / name).read_text(), name)
+        target.joinpath(name).write_text("".join(f">{records[i][0]}\n{''.join(records[i][1])}\n" for i in keep))
+    return target
+
+
+@pytest.fixture(scope="session")
+def protein_run(tmp_path_factory, netsurfp_small):
+    import cli
+
+    runs = tmp_path_factory.mktemp("runs")
+    try:
+        cli.main(["train", "protein_ss", "--preset", "tiny", "--data", str(netsurfp_small), "--runs-dir", str(runs),
+                  "--seed", "3", "--set", "train.epochs=3"])
+    except SystemExit as exit_:
+        assert exit_.code in (0, None)
+    (run_dir,) = (runs / "protein_ss").iterdir()
+    return run_dir
+
+
+def loaded(run_dir):
+    from lstmkit.evaluation import load_run
+    from tasks.protein_ss.task import TASK
+
+    return (TASK, *load_run(TASK, run_dir))
+
+
+def test_loss_goes_down_and_metrics_count_scored_residues_only(protein_run, netsurfp_small):
+    rows = (protein_run / "history.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    history = [dict(zip(header, map(float, row.split(",")))) for row in rows[1:]]
+    assert history[-1]["loss"] < history[0]["loss"]
+    metrics = json.loads((protein_run / "metrics.json").read_text())["test"]
+    chains = [chain for chain in data.read_netsurfp(netsurfp_small) if chain.split == "test"]
+    assert metrics["chains"] == 25
+    assert metrics["residues"] == sum(sum(chain.mask) for chain in chains)  # unresolved residues left out
+    assert metrics["q3"] == metrics["accuracy"] and 0 < metrics["per_chain_accuracy"] < 1
+
+
+def test_unscored_residues_change_neither_loss_nor_metrics(protein_run):
+    """Relabel every unscored position: a leak would move the figures."""
+    from tasks.protein_ss.task import NOT_SCORED
+
+    task, config, model = loaded(protein_run)
+    sequences = tf.constant(["MKVLAAGIVGLLLAAHS", "GSHMTTEK"])
+    labels = np.array([[0, 1, 2, 2, NOT_SCORED, 0, 0, 1, 1, 2, 2, 0, 0, 0, 1, NOT_SCORED, 2],
+                       [NOT_SCORED, NOT_SCORED, 0, 1, 2, 0, 1, 2] + [NOT_SCORED] * 9])
+    other = np.where(labels == NOT_SCORED, NOT_SCORED, labels)
+    dataset = tf.data.Dataset.from_tensor_slices((sequences, tf.ragged.constant(
+        [row[: len(seq)] for row, seq in zip(labels.tolist(), ["x" * 17, "x" * 8])]))).map(lambda s, y: (s, y))
+    base = task.evaluate(model, dataset, config, {})
+    loss = task.loss(config)
+    predictions = model(sequences, training=False)
+    padded = tf.constant(other)
+    reference = float(loss(padded, predictions))
+    # The same labels with the unscored positions moved to a real class: the loss differs,
+    # so the ignored positions really are ignored when they are NOT_SCORED.
+    leaked = float(loss(tf.constant(np.where(labels == NOT_SCORED, 0, labels)), predictions))
+    assert reference != pytest.approx(leaked)
+    assert base["residues"] == int((labels != NOT_SCORED).sum())
+    metric = task.metrics(config)[0]
+    metric.update_state(padded, predictions)
+    assert float(metric.result()) == pytest.approx(base["accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("batch, length", [(1, 30), (3, 120)])
+def test_export_matches_the_model_at_two_batch_sizes_and_lengths(protein_run, tmp_path, batch, length):
+    from lstmkit.export import export_run
+
+    task, config, model = loaded(protein_run)
+    version = export_run(task, protein_run, tmp_path)
+    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    rng = np.random.default_rng(length)
+    sequences = ["".join(rng.choice(list(data.ALPHABET[:20]), size=length - 7 * i)) for i in range(batch)]
+    outputs = serve(sequence=tf.constant(sequences))
+    expected = model(tf.constant(sequences), training=False).numpy()
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
+    structures = [s.decode() for s in outputs["structure"].numpy()]
+    assert [len(s) for s in structures] == [len(s) for s in sequences]
+    assert structures[0] == "".join("HEC"[i] for i in expected[0, :len(sequences[0])].argmax(-1))
+
+
+def test_predict_aligns_structure_under_sequence_and_refuses_bad_input(protein_run, run_cli):
+    runs = protein_run.parent.parent
+    code, out, err = run_cli("predict", "protein_ss", "mkvlaag", "GSHM", "--runs-dir", runs)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0] == "MKVLAAG" and len(lines[1]) == 7 and set(lines[1]) <= set("HEC")
+    assert lines[2] == "GSHM" and len(lines[3]) == 4
+    code, out, err = run_cli("predict", "protein_ss", "MKV", "--format", "json", "--runs-dir", runs)
+    record = json.loads(out)
+    assert len(record["probabilities"]) == 3 and sum(record["probabilities"][0].values()) == pytest.approx(1)
+    code, out, err = run_cli("predict", "protein_ss", "MK1V", "A" * 40_000, "--runs-dir", runs)
+    assert code == 2 and "Traceback" not in err
+    errors = err.strip().splitlines()
+    assert len(errors) == 2 and "'1' at residue 3" in errors[0] and "40,000 residues" in errors[1]
+
+
+def test_training_on_a_test_set_alone_is_refused(run_cli, shared_data, tmp_path):
+    code, out, err = run_cli("train", "protein_ss", "--preset", "tiny", "--data",
+                             shared_data / "protein_ts115" / "TS115_HHblits.csv", "--runs-dir", tmp_path)
+    assert code == 2 and "no training or validation chains" in err and not any(tmp_path.iterdir())
