@@ -63,12 +63,12 @@ class ProteinTask(Task):
         if not parts["test"]:
             parts["test"] = parts["validation"]
         counts = ", ".join(f"{split} {len(part)}" for split, part in parts.items())
-        splits = {split: self._dataset(part, config) for split, part in parts.items()
+        splits = {split: self.chains_dataset(part, config) for split, part in parts.items()
                   if split != "test" or part is not parts["validation"]}
         test = splits.get("test", splits["validation"])
         return DataSplits(splits["train"], splits["validation"], test, f"{source}: {counts} chains")
 
-    def _dataset(self, chains, config):
+    def chains_dataset(self, chains, config):
         """(sequence, per-residue state ids) pairs; unscored residues are NOT_SCORED."""
         import tensorflow as tf
 
