@@ -147,13 +147,16 @@ def evaluate(task_name, run, data_source, split, runs_dir):
 @click.argument("inputs", nargs=-1)
 @click.option("--file", "input_file", type=click.File("rb"), default=None,
               help="Read one input per line from FILE ('-' for stdin).")
+@click.option("--fasta", "fasta_file", type=click.Path(dir_okay=False), default=None,
+              help="Read one input per FASTA record (its sequence lines joined) from FILE.")
 @RUN_OPTION
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @RUNS_DIR_OPTION
-def predict(task_name, inputs, input_file, run, output_format, runs_dir):
-    """Predict INPUTS (or lines of --file, or stdin) with a trained run."""
+def predict(task_name, inputs, input_file, fasta_file, run, output_format, runs_dir):
+    """Predict INPUTS (or lines of --file, records of --fasta, or stdin) with a trained run."""
     import_tensorflow_quietly()
-    from lstmkit.data import decode_utf8
+    from lstmkit.data import decode_utf8, read_fasta, read_text, require_path
+    from lstmkit.errors import UserError
     from lstmkit.evaluation import load_run
     from lstmkit.runs import find_run, read_json
     from tasks import get_task
@@ -161,7 +164,13 @@ def predict(task_name, inputs, input_file, run, output_format, runs_dir):
     items = list(inputs)
     if input_file is not None:
         items += decode_utf8(input_file.read(), input_file.name).splitlines()
-    elif not items and not sys.stdin.isatty():
+    if fasta_file is not None:
+        path = require_path(fasta_file, "FASTA file", "check the --fasta path")
+        for header, lines in read_fasta(read_text(path), str(path)):
+            if not lines:
+                raise UserError(f"{path}: record {header or '(no name)'} has no sequence; remove it or add one")
+            items.append("".join(lines))
+    elif input_file is None and not items and not sys.stdin.isatty():
         items = decode_utf8(sys.stdin.buffer.read(), "standard input").splitlines()
     if not items:
         raise click.UsageError("nothing to predict; pass inputs as arguments, with --file FILE, or on stdin")

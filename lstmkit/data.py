@@ -49,6 +49,24 @@ def read_text(path: Path) -> str:
         raise UserError(f"{path} is a folder; expected a file") from None
 
 
+def read_fasta(text: str, name: str) -> list[tuple[str, list[str]]]:
+    """(header without '>', its lines) for every record; unwrapped sequences are one line."""
+    records: list[tuple[str, list[str]]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(";"):
+            continue
+        if line.startswith(">"):
+            records.append((line[1:].strip(), []))
+        elif not records:
+            raise UserError(f"{name} line {number}: text before the first '>' header; is it a FASTA file?")
+        else:
+            records[-1][1].append(line)
+    if not records:
+        raise UserError(f"{name} has no FASTA records ('>' header lines)")
+    return records
+
+
 def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES)
 

@@ -25,7 +25,7 @@ import logging
 import re
 from pathlib import Path
 
-from lstmkit.data import read_text, require_path
+from lstmkit.data import read_fasta, read_text, require_path
 from lstmkit.errors import UserError
 
 logger = logging.getLogger("lstmkit")
@@ -92,24 +92,6 @@ def parse_structure(structure: str, sequence: str, record: str) -> tuple[str, st
     bad = sorted(states - set(STATES_8))
     raise UserError(f"record {record}: unknown structure state(s) {', '.join(bad)}; "
                     "use H/E/C or DSSP's H G I E B T S C")
-
-
-def read_fasta(text: str, name: str) -> list[tuple[str, list[str]]]:
-    """(header without '>', its lines) for every record; unwrapped sequences are one line."""
-    records: list[tuple[str, list[str]]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith(";"):
-            continue
-        if line.startswith(">"):
-            records.append((line[1:].strip(), []))
-        elif not records:
-            raise UserError(f"{name} line {number}: text before the first '>' header; is it a FASTA file?")
-        else:
-            records[-1][1].append(line)
-    if not records:
-        raise UserError(f"{name} has no FASTA records ('>' header lines)")
-    return records
 
 
 def read_netsurfp(folder: Path) -> list[Chain]:

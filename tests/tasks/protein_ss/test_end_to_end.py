@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lstmkit.data import read_fasta
 from tasks.protein_ss import data
 
 
@@ -14,7 +15,7 @@ from tasks.protein_ss import data
 def netsurfp_small(shared_data, tmp_path_factory):
     """100 training, 25 validation and 25 test chains of the NetSurfP-2.0 files."""
     source = shared_data / "protein_netsurfp2_flip"
-    labels = data.read_fasta((source / "sampled.fasta").read_text(), "sampled.fasta")
+    labels = read_fasta((source / "sampled.fasta").read_text(), "sampled.fasta")
     wanted = {"VALIDATION=False": 100, "VALIDATION=True": 25, "SET=test": 25}
     keep = []
     for index, (header, _) in enumerate(labels):
@@ -25,7 +26,7 @@ def netsurfp_small(shared_data, tmp_path_factory):
                 break
     target = tmp_path_factory.mktemp("netsurfp")
     for name in data.NETSURFP_FILES:
-        records = data.read_fasta((source / name).read_text(), name)
+        records = read_fasta((source / name).read_text(), name)
         target.joinpath(name).write_text("".join(f">{records[i][0]}\n{''.join(records[i][1])}\n" for i in keep))
     return target
 
@@ -126,3 +127,15 @@ def test_training_on_a_test_set_alone_is_refused(run_cli, shared_data, tmp_path)
     code, out, err = run_cli("train", "protein_ss", "--preset", "tiny", "--data",
                              shared_data / "protein_ts115" / "TS115_HHblits.csv", "--runs-dir", tmp_path)
     assert code == 2 and "no training or validation chains" in err and not any(tmp_path.iterdir())
+
+
+def test_predict_reads_fasta_records(protein_run, run_cli, tmp_path):
+    runs = protein_run.parent.parent
+    fasta = tmp_path / "seqs.fasta"
+    fasta.write_text(">one\nMKVL\nAAG\n>two\nGSHM\n")
+    code, out, err = run_cli("predict", "protein_ss", "--fasta", fasta, "--runs-dir", runs)
+    assert code == 0, err
+    assert out.strip().splitlines()[0::2] == ["MKVLAAG", "GSHM"]
+    fasta.write_text(">one\nMKVL\n>empty\n>three\nGG\n")
+    code, out, err = run_cli("predict", "protein_ss", "--fasta", fasta, "--runs-dir", runs)
+    assert code == 2 and err.strip() == f"Error: {fasta}: record empty has no sequence; remove it or add one"
