@@ -143,6 +143,7 @@ def protein_cb513(quick: bool, seed: int, overrides: list[str]) -> dict:
         chains = [chain for chain in protein_data.read_hhblits_csv(path) if chain.id not in PROTEIN_OVERLAP]
         metrics = task.evaluate(model, task.chains_dataset(chains, config), config, preprocessing)
         scores[name] = {"q3": round(metrics["q3"], 4), "per_chain_q3": round(metrics["per_chain_accuracy"], 4),
+                        "sov": round(metrics["sov"], 4),
                         "chains": metrics["chains"], "residues": metrics["residues"]}
     return {"metric": "cb513_q3", "value": scores["cb513"]["q3"], "ts115_q3": scores["ts115"]["q3"],
             "scores": scores, "new364_q3": round(result.metrics["test"]["q3"], 4),

@@ -14,6 +14,7 @@ from tasks.protein_ss import data as protein_data
 from tasks.protein_ss import model as protein_model
 from tasks.protein_ss.config import MAX_RESIDUES
 from tasks.protein_ss.hypermodel import search_space
+from tasks.protein_ss.metrics import sov
 
 # Labels of residues that are not scored (unresolved, or padding).
 NOT_SCORED = -1
@@ -135,8 +136,8 @@ class ProteinTask(Task):
 
     def evaluate(self, model, dataset, config, preprocessing: dict) -> dict:
         """Per-residue accuracy over scored residues (Q3, or Q8 and Q3 from the 8-state
-        predictions mapped to three), its mean per chain, per-state precision/recall,
-        and the confusion matrix."""
+        predictions mapped to three), its mean per chain, the mean per-chain SOV'99,
+        per-state precision/recall, and the confusion matrix."""
         import tensorflow as tf
 
         from lstmkit.evaluation import confusion_metrics
@@ -145,7 +146,7 @@ class ProteinTask(Task):
         predict = tf.function(lambda sequences: model(sequences, training=False),
                               input_signature=[tf.TensorSpec([None], tf.string)])
         letters = state_letters(config)
-        truths, guesses, per_chain = [], [], []
+        truths, guesses, per_chain, segment_scores = [], [], [], []
         for sequences, labels in self.evaluation_batches(dataset, config):
             predicted = predict(sequences).numpy().argmax(-1)
             for truth, guess in zip(labels.numpy(), predicted):
@@ -154,11 +155,14 @@ class ProteinTask(Task):
                     truths.append(truth[scored])
                     guesses.append(guess[scored])
                     per_chain.append(float((truth[scored] == guess[scored]).mean()))
+                    # Over the scored residues only, joined: unresolved stretches are left out.
+                    segment_scores.append(sov(truth[scored].tolist(), guess[scored].tolist()))
         truth, guess = np.concatenate(truths), np.concatenate(guesses)
         metrics = confusion_metrics(truth, guess, list(letters))
         metrics["chains"] = len(per_chain)
         metrics["residues"] = metrics.pop("examples")
         metrics["per_chain_accuracy"] = float(np.mean(per_chain))
+        metrics["sov"] = float(np.mean(segment_scores))
         metrics["q3" if config.states == 3 else "q8"] = metrics["accuracy"]
         if config.states == 8:
             to_three = np.array([protein_data.STATES_3.index(protein_data.EIGHT_TO_THREE[s]) for s in letters])

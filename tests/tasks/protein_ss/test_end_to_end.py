@@ -62,6 +62,7 @@ def test_loss_goes_down_and_metrics_count_scored_residues_only(protein_run, nets
     assert metrics["chains"] == 25
     assert metrics["residues"] == sum(sum(chain.mask) for chain in chains)  # unresolved residues left out
     assert metrics["q3"] == metrics["accuracy"] and 0 < metrics["per_chain_accuracy"] < 1
+    assert 0 < metrics["sov"] < 1
 
 
 def test_unscored_residues_change_neither_loss_nor_metrics(protein_run):
