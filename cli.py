@@ -127,9 +127,10 @@ def evaluate(task_name, run, data_source, split, runs_dir):
     task = get_task(task_name)
     metrics, report = evaluate_run(task, find_run(runs_dir, task.name, run), data_source, split)
     click.echo(f"{metrics['split']} split of {metrics['data']}: {metrics['examples']} examples"
-               + (f", {metrics['characters']:,} characters" if "characters" in metrics else ""))
-    for key in ("accuracy", "precision", "recall", "f1", "macro_f1", "loss",
-                "nats_per_char", "bits_per_char", "perplexity"):
+               + (f", {metrics['characters']:,} characters" if "characters" in metrics else "")
+            + (f", {metrics['residues']:,} scored residues" if "residues" in metrics else ""))
+    for key in ("accuracy", "precision", "recall", "f1", "macro_f1", "loss", "q3", "q8", "per_chain_accuracy",
+                "sov", "nats_per_char", "bits_per_char", "perplexity"):
         if key in metrics:
             click.echo(f"  {key:<14} {metrics[key]:.4f}")
     if "confusion_matrix" in metrics:

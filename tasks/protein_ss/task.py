@@ -53,9 +53,9 @@ class ProteinTask(Task):
                 chain.split = "test" if index in set(test) else "validation" if index in held else "train"
         parts = {split: [chain for chain in chains if chain.split == split]
                  for split in ("train", "validation", "test")}
-        if not parts["train"] or not parts["validation"]:
-            raise UserError(f"{source} has no training or validation chains (a test set such as CB513 "
-                            "is for evaluate --data); train on the NetSurfP-2.0 folder or your own labelled file")
+        # A test set alone (CB513, TS115) is fine for evaluate --data; adapt refuses to train on it.
+        if not parts["validation"]:
+            parts["validation"] = parts["test"]
         train = parts["train"]
         if 0 < settings.max_train_chains < len(train):
             order = np.random.default_rng(settings.split_seed + 2).permutation(len(train))
@@ -81,11 +81,17 @@ class ProteinTask(Task):
             if chain.mask is not None:
                 ids[np.asarray(chain.mask) == 0] = NOT_SCORED
             labels.append(ids)
-        ragged = tf.RaggedTensor.from_row_lengths(np.concatenate(labels), [len(ids) for ids in labels])
-        sequences = tf.constant([chain.sequence for chain in chains])
+        ragged = tf.RaggedTensor.from_row_lengths(np.concatenate(labels or [np.zeros(0, np.int32)]),
+                                                  np.array([len(ids) for ids in labels], np.int64))
+        sequences = tf.constant([chain.sequence for chain in chains], tf.string)
         return tf.data.Dataset.from_tensor_slices((sequences, ragged)).map(lambda s, y: (s, y))
 
     def adapt(self, config, train_dataset) -> dict:
+        from lstmkit.data import count
+
+        if count(train_dataset) == 0:
+            raise UserError("the data has no training chains (a test set such as CB513 is for evaluate "
+                            "--data); train on the NetSurfP-2.0 folder or your own labelled file")
         return {"states": state_letters(config)}  # the vocabulary is fixed
 
     def placeholder_preprocessing(self, config) -> dict:
@@ -159,8 +165,8 @@ class ProteinTask(Task):
                     segment_scores.append(sov(truth[scored].tolist(), guess[scored].tolist()))
         truth, guess = np.concatenate(truths), np.concatenate(guesses)
         metrics = confusion_metrics(truth, guess, list(letters))
-        metrics["chains"] = len(per_chain)
-        metrics["residues"] = metrics.pop("examples")
+        metrics["residues"] = metrics["examples"]
+        metrics["examples"] = metrics["chains"] = len(per_chain)
         metrics["per_chain_accuracy"] = float(np.mean(per_chain))
         metrics["sov"] = float(np.mean(segment_scores))
         metrics["q3" if config.states == 3 else "q8"] = metrics["accuracy"]

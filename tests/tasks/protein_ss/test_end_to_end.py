@@ -127,7 +127,7 @@ def test_predict_aligns_structure_under_sequence_and_refuses_bad_input(protein_r
 def test_training_on_a_test_set_alone_is_refused(run_cli, shared_data, tmp_path):
     code, out, err = run_cli("train", "protein_ss", "--preset", "tiny", "--data",
                              shared_data / "protein_ts115" / "TS115_HHblits.csv", "--runs-dir", tmp_path)
-    assert code == 2 and "no training or validation chains" in err and not any(tmp_path.iterdir())
+    assert code == 2 and "no training chains" in err and not any(tmp_path.iterdir())
 
 
 def test_predict_reads_fasta_records(protein_run, run_cli, tmp_path):
@@ -140,3 +140,11 @@ def test_predict_reads_fasta_records(protein_run, run_cli, tmp_path):
     fasta.write_text(">one\nMKVL\n>empty\n>three\nGG\n")
     code, out, err = run_cli("predict", "protein_ss", "--fasta", fasta, "--runs-dir", runs)
     assert code == 2 and err.strip() == f"Error: {fasta}: record empty has no sequence; remove it or add one"
+
+
+def test_evaluate_on_ts115_prints_q3_sov_and_writes_a_confusion_png(protein_run, run_cli, shared_data):
+    code, out, err = run_cli("evaluate", "protein_ss", "--data", shared_data / "protein_ts115" / "TS115_HHblits.csv",
+                             "--split", "test", "--runs-dir", protein_run.parent.parent)
+    assert code == 0, err
+    assert "115 examples" in out and "scored residues" in out and "q3" in out and "sov" in out
+    assert (protein_run / "confusion_matrix-test.png").is_file()
