@@ -35,6 +35,26 @@ def rate(hp, name: str, current: float, high: float = 0.5, step: float = 0.05):
     return hp.Float(name, 0.0, high, step=step, default=min(current, high))
 
 
+def lstm_space(hp, lstm, units: list[int], layers: list[int], rates: tuple[str, ...]):
+    """The searched copy of ``lstm`` (an ``LSTMStackConfig``): width, depth and the
+    dropout-like ``rates`` a task tunes, each named ``lstm.<key>``."""
+    searched = {"units": choice(hp, "lstm.units", units, lstm.units),
+                "layers": choice(hp, "lstm.layers", layers, lstm.layers)}
+    searched.update({name: rate(hp, f"lstm.{name}", getattr(lstm, name)) for name in rates})
+    return dataclasses.replace(lstm, **searched)
+
+
+def training_space(hp, train, learning_rates: tuple[float, float], batch_sizes: list[int]):
+    """The searched copy of ``train``: a log-uniform learning rate and a batch size."""
+    low, high = learning_rates
+    return dataclasses.replace(
+        train,
+        learning_rate=hp.Float("train.learning_rate", low, high, sampling="log",
+                               default=min(max(train.learning_rate, low), high)),
+        batch_size=choice(hp, "train.batch_size", batch_sizes, train.batch_size),
+    )
+
+
 def dropout_multiplier(hp, lstm, current: float):
     """The one knob that scales every dropout rate (``dropout_multiplier``). Its top
     keeps the largest scaled rate of ``lstm`` (an ``LSTMStackConfig``) at 0.95 or below;

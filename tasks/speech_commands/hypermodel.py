@@ -6,25 +6,13 @@ normalization statistics are adapted on it once.
 
 import dataclasses
 
-from lstmkit.tuning import choice, dropout_multiplier, rate
+from lstmkit.tuning import choice, dropout_multiplier, lstm_space, rate, training_space
 from tasks.speech_commands.config import SpeechConfig
 
 
 def search_space(hp, config: SpeechConfig) -> SpeechConfig:
-    lstm = dataclasses.replace(
-        config.lstm,
-        units=choice(hp, "lstm.units", [32, 64, 128], config.lstm.units),
-        layers=choice(hp, "lstm.layers", [1, 2, 3], config.lstm.layers),
-        hidden_dropout=rate(hp, "lstm.hidden_dropout", config.lstm.hidden_dropout),
-        output_dropout=rate(hp, "lstm.output_dropout", config.lstm.output_dropout),
-        weight_drop=rate(hp, "lstm.weight_drop", config.lstm.weight_drop),
-    )
-    train = dataclasses.replace(
-        config.train,
-        learning_rate=hp.Float("train.learning_rate", 3e-4, 1e-2, sampling="log",
-                               default=min(max(config.train.learning_rate, 3e-4), 1e-2)),
-        batch_size=choice(hp, "train.batch_size", [32, 64, 128], config.train.batch_size),
-    )
+    lstm = lstm_space(hp, config.lstm, [32, 64, 128], [1, 2, 3], ("hidden_dropout", "output_dropout", "weight_drop"))
+    train = training_space(hp, config.train, (3e-4, 1e-2), [32, 64, 128])
     return dataclasses.replace(
         config,
         dropout_multiplier=dropout_multiplier(hp, lstm, config.dropout_multiplier),

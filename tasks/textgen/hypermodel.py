@@ -6,26 +6,14 @@ config's (it sets what the validation loss measures), so neither is searched.
 
 import dataclasses
 
-from lstmkit.tuning import choice, dropout_multiplier, rate
+from lstmkit.tuning import choice, dropout_multiplier, lstm_space, rate, training_space
 from tasks.textgen.config import TextgenConfig
 
 
 def search_space(hp, config: TextgenConfig) -> TextgenConfig:
-    lstm = dataclasses.replace(
-        config.lstm,
-        units=choice(hp, "lstm.units", [256, 512, 1024], config.lstm.units),
-        layers=choice(hp, "lstm.layers", [1, 2, 3], config.lstm.layers),
-        input_dropout=rate(hp, "lstm.input_dropout", config.lstm.input_dropout),
-        hidden_dropout=rate(hp, "lstm.hidden_dropout", config.lstm.hidden_dropout),
-        output_dropout=rate(hp, "lstm.output_dropout", config.lstm.output_dropout),
-        weight_drop=rate(hp, "lstm.weight_drop", config.lstm.weight_drop),
-    )
-    train = dataclasses.replace(
-        config.train,
-        learning_rate=hp.Float("train.learning_rate", 3e-4, 1e-2, sampling="log",
-                               default=min(max(config.train.learning_rate, 3e-4), 1e-2)),
-        batch_size=choice(hp, "train.batch_size", [32, 64, 128], config.train.batch_size),
-    )
+    lstm = lstm_space(hp, config.lstm, [256, 512, 1024], [1, 2, 3],
+                      ("input_dropout", "hidden_dropout", "output_dropout", "weight_drop"))
+    train = training_space(hp, config.train, (3e-4, 1e-2), [32, 64, 128])
     multiplier = dropout_multiplier(hp, lstm, config.dropout_multiplier)
     # Tied embeddings share one matrix, so their width is the LSTM's.
     embedding_dim = lstm.units if config.tie_embeddings else choice(
