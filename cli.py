@@ -180,7 +180,8 @@ def predict(task_name, inputs, input_file, fasta_file, run, output_format, runs_
     config, model = load_run(task, run_dir)
     rejected = task.rejected_predict_inputs(config, items)
     for item, reason in rejected.items():
-        click.echo(f"Error: {item}: {reason}", err=True)
+        shown = item if len(item) <= 60 else item[:57] + "..."
+        click.echo(f"Error: {shown}: {reason}", err=True)
     items = [item for item in items if item not in rejected]
     if items:
         outputs = model.predict(task.parse_predict_inputs(config, items), verbose=0, batch_size=config.train.batch_size)

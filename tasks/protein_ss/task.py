@@ -203,7 +203,7 @@ class ProteinTask(Task):
                 rejected[item] = str(error)
             else:
                 if len(item) > MAX_RESIDUES:
-                    rejected[item[:20] + "..."] = (f"{len(item):,} residues; at most {MAX_RESIDUES:,} are "
+                    rejected[item] = (f"{len(item):,} residues; at most {MAX_RESIDUES:,} are "
                                                    "accepted (cut it into domains first)")
         return rejected
 

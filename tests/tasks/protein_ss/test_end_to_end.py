@@ -120,8 +120,10 @@ def test_predict_aligns_structure_under_sequence_and_refuses_bad_input(protein_r
     assert len(record["probabilities"]) == 3 and sum(record["probabilities"][0].values()) == pytest.approx(1)
     code, out, err = run_cli("predict", "protein_ss", "MK1V", "A" * 40_000, "--runs-dir", runs)
     assert code == 2 and "Traceback" not in err
+    assert out == ""  # both refused: neither is predicted
     errors = err.strip().splitlines()
     assert len(errors) == 2 and "'1' at residue 3" in errors[0] and "40,000 residues" in errors[1]
+    assert len(errors[1]) < 200  # the sequence itself is shortened in the message
 
 
 def test_training_on_a_test_set_alone_is_refused(run_cli, shared_data, tmp_path):
