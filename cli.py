@@ -178,14 +178,14 @@ def predict(task_name, inputs, input_file, fasta_file, run, output_format, runs_
     task = get_task(task_name)
     run_dir = find_run(runs_dir, task.name, run)
     config, model = load_run(task, run_dir)
-    rejected = task.rejected_predict_inputs(config, items)
+    preprocessing = read_json(run_dir / "preprocessing.json")
+    rejected = task.rejected_predict_inputs(config, preprocessing, items)
     for item, reason in rejected.items():
         shown = item if len(item) <= 60 else item[:57] + "..."
         click.echo(f"Error: {shown}: {reason}", err=True)
     items = [item for item in items if item not in rejected]
     if items:
         outputs = model.predict(task.parse_predict_inputs(config, items), verbose=0, batch_size=config.train.batch_size)
-        preprocessing = read_json(run_dir / "preprocessing.json")
         for record in task.prediction_records(config, preprocessing, model, items, outputs):
             text = record.pop("text")
             click.echo(json.dumps(record) if output_format == "json" else text)

@@ -104,9 +104,11 @@ def download_reachable() -> bool:
 def load_tfds(name: str, splits: list[str], offline_hint: str, as_supervised: bool = True):
     """``tfds.load(name, split=splits, as_supervised=...)``, failing fast offline.
 
-    A dataset already prepared in the TFDS data directory loads without the network.
-    Otherwise the download host is probed with a short timeout; if it cannot be
-    reached the UserError says how to use local files instead (``offline_hint``).
+    A dataset already prepared in the TFDS data directory loads without the network, and
+    so does one whose builder reads files a user put in TFDS's manual folder
+    (``<data dir>/downloads/manual``). Otherwise the download host is probed with a short
+    timeout; if it cannot be reached the UserError says how to use local files instead
+    (``offline_hint``).
     """
     import tensorflow_datasets as tfds
 
@@ -116,12 +118,14 @@ def load_tfds(name: str, splits: list[str], offline_hint: str, as_supervised: bo
     absl_logger.setLevel(logging.ERROR)
     try:
         builder = tfds.builder(name)
-        prepared = builder.is_prepared()
+        manual = builder.data_dir_root / "downloads" / "manual"
+        local = builder.is_prepared() or bool(
+            builder.MANUAL_DOWNLOAD_INSTRUCTIONS and manual.is_dir() and any(manual.iterdir()))
     except Exception as error:  # TFDS raises its own DatasetNotFoundError and friends
         raise UserError(f"TensorFlow Datasets has no dataset {name!r} ({error.__class__.__name__}); {offline_hint}") from None
     finally:
         absl_logger.setLevel(level)
-    if not prepared and not download_reachable():
+    if not local and not download_reachable():
         raise UserError(
             f"cannot download tfds:{name}: no network connection to {DOWNLOAD_PROBE[0]}; {offline_hint}"
         )

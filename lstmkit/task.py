@@ -169,9 +169,10 @@ class Task(abc.ABC):
         tasks implement it."""
         raise UserError(f"{self.name} is not a generative task; generate works for text generation tasks")
 
-    def rejected_predict_inputs(self, config, items: list[str]) -> dict[str, str]:
+    def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
         """Command-line items that cannot be predicted (an unreadable file...), each
-        with a one-line reason; the rest are still predicted, and the command fails."""
+        with a one-line reason; the rest are still predicted, and the command fails.
+        Raises UserError when the run's model cannot predict from such items at all."""
         return {}
 
     @abc.abstractmethod

@@ -55,7 +55,20 @@ def tiny_run(tmp_path_factory, shared_data):
 
 
 @pytest.fixture
-def offline(monkeypatch, tmp_path):
+def tfds_data_dir(monkeypatch, tmp_path):
+    """An empty TFDS data folder in place of ~/tensorflow_datasets."""
+    from tensorflow_datasets.core import constants
+
+    folder = tmp_path / "tfds"
+    folder.mkdir()
+    monkeypatch.setenv("TFDS_DATA_DIR", str(folder))
+    # TFDS reads the variable once, at import: patch the value it read too.
+    monkeypatch.setattr(constants, "DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def offline(monkeypatch, tfds_data_dir):
     """No TensorFlow Datasets download host and an empty TFDS data folder."""
     import socket
 
@@ -67,4 +80,3 @@ def offline(monkeypatch, tmp_path):
     port = probe.getsockname()[1]
     probe.close()
     monkeypatch.setattr(data, "DOWNLOAD_PROBE", ("127.0.0.1", port))
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))

@@ -8,7 +8,9 @@ Formats (``read_source`` picks by what it finds):
   ``input, dssp3, dssp8, disorder, cb513_mask``; every field a space-separated token per
   residue);
 - users' own labelled chains: FASTA records of a header, a sequence line and a structure
-  line, or a TSV of ``id, sequence, structure``.
+  line, or a TSV of ``id, sequence, structure``;
+- ``tfds:cullpdb_profile``: Zhou & Troyanskaya's CullPDB/CB513 data with 8-state labels and
+  sequence profiles (PSSM), through the TFDS builder in ``cullpdb_profile.py``.
 
 Sequences are upper-cased; a letter outside ``ALPHABET`` becomes ``X`` (unknown residue)
 with one warning per source. Structures may be 3-state (H, E, C) or 8-state DSSP (H G I
@@ -25,7 +27,9 @@ import logging
 import re
 from pathlib import Path
 
-from lstmkit.data import read_fasta, read_text, require_path
+import numpy as np
+
+from lstmkit.data import load_tfds, read_fasta, read_text, require_path
 from lstmkit.errors import UserError
 
 logger = logging.getLogger("lstmkit")
@@ -41,14 +45,17 @@ COIL_ALIASES = {"-": "C", "L": "C", " ": "C", ".": "C"}
 NETSURFP_FILES = ("sequences.fasta", "sampled.fasta", "mask.fasta")
 HHBLITS_FIELDS = ("input", "dssp3", "dssp8", "disorder", "cb513_mask")
 SOURCE_HINT = ("use --data with a NetSurfP-2.0 folder (sequences.fasta + sampled.fasta [+ mask.fasta]), "
-               "a CB513/TS115 *_HHblits.csv, a FASTA of header/sequence/structure records, or a "
-               "TSV of id, sequence, structure")
+               "a CB513/TS115 *_HHblits.csv, a FASTA of header/sequence/structure records, a "
+               "TSV of id, sequence, structure, or tfds:cullpdb_profile")
+TFDS_HINT = ("put cullpdb+profile_5926_filtered.npy.gz and cb513+profile_split1.npy.gz in TFDS's manual "
+             "folder (~/tensorflow_datasets/downloads/manual/), or use --data with a NetSurfP-2.0 folder")
 
 
 @dataclasses.dataclass
 class Chain:
     """One labelled chain. ``mask`` holds 1 for residues that count (resolved) and 0
-    for those that do not; ``split`` is the source's own split name, if it has one."""
+    for those that do not; ``split`` is the source's own split name, if it has one;
+    ``profile`` the per-residue sequence profile (residues x profile columns), if any."""
 
     id: str
     sequence: str
@@ -56,6 +63,13 @@ class Chain:
     ss8: str | None = None
     mask: list[int] | None = None
     split: str | None = None
+    profile: np.ndarray | None = None
+
+    def piece(self, start: int, end: int, suffix: str = "") -> "Chain":
+        """Residues ``start:end`` with their labels, mask and profile."""
+        return Chain(self.id + suffix, self.sequence[start:end], self.ss3[start:end],
+                     self.ss8[start:end] if self.ss8 else None, self.mask[start:end] if self.mask else None,
+                     self.split, self.profile[start:end] if self.profile is not None else None)
 
 
 def eight_to_three(structure: str) -> str:
@@ -197,8 +211,30 @@ def warn_unknown(letters: set, source) -> None:
                        source, ", ".join(sorted(letters)))
 
 
+def read_tfds(name: str) -> list[Chain]:
+    """Chains of a TFDS dataset with ``sequence`` and ``dssp8`` (and ``profile``) features."""
+    from tasks.protein_ss import cullpdb_profile  # noqa: F401  (registers tfds:cullpdb_profile)
+
+    splits = load_tfds(name, ["train", "validation", "test"], TFDS_HINT, as_supervised=False)
+    if not {"sequence", "dssp8"} <= set(splits[0].element_spec):
+        raise UserError(f"tfds:{name} has no 'sequence' and 'dssp8' features; use tfds:cullpdb_profile")
+    chains, unknown = [], set()
+    for split, dataset in zip(("train", "validation", "test"), splits):
+        for number, example in enumerate(dataset.as_numpy_iterator()):
+            record = example["id"].decode() if "id" in example else f"{split} {number}"
+            sequence = clean_sequence(example["sequence"].decode(), record, unknown)
+            ss3, ss8 = parse_structure(example["dssp8"].decode(), sequence, record)
+            profile = example.get("profile")
+            chains.append(Chain(record, sequence, ss3, ss8, None, split,
+                                None if profile is None else profile.astype(np.float32)))
+    warn_unknown(unknown, f"tfds:{name}")
+    return chains
+
+
 def read_source(source: str) -> list[Chain]:
-    """Chains from a ``--data`` path, by what the path holds."""
+    """Chains from a ``--data`` path (or ``tfds:NAME``), by what the path holds."""
+    if source.startswith("tfds:"):
+        return read_tfds(source[len("tfds:"):])
     path = require_path(source, "data source", SOURCE_HINT)
     if path.is_dir():
         if (path / "sequences.fasta").is_file() and (path / "sampled.fasta").is_file():

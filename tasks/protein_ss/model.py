@@ -2,7 +2,7 @@
 
 Letters → ids inside the model (``TextVectorization`` split into characters, upper-cased,
 a fixed vocabulary of ``ALPHABET`` plus padding and an out-of-vocabulary id) → embedding
-→ parallel 1-D convolutions of several widths → stacked bidirectional ``RegularizedLSTM``
+(joined by the per-residue sequence profile when the data has one) → parallel 1-D convolutions of several widths → stacked bidirectional ``RegularizedLSTM``
 → a softmax over the states at every residue.
 """
 
@@ -22,12 +22,18 @@ def vectorizer() -> keras.layers.TextVectorization:
     )
 
 
-def build_model(config: ProteinConfig) -> keras.Model:
+def build_model(config: ProteinConfig, profile_features: int = 0) -> keras.Model:
+    """``profile_features`` > 0 adds a ``profile`` input (batch x residues x that many)."""
     sequence = keras.Input(shape=(), dtype="string", name="sequence")
+    inputs = sequence
     ids = vectorizer()(sequence)
     # No mask on the embedding: convolutions drop masks (with a warning); PaddingMask
     # attaches it again before the LSTM, which must skip padding.
     x = keras.layers.Embedding(len(ALPHABET) + SPECIAL_IDS, config.embedding_dim, name="embedding")(ids)
+    if profile_features:
+        profile = keras.Input(shape=(None, profile_features), name="profile")
+        inputs = {"sequence": sequence, "profile": profile}
+        x = keras.layers.Concatenate(name="embedding_and_profile")([x, profile])
     multiplier = config.dropout_multiplier
     convolved = [keras.layers.Conv1D(config.conv_filters, size, padding="same", activation="relu",
                                      name=f"conv_{size}")(x) for size in config.kernel_sizes]
@@ -36,4 +42,4 @@ def build_model(config: ProteinConfig) -> keras.Model:
     x = LockedDropout(scaled_rate(config.conv_dropout, multiplier), name="conv_dropout")(x)
     x = config.lstm.apply(x, return_sequences=True, dropout_multiplier=multiplier)
     probabilities = keras.layers.Dense(config.states, activation="softmax", name="states")(x)
-    return keras.Model(sequence, probabilities, name="protein_ss")
+    return keras.Model(inputs, probabilities, name="protein_ss")

@@ -70,7 +70,9 @@ class ProteinTask(Task):
         return DataSplits(splits["train"], splits["validation"], test, f"{source}: {counts} chains")
 
     def chains_dataset(self, chains, config):
-        """(sequence, per-residue state ids) pairs; unscored residues are NOT_SCORED."""
+        """(features, per-residue state ids) pairs; unscored residues are NOT_SCORED.
+        The features are the sequence, or ``{"sequence", "profile"}`` where every chain
+        has a sequence profile."""
         import tensorflow as tf
 
         letters = state_letters(config)
@@ -83,8 +85,12 @@ class ProteinTask(Task):
             labels.append(ids)
         ragged = tf.RaggedTensor.from_row_lengths(np.concatenate(labels or [np.zeros(0, np.int32)]),
                                                   np.array([len(ids) for ids in labels], np.int64))
-        sequences = tf.constant([chain.sequence for chain in chains], tf.string)
-        return tf.data.Dataset.from_tensor_slices((sequences, ragged)).map(lambda s, y: (s, y))
+        features = tf.constant([chain.sequence for chain in chains], tf.string)
+        if chains and all(chain.profile is not None for chain in chains):
+            profiles = tf.RaggedTensor.from_row_lengths(np.concatenate([chain.profile for chain in chains]),
+                                                        [len(chain.sequence) for chain in chains])
+            features = {"sequence": features, "profile": profiles}
+        return tf.data.Dataset.from_tensor_slices((features, ragged)).map(lambda x, y: (x, y))
 
     def adapt(self, config, train_dataset) -> dict:
         from lstmkit.data import count
@@ -92,10 +98,13 @@ class ProteinTask(Task):
         if count(train_dataset) == 0:
             raise UserError("the data has no training chains (a test set such as CB513 is for evaluate "
                             "--data); train on the NetSurfP-2.0 folder or your own labelled file")
-        return {"states": state_letters(config)}  # the vocabulary is fixed
+        # The vocabulary is fixed; what the data decides is whether profiles come with it.
+        features = train_dataset.element_spec[0]
+        profile_features = features["profile"].shape[-1] if isinstance(features, dict) else 0
+        return {"states": state_letters(config), "profile_features": profile_features}
 
     def placeholder_preprocessing(self, config) -> dict:
-        return {"states": state_letters(config)}
+        return {"states": state_letters(config), "profile_features": 0}
 
     def training_batches(self, dataset, config, preprocessing: dict, seed: int):
         """Shuffled, then grouped by length (``data.bucket_boundaries``) so that short
@@ -121,7 +130,7 @@ class ProteinTask(Task):
 
     # --- model ---------------------------------------------------------------------
     def build_model(self, config, preprocessing: dict):
-        return protein_model.build_model(config)
+        return protein_model.build_model(config, preprocessing.get("profile_features", 0))
 
     def loss(self, config):
         import keras
@@ -148,13 +157,15 @@ class ProteinTask(Task):
 
         from lstmkit.evaluation import confusion_metrics
 
+        batches = self.evaluation_batches(dataset, config).map(
+            lambda features, labels: (model_features(features, preprocessing), labels))
         # One graph for every batch length (called eagerly, the LSTM steps in Python).
-        predict = tf.function(lambda sequences: model(sequences, training=False),
-                              input_signature=[tf.TensorSpec([None], tf.string)])
+        predict = tf.function(lambda features: model(features, training=False),
+                              input_signature=[batches.element_spec[0]])
         letters = state_letters(config)
         truths, guesses, per_chain, segment_scores = [], [], [], []
-        for sequences, labels in self.evaluation_batches(dataset, config):
-            predicted = predict(sequences).numpy().argmax(-1)
+        for features, labels in batches:
+            predicted = predict(features).numpy().argmax(-1)
             for truth, guess in zip(labels.numpy(), predicted):
                 scored = truth != NOT_SCORED
                 if scored.any():
@@ -179,11 +190,17 @@ class ProteinTask(Task):
         import tensorflow as tf
 
         letters = tf.constant(list(state_letters(config)))
+        profile_features = preprocessing.get("profile_features", 0)
 
         def build(model):
-            def serve(sequence):
-                probabilities = model(sequence, training=False)
+            def serve(sequence, profile=None):
                 length = tf.strings.length(sequence)
+                if profile is None:
+                    probabilities = model(sequence, training=False)
+                else:
+                    # Profiles padded past the longest sequence are cut to it.
+                    profile = profile[:, : tf.reduce_max(length)]
+                    probabilities = model({"sequence": sequence, "profile": profile}, training=False)
                 inside = tf.range(tf.shape(probabilities)[1])[None, :] < length[:, None]
                 states = tf.where(inside, tf.gather(letters, tf.argmax(probabilities, axis=-1)), "")
                 return {"probabilities": probabilities, "structure": tf.strings.reduce_join(states, axis=1),
@@ -191,10 +208,15 @@ class ProteinTask(Task):
 
             return serve
 
-        return {"serving_default": ServingSignature(
-            [tf.TensorSpec(shape=(None,), dtype=tf.string, name="sequence")], build)}
+        inputs = [tf.TensorSpec(shape=(None,), dtype=tf.string, name="sequence")]
+        if profile_features:
+            inputs.append(tf.TensorSpec(shape=(None, None, profile_features), dtype=tf.float32, name="profile"))
+        return {"serving_default": ServingSignature(inputs, build)}
 
-    def rejected_predict_inputs(self, config, items: list[str]) -> dict[str, str]:
+    def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
+        if preprocessing.get("profile_features"):
+            raise UserError("this run's model reads sequence profiles (PSSM) as well as sequences; predict "
+                            "takes sequences only: export it and send both to serving_default")
         rejected = {}
         for item in items:
             try:
@@ -229,17 +251,27 @@ class ProteinTask(Task):
         return records
 
 
+def model_features(features, preprocessing: dict):
+    """What the run's model reads of a batch's features: the sequences, or sequences and
+    profiles. A model trained with profiles cannot do without them."""
+    wants_profiles = bool(preprocessing.get("profile_features"))
+    if not isinstance(features, dict):
+        if wants_profiles:
+            raise UserError("this run's model reads sequence profiles (PSSM) and this data has none; "
+                            "evaluate it on tfds:cullpdb_profile, or train a model on sequences alone")
+        return features
+    return features if wants_profiles else features["sequence"]
+
+
 def cut_long_chains(chains, max_length: int):
     """Chains longer than ``max_length`` become consecutive pieces of at most that length."""
     pieces = []
     for chain in chains:
+        if len(chain.sequence) <= max_length:
+            pieces.append(chain)
+            continue
         for start in range(0, len(chain.sequence), max_length):
-            end = start + max_length
-            pieces.append(protein_data.Chain(
-                f"{chain.id}[{start}:{end}]" if len(chain.sequence) > max_length else chain.id,
-                chain.sequence[start:end], chain.ss3[start:end],
-                chain.ss8[start:end] if chain.ss8 else None,
-                chain.mask[start:end] if chain.mask else None, chain.split))
+            pieces.append(chain.piece(start, start + max_length, f"[{start}:{start + max_length}]"))
     return pieces
 
 

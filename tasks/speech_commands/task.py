@@ -251,7 +251,7 @@ class SpeechCommandsTask(ClassificationTask):
         return ServingSignature([tf.TensorSpec(shape=(1, config.clip_samples), dtype=tf.float32,
                                                name="waveform")], build)
 
-    def rejected_predict_inputs(self, config, items: list[str]) -> dict[str, str]:
+    def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
         rejected = {}
         for item in items:
             path = Path(item)
