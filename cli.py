@@ -92,7 +92,10 @@ def cli():
 @RUNS_DIR_OPTION
 @click.option("--resume", default=None, metavar="RUN",
               help="Continue an unfinished run ('latest' or its id) from its last completed epoch.")
-def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir, resume):
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=None,
+              help="tf.distribute strategy: mirrored uses every local GPU, multiworker reads the cluster "
+                   "from TF_CONFIG (default: 'default', or the resumed run's). train.batch_size is per replica.")
+def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir, resume, strategy):
     """Train TASK and write a run folder under runs/TASK/."""
     import_tensorflow_quietly()
     from tasks import get_task
@@ -104,7 +107,7 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
     from lstmkit.training import train as train_task
 
     result = train_task(task, config, data_source or task.default_data, runs_root=runs_dir, seed=seed,
-                        command=command_line(), resume=resume)
+                        command=command_line(), resume=resume, strategy=strategy)
     test = result.metrics["test"]
     click.echo(f"run: {result.run_dir}")
     click.echo("test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float)))

@@ -103,14 +103,18 @@ def train(
     seed: int = 42,
     command: str = "",
     resume: str | None = None,
+    strategy: str | None = None,
 ) -> RunResult:
     """Train ``task`` with ``config`` on ``data_source`` and return the finished run.
 
     With ``resume`` (a run id, folder or 'latest'), continue an unfinished run from its
-    last completed epoch, with that run's own config, data and seed.
+    last completed epoch, with that run's own config, data, seed and strategy.
+    ``strategy`` is a ``lstmkit.distribute`` strategy name (default: "default");
+    ``train.batch_size`` is per replica.
     """
     import keras
 
+    from lstmkit import distribute
     from lstmkit.callbacks import EpochTimer
 
     run_dir = None
@@ -119,6 +123,11 @@ def train(
         info = runs.read_json(run_dir / "run.json")
         config = config_lib.from_dict(task.config_class, runs.read_json(run_dir / "config.json"))
         data_source, seed = info["data"], info["seed"]
+        strategy = strategy or info.get("strategy")
+    strategy_name = strategy or "default"
+    # A bad TF_CONFIG is reported before any data is read.
+    strategy = distribute.make_strategy(strategy_name)
+    replicas = strategy.num_replicas_in_sync
 
     seed_everything(seed)
     # Everything that can fail on bad input happens before a run directory exists.
@@ -136,6 +145,8 @@ def train(
             "data": data_source,
             "data_description": splits.description,
             "seed": seed,
+            "strategy": strategy_name,
+            "replicas": replicas,
             "train_fingerprint_sha256": train_fingerprint,
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
             "versions": runs.library_versions(),
@@ -150,9 +161,17 @@ def train(
 
     splits = task.encode_splits(splits, config, preprocessing)
     settings = config.train
-    train_batches, validation_batches, steps_per_epoch = fit_datasets(task, splits, config, preprocessing, seed)
-    model = task.build_model(config, preprocessing)
-    compile_model(task, model, config, steps_per_epoch)
+    # Batches hold the global batch: each replica's share of it is train.batch_size.
+    global_config = dataclasses.replace(config, train=dataclasses.replace(
+        settings, batch_size=settings.batch_size * replicas))
+    train_batches, validation_batches, steps_per_epoch = fit_datasets(
+        task, splits, global_config, preprocessing, seed)
+    if strategy_name == "multiworker":
+        train_batches = distribute.shard_by_batch(train_batches)
+        validation_batches = distribute.shard_by_batch(validation_batches)
+    with strategy.scope():
+        model = task.build_model(config, preprocessing)
+        compile_model(task, model, config, steps_per_epoch)
     monitor, mode = task.objective, task.objective_direction
     best_checkpoint = run_dir / "best.keras"
     # Order matters: the backup holds the raw weights (and the EMA in the optimizer);
