@@ -6,6 +6,7 @@ imported inside the commands, so ``--help`` is instant.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -260,28 +261,80 @@ def export(task_name, run, base_path, export_format, runs_dir):
 @DATA_OPTION
 @config_options
 @click.option("--tuner", type=click.Choice(["hyperband", "random", "bayesian"]), default="hyperband", show_default=True)
-@click.option("--max-trials", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Trials for random and Bayesian search (Hyperband sizes itself from --max-epochs).")
+@click.option("--max-trials", type=click.IntRange(min=1), default=None,
+              help="Trials at most (random and Bayesian: 10 unless given; Hyperband: its brackets unless given).")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=None,
               help="Epochs per trial at most (default: the config's train.epochs).")
+@click.option("--executions-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Trainings per trial (averaged), to tell real differences from noise.")
+@click.option("--objective", default=None,
+              help="What to optimise: val_loss or val_<metric> (default: the task's own, e.g. val_accuracy).")
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--resume", default=None, metavar="SEARCH",
+              help="Continue an interrupted search ('latest' or its tune-... id) with its own settings.")
+@click.option("--retrain", is_flag=True,
+              help="Then train the best configuration on train+validation and evaluate it once on test.")
+@click.option("--role", type=click.Choice(["chief", "worker"]), default=None,
+              help="Distributed search: the chief serves the oracle at --oracle; workers run trials.")
+@click.option("--oracle", "oracle_address", default=None, metavar="HOST:PORT",
+              help="The chief's address (the chief listens on it).")
+@click.option("--worker-id", default=None, help="This worker's unique name (with --role worker).")
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Chief: seconds without a word from a worker before its trial is retried elsewhere "
+                   "(and, with no trial running, before the search ends).")
+@click.option("--connect-timeout", type=click.FloatRange(min=1), default=60, show_default=True,
+              help="Worker: seconds to wait for the chief to answer.")
 @RUNS_DIR_OPTION
-def tune(task_name, data_source, preset, config_file, overrides, tuner, max_trials, max_epochs, seed, runs_dir):
+def tune(task_name, data_source, preset, config_file, overrides, tuner, max_trials, max_epochs,
+         executions_per_trial, objective, seed, resume, retrain, role, oracle_address, worker_id, worker_timeout,
+         connect_timeout, runs_dir):
     """Search TASK's hyperparameters with Keras Tuner; writes best_config.json."""
     import_tensorflow_quietly()
+    from lstmkit.distributed_search import SearchCluster, parse_oracle
+    from lstmkit.tuning import SearchSettings
     from lstmkit.tuning import tune as tune_task
     from tasks import get_task
 
     task = get_task(task_name)
+    if resume is not None and (data_source or config_file or overrides or preset != "default"):
+        raise click.UsageError("--resume continues a search with its own data and config; drop "
+                               "--data/--config/--set/--preset")
+    cluster = None
+    if role is not None or oracle_address is not None:
+        if role is None or oracle_address is None:
+            raise click.UsageError("a distributed search needs both --role and --oracle HOST:PORT")
+        if role == "worker" and retrain:
+            raise click.UsageError("--retrain belongs to the chief, which holds the results")
+        host, port = parse_oracle(oracle_address)
+        cluster = SearchCluster(role, host, port, worker_id, worker_timeout, connect_timeout)
     config = resolve_config(task, preset, config_file, overrides)
-    result = tune_task(task, config, data_source or task.default_data, tuner=tuner, max_trials=max_trials,
-                       max_epochs=max_epochs, runs_root=runs_dir, seed=seed, command=command_line())
-    click.echo(f"{'trial':<8}{'score':>10}  hyperparameters")
+    settings = SearchSettings(tuner, max_trials, max_epochs, executions_per_trial, objective, seed)
+    source = data_source or task.default_data
+    result = tune_task(task, config, source, settings, runs_root=runs_dir, command=command_line(),
+                       resume=resume, cluster=cluster)
+    if role == "worker":
+        click.echo(f"worker {worker_id} done: {result.directory}")
+        return
+    click.echo(f"{'trial':<8}{'score':>10}{'epoch':>7}  hyperparameters")
     for trial in result.trials[:10]:
         score = "-" if trial["score"] is None else f"{trial['score']:.4f}"
-        click.echo(f"{trial['trial']:<8}{score:>10}  {json.dumps(trial['hyperparameters'], sort_keys=True)}")
+        epoch = "-" if trial["best_epoch"] is None else str(trial["best_epoch"])
+        shown = {key: value for key, value in trial["hyperparameters"].items() if not key.startswith("tuner/")}
+        click.echo(f"{trial['trial']:<8}{score:>10}{epoch:>7}  {json.dumps(shown, sort_keys=True)}")
     click.echo(f"best config: {result.directory / 'best_config.json'}")
-    click.echo(f"train it:    python cli.py train {task.name} --config {result.directory / 'best_config.json'}")
+    if not retrain:
+        click.echo(f"train it:    python cli.py train {task.name} --config {result.directory / 'best_config.json'}")
+        return
+    from lstmkit.training import train as train_task
+
+    # As many epochs as the best trial needed to reach its best score.
+    epochs = next(trial["best_epoch"] for trial in result.trials if trial["status"] == "COMPLETED") or 1
+    best = result.best_config
+    best = dataclasses.replace(best, train=dataclasses.replace(best.train, epochs=epochs, patience=epochs))
+    run = train_task(task, best, result.data_source, runs_root=runs_dir, seed=result.settings.seed, command=command_line(),
+                     merge_validation=True)
+    click.echo(f"retrained on train+validation for {epochs} epochs: {run.run_dir}")
+    click.echo("test: " + ", ".join(f"{k}={v:.4f}" for k, v in run.metrics["test"].items() if isinstance(v, float)))
 
 
 @cli.command()

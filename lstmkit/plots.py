@@ -28,7 +28,8 @@ def training_curves(history_csv: Path, output: Path) -> None:
     epochs = [int(row["epoch"]) + 1 for row in rows]
     for axis, name in zip(axes[0], names):
         axis.plot(epochs, [float(row[name]) for row in rows], marker="o", label="train")
-        if f"val_{name}" in rows[0]:
+        # Keras's CSVLogger writes "NA" validation columns for a run without validation.
+        if f"val_{name}" in rows[0] and "NA" not in {row[f"val_{name}"] for row in rows}:
             axis.plot(epochs, [float(row[f"val_{name}"]) for row in rows], marker="o", label="validation")
         axis.set_xlabel("epoch")
         axis.set_title(name)

@@ -104,13 +104,17 @@ def train(
     command: str = "",
     resume: str | None = None,
     strategy: str | None = None,
+    merge_validation: bool = False,
 ) -> RunResult:
     """Train ``task`` with ``config`` on ``data_source`` and return the finished run.
 
     With ``resume`` (a run id, folder or 'latest'), continue an unfinished run from its
     last completed epoch, with that run's own config, data, seed and strategy.
     ``strategy`` is a ``lstmkit.distribute`` strategy name (default: "default");
-    ``train.batch_size`` is per replica.
+    ``train.batch_size`` is per replica. With ``merge_validation`` the validation split
+    joins the training data (a final fit after tuning): the run trains for
+    ``train.epochs`` with no validation, keeps the weights of its lowest training loss,
+    and reports test metrics only.
     """
     import keras
 
@@ -124,6 +128,7 @@ def train(
         config = config_lib.from_dict(task.config_class, runs.read_json(run_dir / "config.json"))
         data_source, seed = info["data"], info["seed"]
         strategy = strategy or info.get("strategy")
+        merge_validation = info.get("validation_merged_into_train", False)
     strategy_name = strategy or "default"
     # A bad TF_CONFIG is reported before any data is read.
     strategy = distribute.make_strategy(strategy_name)
@@ -132,6 +137,9 @@ def train(
     seed_everything(seed)
     # Everything that can fail on bad input happens before a run directory exists.
     splits = task.load_data(data_source, config)
+    if merge_validation:
+        splits = dataclasses.replace(splits, train=splits.train.concatenate(splits.validation),
+                                     description=f"{splits.description}; validation merged into train")
     train_fingerprint = data_lib.fingerprint(splits.train)
 
     if run_dir is None:
@@ -146,6 +154,7 @@ def train(
             "data_description": splits.description,
             "seed": seed,
             "strategy": strategy_name,
+            "validation_merged_into_train": merge_validation,
             "replicas": replicas,
             "train_fingerprint_sha256": train_fingerprint,
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -172,7 +181,7 @@ def train(
     with strategy.scope():
         model = task.build_model(config, preprocessing)
         compile_model(task, model, config, steps_per_epoch)
-    monitor, mode = task.objective, task.objective_direction
+    monitor, mode = ("loss", "min") if merge_validation else (task.objective, task.objective_direction)
     best_checkpoint = run_dir / "best.keras"
     # Order matters: the backup holds the raw weights (and the EMA in the optimizer);
     # with averaging on, the averaged weights are swapped in at each epoch's end, before
@@ -195,7 +204,7 @@ def train(
     ]
     model.fit(
         train_batches,
-        validation_data=validation_batches,
+        validation_data=None if merge_validation else validation_batches,
         epochs=settings.epochs,
         callbacks=callbacks,
         verbose=progress_verbosity(),
@@ -210,10 +219,9 @@ def train(
 
     from lstmkit import plots
 
-    metrics = {
-        "validation": task.evaluate(model, splits.validation, config, preprocessing),
-        "test": task.evaluate(model, splits.test, config, preprocessing),
-    }
+    metrics = {} if merge_validation else {
+        "validation": task.evaluate(model, splits.validation, config, preprocessing)}
+    metrics["test"] = task.evaluate(model, splits.test, config, preprocessing)
     runs.write_json(run_dir / "metrics.json", metrics)
     plots.training_curves(run_dir / "history.csv", run_dir / "training_curves.png")
     return RunResult(runs.finish_run_dir(run_dir), metrics)

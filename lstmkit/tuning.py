@@ -3,16 +3,25 @@
 A task's search space is its ``search_space(hp, config)``: it maps ``hp`` onto a copy
 of the config, and the same ``build_model`` as training builds the model. Preprocessing
 is adapted once on the training data before the search.
+
+A search lives in ``runs/<task>/tune-<id>/`` (``.partial`` until it ends, so
+``--resume`` can continue it): ``search.json`` (settings, data, config), Keras Tuner's
+own state under ``search/``, TensorBoard HParams logs under ``tensorboard/``, and at the
+end ``trials.json`` and ``best_config.json``. Keras Tuner clears the Keras session before
+building each trial's model, so memory does not grow from trial to trial
+(``memory.json`` records it). Distributed search: ``lstmkit.distributed_search``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import resource
 from pathlib import Path
 
 from lstmkit import config as config_lib
 from lstmkit import data as data_lib
 from lstmkit import runs
+from lstmkit.errors import UserError
 from lstmkit.task import Task
 from lstmkit.training import (
     compile_model,
@@ -74,6 +83,7 @@ def _hypermodel_class():
             super().__init__(name=task.name)
             self.task, self.base_config = task, base_config
             self.preprocessing, self.splits, self.seed = preprocessing, splits, seed
+            self.memory_mb: list[dict] = []  # after each trial's fit
 
         def config(self, hp):
             return self.task.search_space(hp, self.base_config)
@@ -95,10 +105,65 @@ def _hypermodel_class():
             callbacks = training_callbacks(settings, self.task.objective,
                                            self.task.objective_direction)
             kwargs["callbacks"] = callbacks + list(kwargs.get("callbacks") or [])
-            return model.fit(train, validation_data=validation, verbose=progress_verbosity(),
-                             shuffle=False, **kwargs)
+            history = model.fit(train, validation_data=validation, verbose=progress_verbosity(),
+                                shuffle=False, **kwargs)
+            self.memory_mb.append(memory_mb())
+            return history
 
     return TaskHyperModel
+
+
+def memory_mb() -> dict:
+    """This process's resident memory now and its peak so far, in MiB (Linux)."""
+    current = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return {"rss_mb": None if current is None else round(current, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """How a search runs; kept in ``search.json`` so that ``--resume`` repeats it."""
+
+    tuner: str = "hyperband"
+    # Random and Bayesian search run 10 unless told; Hyperband sizes itself from
+    # max_epochs and stops early only when this is given.
+    max_trials: int | None = None
+    max_epochs: int | None = None  # default: the config's train.epochs
+    executions_per_trial: int = 1
+    objective: str | None = None  # default: the task's
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.tuner not in TUNERS:
+            raise UserError(f"unknown tuner {self.tuner!r}; choose one of: {', '.join(TUNERS)}")
+        for name in ("max_trials", "executions_per_trial"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_epochs is not None and self.max_epochs < 1:
+            raise UserError(f"--max-epochs must be at least 1, got {self.max_epochs}")
+
+
+def objectives(task: Task, config) -> dict[str, str]:
+    """The objectives a search of ``task`` can optimise, with their directions."""
+    names = {task.objective: task.objective_direction, "val_loss": "min"}
+    for metric in task.metrics(config):
+        name = metric if isinstance(metric, str) else metric.name
+        names.setdefault(f"val_{name}", "min" if "loss" in name or "error" in name else "max")
+    return names
+
+
+def resolve_objective(task: Task, config, name: str | None) -> tuple[str, str]:
+    known = objectives(task, config)
+    name = name or task.objective
+    if name not in known:
+        raise UserError(f"unknown objective {name!r} for {task.name}; choose one of: {', '.join(known)}")
+    return name, known[name]
 
 
 @dataclasses.dataclass
@@ -106,62 +171,124 @@ class TuneResult:
     directory: Path
     best_config: object
     trials: list[dict]
+    memory_mb: list[dict]
+    data_source: str
+    settings: SearchSettings
+
+
+def find_search(runs_root, task_name: str, search: str) -> Path:
+    """An unfinished search folder: 'latest', its id, or its path."""
+    task_root = Path(runs_root) / task_name
+    if search != "latest":
+        for candidate in (Path(search), task_root / search, task_root / f"{search}{runs.PARTIAL_SUFFIX}"):
+            if (candidate / "search.json").is_file():
+                return candidate
+        raise UserError(f"no search {search!r} under {task_root}; pass 'latest', a tune-... id or folder")
+    found = sorted(path for path in task_root.glob(f"tune-*{runs.PARTIAL_SUFFIX}") if (path / "search.json").is_file())
+    if not found:
+        raise UserError(f"no unfinished search under {task_root}; start one with python cli.py tune {task_name}")
+    return found[-1]
 
 
 def tune(
     task: Task,
     config,
     data_source: str,
+    settings: SearchSettings = SearchSettings(),
     *,
-    tuner: str = "hyperband",
-    max_trials: int = 10,
-    max_epochs: int | None = None,
     runs_root: str | Path = "runs",
-    seed: int = 42,
     command: str = "",
+    resume: str | None = None,
+    cluster=None,
 ) -> TuneResult:
-    """Search ``task``'s space starting from ``config``; write ``best_config.json``
-    (accepted by ``train --config``) and ``trials.json`` into ``runs/<task>/tune-<id>/``.
+    """Search ``task``'s space starting from ``config``.
 
-    ``max_trials`` bounds random and Bayesian search; Hyperband's budget is set by
-    ``max_epochs`` (default: the config's ``train.epochs``).
+    ``max_trials`` bounds every tuner (Hyperband, without it, runs its brackets, sized
+    by ``max_epochs``). With ``resume`` ('latest' or a
+    search folder) an interrupted search continues with its own settings, config and
+    data; trials that were running are run again. ``cluster`` (a
+    ``distributed_search.SearchCluster``) makes this process the chief or a worker of
+    a distributed search.
     """
     import keras
     import keras_tuner
 
-    seed_everything(seed)
+    from lstmkit import distributed_search
+
+    directory = None
+    if resume is not None:
+        directory = find_search(runs_root, task.name, resume)
+        saved = runs.read_json(directory / "search.json")
+        settings = SearchSettings(**saved["settings"])
+        config = config_lib.from_dict(task.config_class, saved["config"])
+        data_source = saved["data"]
+    objective, direction = resolve_objective(task, config, settings.objective)
+    if cluster is not None:
+        distributed_search.configure(cluster)
+    seed_everything(settings.seed)
     splits = task.load_data(data_source, config)
-    max_epochs = max_epochs or config.train.epochs
-    directory = Path(runs_root) / task.name / f"tune-{runs.new_run_id()}"
-    directory.mkdir(parents=True)
-    (directory / "command.txt").write_text(command + "\n", encoding="utf-8")
-    preprocessing = task.adapt(config, splits.train)
-    runs.write_json(directory / "preprocessing.json", preprocessing)
+    max_epochs = settings.max_epochs or config.train.epochs
+
+    if directory is None:
+        suffix = "" if cluster is None or cluster.role == "chief" else f"-{cluster.tuner_id}"
+        directory = Path(runs_root) / task.name / f"tune-{runs.new_run_id()}{suffix}{runs.PARTIAL_SUFFIX}"
+        directory.mkdir(parents=True)
+        (directory / "command.txt").write_text(command + "\n", encoding="utf-8")
+        runs.write_json(directory / "search.json", {"settings": dataclasses.asdict(settings), "data": data_source,
+                                                    "config": config_lib.to_dict(config)})
+        preprocessing = task.adapt(config, splits.train)
+        runs.write_json(directory / "preprocessing.json", preprocessing)
+    else:
+        preprocessing = runs.read_json(directory / "preprocessing.json")
     splits = task.encode_splits(splits, config, preprocessing)
 
-    hypermodel = _hypermodel_class()(task, config, preprocessing, splits, seed)
-    objective = keras_tuner.Objective(task.objective, direction=task.objective_direction)
-    common = dict(objective=objective, seed=seed, directory=str(directory), project_name="search",
-                  overwrite=False)
-    if tuner == "hyperband":
-        search = keras_tuner.Hyperband(hypermodel, max_epochs=max_epochs, factor=3, **common)
+    hypermodel = _hypermodel_class()(task, config, preprocessing, splits, settings.seed)
+    tuner_class = {"hyperband": keras_tuner.Hyperband, "random": keras_tuner.RandomSearch,
+                   "bayesian": keras_tuner.BayesianOptimization}[settings.tuner]
+    if cluster is not None and cluster.role == "worker":
+        tuner_class = distributed_search.with_heartbeat(tuner_class)
+    common = dict(objective=keras_tuner.Objective(objective, direction=direction), seed=settings.seed,
+                  executions_per_trial=settings.executions_per_trial,
+                  directory=str(directory), project_name="search", overwrite=False,
+                  # A trial whose worker died is run once more, by another worker.
+                  max_retries_per_trial=0 if cluster is None else 1)
+    if settings.tuner == "hyperband":
+        search = tuner_class(hypermodel, max_epochs=max_epochs, factor=3, **common)
+        # Hyperband's oracle takes no max_trials, but honours one like every oracle.
+        search.oracle.max_trials = settings.max_trials
         search_kwargs = {}
-    elif tuner == "random":
-        search = keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
-        search_kwargs = {"epochs": max_epochs}
     else:
-        search = keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+        search = tuner_class(hypermodel, max_trials=settings.max_trials or 10, **common)
         search_kwargs = {"epochs": max_epochs}
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor=task.objective, mode=task.objective_direction, patience=config.train.patience
-    )
-    search.search(callbacks=[early_stopping], **search_kwargs)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=objective, mode=direction, patience=config.train.patience),
+        # Keras Tuner gives each trial its own folder here and logs its hyperparameters
+        # (TensorBoard's HParams dashboard).
+        keras.callbacks.TensorBoard(str(directory / "tensorboard")),
+    ]
+    if cluster is not None and cluster.role == "chief":
+        search.save()
+        distributed_search.serve_oracle(search.oracle, cluster)
+    else:
+        search.search(callbacks=callbacks, **search_kwargs)
+    runs.write_json(directory / "memory.json", hypermodel.memory_mb)
+    if cluster is not None and cluster.role == "worker":
+        return TuneResult(runs.finish_run_dir(directory), None, [], hypermodel.memory_mb, data_source, settings)
 
     trials = []
     for trial in search.oracle.get_best_trials(num_trials=len(search.oracle.trials)):
         trials.append({"trial": trial.trial_id, "score": trial.score, "status": trial.status,
+                       "best_epoch": None if trial.best_step is None else int(trial.best_step) + 1,
                        "hyperparameters": trial.hyperparameters.values})
+    unfinished = [trial for trial in search.oracle.trials.values() if trial.status != "COMPLETED"]
+    trials += [{"trial": trial.trial_id, "score": None, "status": trial.status, "best_epoch": None,
+                "hyperparameters": trial.hyperparameters.values} for trial in unfinished
+               if trial.trial_id not in {row["trial"] for row in trials}]
+    best = [trial for trial in trials if trial["status"] == "COMPLETED"]
+    if not best:
+        raise UserError(f"no trial of the search in {directory} completed; see its trial folders for why")
     best_config = hypermodel.config(search.get_best_hyperparameters(1)[0])
     runs.write_json(directory / "best_config.json", config_lib.to_dict(best_config))
     runs.write_json(directory / "trials.json", trials)
-    return TuneResult(directory, best_config, trials)
+    return TuneResult(runs.finish_run_dir(directory), best_config, trials, hypermodel.memory_mb, data_source,
+                      settings)

@@ -1,0 +1,187 @@
+"""Distributed hyperparameter search on Keras Tuner's own distributed mode.
+
+One chief holds the oracle (Keras Tuner's gRPC ``OracleServicer``); workers run trials
+and ask it for the next one. ``configure`` maps ``--role``/``--oracle``/``--worker-id``
+onto Keras Tuner's variables ``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP`` and
+``KERASTUNER_ORACLE_PORT``.
+
+What this module adds to Keras Tuner is bounded waiting, so that nothing hangs:
+- a worker gives up in ``connect_timeout`` seconds when no chief answers (Keras Tuner's
+  own client waits an hour), and every later call to the chief is bounded likewise;
+- workers send a heartbeat (a ``GetTrial`` call) every ``HEARTBEAT_S`` seconds while a
+  trial runs; the chief ends the trial of a worker it has not heard from for
+  ``worker_timeout`` seconds as INVALID, so that it is retried by another worker, and
+  stops waiting for that worker (Keras Tuner's chief waits for it forever);
+- the chief ends the search when the oracle has no trials left and no worker is
+  running one, or when no worker has called for ``worker_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+
+from lstmkit.errors import UserError
+
+logger = logging.getLogger("lstmkit")
+HEARTBEAT_S = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchCluster:
+    role: str  # "chief" or "worker"
+    host: str
+    port: int
+    worker_id: str | None = None
+    worker_timeout: float = 600.0
+    connect_timeout: float = 60.0
+
+    @property
+    def tuner_id(self) -> str:
+        # Keras Tuner treats any id containing "chief" as the chief.
+        return "chief" if self.role == "chief" else f"worker-{self.worker_id}"
+
+
+def parse_oracle(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--oracle must be HOST:PORT (for example 127.0.0.1:8000), got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def configure(cluster: SearchCluster) -> None:
+    """Set Keras Tuner's variables for this process; a worker first checks that the
+    chief answers."""
+    import keras_tuner.src.distribute.oracle_client as oracle_client
+
+    # Timestamped progress lines: which worker runs which trial, and why the chief stops.
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    if cluster.role == "worker":
+        if not cluster.worker_id or "chief" in cluster.worker_id:
+            raise UserError("a worker needs --worker-id ID (unique per worker, not containing 'chief')")
+        wait_for_chief(cluster.host, cluster.port, cluster.connect_timeout)
+        # Every call to the chief is bounded (Keras Tuner's default is an hour).
+        oracle_client.TIMEOUT = max(cluster.connect_timeout, cluster.worker_timeout)
+    os.environ["KERASTUNER_TUNER_ID"] = cluster.tuner_id
+    os.environ["KERASTUNER_ORACLE_IP"] = cluster.host
+    os.environ["KERASTUNER_ORACLE_PORT"] = str(cluster.port)
+
+
+def wait_for_chief(host: str, port: int, timeout: float) -> None:
+    import grpc
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        raise UserError(f"no tuning chief answers at {host}:{port} after {timeout:g} s; start "
+                        f"'python cli.py tune TASK --role chief --oracle {host}:{port}' first, or fix "
+                        "--oracle") from None
+    finally:
+        channel.close()
+
+
+def with_heartbeat(tuner_class):
+    """``tuner_class`` whose trials tell the chief, every HEARTBEAT_S seconds, that
+    this worker is alive."""
+
+    class HeartbeatTuner(tuner_class):
+        def on_trial_begin(self, trial):
+            super().on_trial_begin(trial)
+            logger.info("worker %s: trial %s begins", self.tuner_id, trial.trial_id)
+            self._beating = threading.Event()
+            self._heart = threading.Thread(target=self._beat, args=(trial.trial_id, self._beating), daemon=True)
+            self._heart.start()
+
+        def on_trial_end(self, trial):
+            self._beating.set()
+            self._heart.join()
+            super().on_trial_end(trial)
+
+        def _beat(self, trial_id, stop):
+            while not stop.wait(HEARTBEAT_S):
+                try:
+                    self.oracle.get_trial(trial_id)
+                except Exception as error:  # the chief is gone: the trial's own calls will say so
+                    logger.warning("heartbeat to the chief failed: %s", error.__class__.__name__)
+
+    HeartbeatTuner.__name__ = tuner_class.__name__
+    return HeartbeatTuner
+
+
+def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5) -> None:
+    """Serve ``oracle`` to workers until the search is over (see the module notes)."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+    from keras_tuner.src.engine import trial as trial_module
+
+    last_seen: dict[str, float] = {}
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def seen(tuner_id):
+        with lock:
+            last_seen[tuner_id] = time.monotonic()
+
+    def owner(trial_id):
+        return next((tuner for tuner, trial in dict(oracle.ongoing_trials).items() if trial.trial_id == trial_id), None)
+
+    class WatchedServicer(OracleServicer):
+        """Keras Tuner's servicer, noting when each worker last called."""
+
+        def CreateTrial(self, request, context):
+            seen(request.tuner_id)
+            return super().CreateTrial(request, context)
+
+        def UpdateTrial(self, request, context):
+            seen(owner(request.trial_id) or "?")
+            return super().UpdateTrial(request, context)
+
+        def GetTrial(self, request, context):
+            seen(owner(request.trial_id) or "?")
+            return super().GetTrial(request, context)
+
+        def EndTrial(self, request, context):
+            seen(owner(request.trial.trial_id) or "?")
+            return super().EndTrial(request, context)
+
+    servicer = WatchedServicer(oracle)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    if not server.add_insecure_port(f"{cluster.host}:{cluster.port}"):
+        raise UserError(f"cannot listen on {cluster.host}:{cluster.port} (in use?); choose another --oracle port")
+    server.start()
+    logger.info("chief: oracle listening on %s:%s", cluster.host, cluster.port)
+    try:
+        while True:
+            time.sleep(poll_s)
+            now = time.monotonic()
+            for tuner_id, trial in list(oracle.ongoing_trials.items()):
+                silent = now - last_seen.get(tuner_id, now)
+                if silent > cluster.worker_timeout:
+                    logger.warning("chief: %s silent for %.0f s; its trial %s ends as INVALID and is "
+                                   "retried by another worker", tuner_id, silent, trial.trial_id)
+                    trial.status = trial_module.TrialStatus.INVALID
+                    trial.message = f"{tuner_id} stopped answering"
+                    oracle.end_trial(trial)
+                    oracle.tuner_ids.discard(tuner_id)
+            idle = not oracle.ongoing_trials and not oracle.tuner_ids
+            if servicer.stop_triggered and idle:
+                logger.info("chief: every trial has ended; the search is over")
+                return
+            quiet_since = max(last_seen.values(), default=started)
+            if not oracle.ongoing_trials and now - quiet_since > cluster.worker_timeout:
+                logger.warning("chief: no worker has called for %.0f s; ending the search", now - quiet_since)
+                return
+    finally:
+        server.stop(grace=1)
