@@ -44,11 +44,14 @@ def rate(hp, name: str, current: float, high: float = 0.5, step: float = 0.05):
     return hp.Float(name, 0.0, high, step=step, default=min(current, high))
 
 
-def lstm_space(hp, lstm, units: list[int], layers: list[int], rates: tuple[str, ...]):
-    """The searched copy of ``lstm`` (an ``LSTMStackConfig``): width, depth and the
+def lstm_space(hp, lstm, units: list[int], layers: list[int], rates: tuple[str, ...], bidirectional: bool = True):
+    """The searched copy of ``lstm`` (an ``LSTMStackConfig``): width, depth, direction
+    (unless ``bidirectional`` is False: a language model reads left to right) and the
     dropout-like ``rates`` a task tunes, each named ``lstm.<key>``."""
     searched = {"units": choice(hp, "lstm.units", units, lstm.units),
                 "layers": choice(hp, "lstm.layers", layers, lstm.layers)}
+    if bidirectional:
+        searched["bidirectional"] = hp.Boolean("lstm.bidirectional", default=lstm.bidirectional)
     searched.update({name: rate(hp, f"lstm.{name}", getattr(lstm, name)) for name in rates})
     return dataclasses.replace(lstm, **searched)
 

@@ -12,10 +12,7 @@ from tasks.sentiment.config import SentimentConfig
 
 
 def search_space(hp, config: SentimentConfig) -> SentimentConfig:
-    lstm = dataclasses.replace(
-        lstm_space(hp, config.lstm, [32, 64, 128, 256], [1, 2], ("input_dropout", "output_dropout", "weight_drop")),
-        bidirectional=hp.Boolean("lstm.bidirectional", default=config.lstm.bidirectional),
-    )
+    lstm = lstm_space(hp, config.lstm, [32, 64, 128, 256], [1, 2], ("input_dropout", "output_dropout", "weight_drop"))
     train = training_space(hp, config.train, (1e-4, 1e-2), [32, 64, 128])
     multiplier = dropout_multiplier(hp, lstm, config.dropout_multiplier)
     return dataclasses.replace(

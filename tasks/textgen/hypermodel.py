@@ -12,7 +12,7 @@ from tasks.textgen.config import TextgenConfig
 
 def search_space(hp, config: TextgenConfig) -> TextgenConfig:
     lstm = lstm_space(hp, config.lstm, [256, 512, 1024], [1, 2, 3],
-                      ("input_dropout", "hidden_dropout", "output_dropout", "weight_drop"))
+                      ("input_dropout", "hidden_dropout", "output_dropout", "weight_drop"), bidirectional=False)
     train = training_space(hp, config.train, (3e-4, 1e-2), [32, 64, 128])
     multiplier = dropout_multiplier(hp, lstm, config.dropout_multiplier)
     # Tied embeddings share one matrix, so their width is the LSTM's.

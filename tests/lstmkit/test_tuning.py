@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tasks import TASK_NAMES
 from tests.conftest import ROOT
 from tests.lstmkit.test_distribute import free_ports
 
@@ -153,3 +154,20 @@ def test_a_worker_killed_mid_trial_neither_hangs_the_chief_nor_loses_trials(shar
     assert sorted(trials) == ["0", "1", "2", "3"]
     assert all(trial["status"] == "COMPLETED" for trial in trials.values())  # the killed one was retried
     assert sorted(trial for _, trial in begun(output)).count(killed_trial) == 1
+
+
+@pytest.mark.parametrize("task_name", TASK_NAMES)
+def test_every_task_has_a_search_space_that_builds(task_name):
+    """The contract makes tuning automatic: any registered task's hypermodel builds a
+    model from Keras Tuner's choices, and searches the shared knobs."""
+    import keras_tuner
+
+    from tasks import get_task
+
+    task = get_task(task_name)
+    hp = keras_tuner.HyperParameters()
+    config = task.search_space(hp, task.tiny_config())
+    model = task.build_model(config, task.placeholder_preprocessing(config))
+    assert model.count_params() > 0
+    assert {"lstm.units", "lstm.layers", "train.learning_rate", "train.batch_size"} <= set(hp.values)
+    assert ("lstm.bidirectional" in hp.values) == (task_name != "textgen")
