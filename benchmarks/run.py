@@ -84,7 +84,8 @@ TEXTGEN_BATCHING = ["lstm.units=256", "train.batch_size=32", "data.sequence_leng
                     "lstm.input_dropout=0.1", "lstm.output_dropout=0.1", "lstm.weight_drop=0.1"]
 
 # Benchmarks that are not one training run.
-SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching", "speech_commands12", "protein_cb513")
+SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching", "speech_commands12", "protein_cb513",
+           "tune_sentiment_mr", "multiworker_throughput")
 
 
 def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict:
@@ -95,6 +96,12 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
         result = lstm_throughput.run(quick=quick, seed=seed)
     elif name == "protein_cb513":
         result = protein_cb513(quick, seed, overrides)
+    elif name in ("tune_sentiment_mr", "multiworker_throughput"):
+        from benchmarks import scale_out
+
+        # The MR benchmark's --quick protocol is the default configuration both start from.
+        mr_quick = BENCHMARKS["sentiment_mr"][3] + overrides
+        result = getattr(scale_out, name)(DATA / "mr_polarity", mr_quick, quick, seed)
     elif name == "speech_commands12":
         result = speech_cross_validation(quick, seed, overrides)
     elif name == "textgen_batching":
