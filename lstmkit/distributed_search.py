@@ -18,6 +18,7 @@ What this module adds to Keras Tuner is bounded waiting, so that nothing hangs:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -86,6 +87,18 @@ def wait_for_chief(host: str, port: int, timeout: float) -> None:
                         "--oracle") from None
     finally:
         channel.close()
+
+
+@contextlib.contextmanager
+def chief_errors(cluster: SearchCluster):
+    """A worker's lost chief as one line instead of a gRPC traceback."""
+    import grpc
+
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise UserError(f"lost the tuning chief at {cluster.host}:{cluster.port} ({error.code().name}); the "
+                        "search goes on if the chief is still up: start this worker again") from None
 
 
 def with_heartbeat(tuner_class):

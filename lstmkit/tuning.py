@@ -187,7 +187,9 @@ def find_search(runs_root, task_name: str, search: str) -> Path:
             if (candidate / "search.json").is_file():
                 return candidate
         raise UserError(f"no search {search!r} under {task_root}; pass 'latest', a tune-... id or folder")
-    found = sorted(path for path in task_root.glob(f"tune-*{runs.PARTIAL_SUFFIX}") if (path / "search.json").is_file())
+    # A worker's folder only holds its trials' checkpoints: the chief's is the search.
+    found = sorted(path for path in task_root.glob(f"tune-*{runs.PARTIAL_SUFFIX}")
+                   if (path / "search.json").is_file() and "-worker-" not in path.name)
     if not found:
         raise UserError(f"no unfinished search under {task_root}; start one with python cli.py tune {task_name}")
     return found[-1]
@@ -272,6 +274,9 @@ def tune(
     if cluster is not None and cluster.role == "chief":
         search.save()
         distributed_search.serve_oracle(search.oracle, cluster)
+    elif cluster is not None:
+        with distributed_search.chief_errors(cluster):
+            search.search(callbacks=callbacks, **search_kwargs)
     else:
         search.search(callbacks=callbacks, **search_kwargs)
     runs.write_json(directory / "memory.json", hypermodel.memory_mb)
