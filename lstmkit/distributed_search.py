@@ -97,7 +97,8 @@ def chief_errors(cluster: SearchCluster):
     try:
         yield
     except grpc.RpcError as error:
-        raise UserError(f"lost the tuning chief at {cluster.host}:{cluster.port} ({error.code().name}); the "
+        code = error.code().name if hasattr(error, "code") else error.__class__.__name__
+        raise UserError(f"lost the tuning chief at {cluster.host}:{cluster.port} ({code}); the "
                         "search goes on if the chief is still up: start this worker again") from None
 
 
