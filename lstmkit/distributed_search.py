@@ -98,8 +98,8 @@ def chief_errors(cluster: SearchCluster):
         yield
     except grpc.RpcError as error:
         code = error.code().name if hasattr(error, "code") else error.__class__.__name__
-        raise UserError(f"lost the tuning chief at {cluster.host}:{cluster.port} ({code}); the "
-                        "search goes on if the chief is still up: start this worker again") from None
+        raise UserError(f"lost the tuning chief at {cluster.host}:{cluster.port} ({code}); start the "
+                        "chief again (tune --resume latest --role chief ...), then this worker") from None
 
 
 def with_heartbeat(tuner_class):

@@ -293,6 +293,10 @@ def tune(
                 "hyperparameters": trial.hyperparameters.values} for trial in unfinished
                if trial.trial_id not in {row["trial"] for row in trials}]
     best = [trial for trial in trials if trial["status"] == "COMPLETED"]
+    if not trials and cluster is not None:
+        raise UserError(f"the search ended with no trials: no worker called within --worker-timeout "
+                        f"({cluster.worker_timeout:g} s); start workers with --role worker --oracle "
+                        f"{cluster.host}:{cluster.port}, then --resume {directory.name} on the chief")
     if not best:
         raise UserError(f"no trial of the search in {directory} completed; see its trial folders for why")
     best_config = hypermodel.config(search.get_best_hyperparameters(1)[0])
