@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -59,8 +60,8 @@ def configure(cluster: SearchCluster) -> None:
     import keras_tuner.src.distribute.oracle_client as oracle_client
 
     # Timestamped progress lines: which worker runs which trial, and why the chief stops.
-    if not logger.handlers:
-        handler = logging.StreamHandler()
+    if not any(isinstance(handler, _StderrNow) for handler in logger.handlers):
+        handler = _StderrNow()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -73,6 +74,15 @@ def configure(cluster: SearchCluster) -> None:
     os.environ["KERASTUNER_TUNER_ID"] = cluster.tuner_id
     os.environ["KERASTUNER_ORACLE_IP"] = cluster.host
     os.environ["KERASTUNER_ORACLE_PORT"] = str(cluster.port)
+
+
+class _StderrNow(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a line is logged (not when the handler was
+    made), so that a process that swaps stderr, like a test runner, gets every line."""
+
+    def emit(self, record):
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def wait_for_chief(host: str, port: int, timeout: float) -> None:
