@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -68,19 +67,11 @@ def tune_sentiment_mr(data: Path, base_overrides: list[str], quick: bool, seed: 
     }
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def _train_workers(count: int, data: Path, overrides: list[str], seed: int, runs_root: Path) -> list[dict]:
     """Train with ``count`` multiworker processes; each worker's epoch times."""
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(count)]
+    from lstmkit.distribute import free_loopback_ports
+
+    workers = [f"127.0.0.1:{port}" for port in free_loopback_ports(count)]
     processes = []
     for index in range(count):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=json.dumps(

@@ -128,3 +128,17 @@ def patch_keras_for_multi_worker() -> None:
     trainer.reduce_per_replica = reduce_scalars_too
     trainer.TensorFlowTrainer._maybe_symbolic_build = symbolic_build_from_local_batch
     _PATCHED = True
+
+
+def free_loopback_ports(count: int) -> list[int]:
+    """``count`` TCP ports free on 127.0.0.1 right now, for a cluster of processes on one
+    machine (the multi-worker test and benchmark)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports

@@ -3,7 +3,6 @@ training one tiny sentiment model to identical weights."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -44,21 +43,11 @@ def test_train_refuses_a_bad_tf_config_before_reading_data(run_cli, monkeypatch,
     assert not any(tmp_path.iterdir())
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def test_two_multiworker_processes_finish_with_identical_weights(shared_data, tmp_path):
     from lstmkit.evaluation import load_run
     from tasks.sentiment.task import TASK
 
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in distribute.free_loopback_ports(2)]
     processes = []
     for index in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=json.dumps(

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from lstmkit.distribute import free_loopback_ports
 from tasks import TASK_NAMES
 from tests.conftest import ROOT
-from tests.lstmkit.test_distribute import free_ports
 
 TINY_MR = ["--preset", "tiny", "--set", "data.max_train_examples=200", "--set", "vocab_size=500"]
 
@@ -89,7 +89,7 @@ def test_bad_search_input_is_one_line(run_cli, shared_data, tmp_path, args, mess
 
 
 def test_a_worker_gives_up_on_an_oracle_that_does_not_answer(run_cli, shared_data, tmp_path):
-    (port,) = free_ports(1)
+    (port,) = free_loopback_ports(1)
     started = time.perf_counter()
     code, out, err = run_cli("tune", "sentiment", "--data", shared_data / "mr_polarity", *TINY_MR,
                              "--role", "worker", "--oracle", f"127.0.0.1:{port}", "--worker-id", "1",
@@ -112,7 +112,7 @@ def begun(output):
 
 
 def test_one_chief_two_workers_run_every_trial_once_and_the_chief_exits(shared_data, tmp_path):
-    (port,) = free_ports(1)
+    (port,) = free_loopback_ports(1)
     chief = start("chief", port, tmp_path, shared_data, "--worker-timeout", "60")
     workers = [start("worker", port, tmp_path, shared_data, "--worker-id", str(i)) for i in (1, 2)]
     outputs = [worker.communicate(timeout=400)[0] for worker in workers]
@@ -129,7 +129,7 @@ def test_one_chief_two_workers_run_every_trial_once_and_the_chief_exits(shared_d
 
 
 def test_a_worker_killed_mid_trial_neither_hangs_the_chief_nor_loses_trials(shared_data, tmp_path):
-    (port,) = free_ports(1)
+    (port,) = free_loopback_ports(1)
     chief = start("chief", port, tmp_path, shared_data, "--worker-timeout", "8")
     doomed = start("worker", port, tmp_path, shared_data, "--worker-id", "1")
     # Kill worker 1 as soon as it says its first trial has begun.
