@@ -8,8 +8,9 @@ A search lives in ``runs/<task>/tune-<id>/`` (``.partial`` until it ends, so
 ``--resume`` can continue it): ``search.json`` (settings, data, config), Keras Tuner's
 own state under ``search/``, TensorBoard HParams logs under ``tensorboard/``, and at the
 end ``trials.json`` and ``best_config.json``. Keras Tuner clears the Keras session before
-building each trial's model, so memory does not grow from trial to trial
-(``memory.json`` records it). Distributed search: ``lstmkit.distributed_search``.
+building each trial's model; resident memory still grows by tens of MiB per trial (a
+Keras/TensorFlow leak of models fitted in a loop, see BENCHMARKS.md), which
+``memory.json`` records. Distributed search: ``lstmkit.distributed_search``.
 """
 
 from __future__ import annotations
