@@ -270,6 +270,9 @@ def export(task_name, run, base_path, export_format, runs_dir):
 @click.option("--objective", default=None,
               help="What to optimise: val_loss or val_<metric> (default: the task's own, e.g. val_accuracy).")
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--trials-per-process", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Run trials in fresh processes, this many each, so memory stays flat (a process that "
+                   "fits model after model keeps growing); 0 runs them all in this process.")
 @click.option("--resume", default=None, metavar="SEARCH",
               help="Continue an interrupted search ('latest' or its tune-... id) with its own settings.")
 @click.option("--retrain", is_flag=True,
@@ -286,7 +289,7 @@ def export(task_name, run, base_path, export_format, runs_dir):
               help="Worker: seconds to wait for the chief to answer.")
 @RUNS_DIR_OPTION
 def tune(task_name, data_source, preset, config_file, overrides, tuner, max_trials, max_epochs,
-         executions_per_trial, objective, seed, resume, retrain, role, oracle_address, worker_id, worker_timeout,
+         executions_per_trial, objective, seed, trials_per_process, resume, retrain, role, oracle_address, worker_id, worker_timeout,
          connect_timeout, runs_dir):
     """Search TASK's hyperparameters with Keras Tuner; writes best_config.json."""
     import_tensorflow_quietly()
@@ -308,7 +311,7 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
         host, port = parse_oracle(oracle_address)
         cluster = SearchCluster(role, host, port, worker_id, worker_timeout, connect_timeout)
     config = resolve_config(task, preset, config_file, overrides)
-    settings = SearchSettings(tuner, max_trials, max_epochs, executions_per_trial, objective, seed)
+    settings = SearchSettings(tuner, max_trials, max_epochs, executions_per_trial, objective, seed, trials_per_process)
     source = data_source or task.default_data
     result = tune_task(task, config, source, settings, runs_root=runs_dir, command=command_line(),
                        resume=resume, cluster=cluster)

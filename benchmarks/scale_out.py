@@ -41,6 +41,7 @@ def tune_sentiment_mr(data: Path, base_overrides: list[str], quick: bool, seed: 
         started = time.perf_counter()
         search = tune(task, config, str(data), settings, runs_root=runs_root)
         search_seconds = time.perf_counter() - started
+        after_search = memory_mb()
         # The best configuration, trained exactly as the default was.
         best_config = dataclasses.replace(search.best_config, train=dataclasses.replace(
             search.best_config.train, epochs=config.train.epochs, patience=config.train.patience))
@@ -48,6 +49,7 @@ def tune_sentiment_mr(data: Path, base_overrides: list[str], quick: bool, seed: 
         best = train(task, best_config, str(data), runs_root=runs_root, seed=seed)
         best_seconds = time.perf_counter() - started
     completed = [trial for trial in search.trials if trial["status"] == "COMPLETED"]
+    # Each trial's process (settings.trials_per_process trials each), after its trial.
     after_trials = [entry["rss_mb"] for entry in search.memory_mb]
     return {
         "metric": "best_test_accuracy", "value": round(best.metrics["test"]["accuracy"], 4),
@@ -57,9 +59,13 @@ def tune_sentiment_mr(data: Path, base_overrides: list[str], quick: bool, seed: 
         "best_trial_score": round(completed[0]["score"], 4), "trials_completed": len(completed),
         "search_seconds": round(search_seconds, 1), "default_seconds": round(default_seconds, 1),
         "best_seconds": round(best_seconds, 1),
-        "rss_mb_before_search": before_search["rss_mb"], "rss_mb_after_each_trial": after_trials,
+        "trial_processes": len({entry["pid"] for entry in search.memory_mb}),
+        "rss_mb_after_each_trial": after_trials,
         "rss_growth_mb_first_to_last_trial": round(after_trials[-1] - after_trials[0], 1),
-        "peak_rss_mb": search.memory_mb[-1]["peak_rss_mb"],
+        "trial_peak_rss_mb": max(entry["peak_rss_mb"] for entry in search.memory_mb),
+        # The process holding the oracle (it also trained the default config first).
+        "search_process_rss_mb_before": before_search["rss_mb"],
+        "search_process_rss_mb_after": after_search["rss_mb"],
         "search": dataclasses.asdict(settings),
         "best_hyperparameters": completed[0]["hyperparameters"],
         "data": "MR, seeded 10% test split (data.split_seed=1337), 10% of the rest validation",

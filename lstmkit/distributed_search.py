@@ -3,7 +3,7 @@
 One chief holds the oracle (Keras Tuner's gRPC ``OracleServicer``); workers run trials
 and ask it for the next one. ``configure`` maps ``--role``/``--oracle``/``--worker-id``
 onto Keras Tuner's variables ``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP`` and
-``KERASTUNER_ORACLE_PORT``.
+``KERASTUNER_ORACLE_PORT`` (``keras_tuner_environment``).
 
 What this module adds to Keras Tuner is bounded waiting, so that nothing hangs:
 - a worker gives up in ``connect_timeout`` seconds when no chief answers (Keras Tuner's
@@ -14,6 +14,10 @@ What this module adds to Keras Tuner is bounded waiting, so that nothing hangs:
   stops waiting for that worker (Keras Tuner's chief waits for it forever);
 - the chief ends the search when the oracle has no trials left and no worker is
   running one, or when no worker has called for ``worker_timeout`` seconds.
+
+``LocalWorkers`` is the same machinery inside one machine: a local search serves its
+oracle on loopback and runs its trials in short-lived worker processes, so that memory
+Keras and TensorFlow keep after each fitted model is returned when the process exits.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import multiprocessing
 import os
 import sys
 import threading
@@ -54,9 +59,29 @@ def parse_oracle(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+KERAS_TUNER_VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+
+
+@contextlib.contextmanager
+def keras_tuner_environment(cluster: SearchCluster | None):
+    """Keras Tuner's variables for ``cluster`` (none without one) while the block runs.
+    Keras Tuner reads them whenever it decides its role, so a search that leaves them
+    set would turn the next search in this process, or a child's, into a distributed one."""
+    saved = {name: os.environ.pop(name, None) for name in KERAS_TUNER_VARIABLES}
+    if cluster is not None:
+        os.environ.update(dict(zip(KERAS_TUNER_VARIABLES, (cluster.tuner_id, cluster.host, str(cluster.port)))))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
 def configure(cluster: SearchCluster) -> None:
-    """Set Keras Tuner's variables for this process; a worker first checks that the
-    chief answers."""
+    """Log progress lines; a worker first checks that the chief answers and bounds its
+    calls. ``keras_tuner_environment`` sets Keras Tuner's variables."""
     import keras_tuner.src.distribute.oracle_client as oracle_client
 
     # Timestamped progress lines: which worker runs which trial, and why the chief stops.
@@ -71,9 +96,6 @@ def configure(cluster: SearchCluster) -> None:
         wait_for_chief(cluster.host, cluster.port, cluster.connect_timeout)
         # Every call to the chief is bounded (Keras Tuner's default is an hour).
         oracle_client.TIMEOUT = max(cluster.connect_timeout, cluster.worker_timeout)
-    os.environ["KERASTUNER_TUNER_ID"] = cluster.tuner_id
-    os.environ["KERASTUNER_ORACLE_IP"] = cluster.host
-    os.environ["KERASTUNER_ORACLE_PORT"] = str(cluster.port)
 
 
 class _StderrNow(logging.StreamHandler):
@@ -140,8 +162,90 @@ def with_heartbeat(tuner_class):
     return HeartbeatTuner
 
 
-def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5) -> None:
-    """Serve ``oracle`` to workers until the search is over (see the module notes)."""
+# A worker process's exit codes: done with its share of trials, but trials may remain;
+# and stopped on bad input (the CLI's code), which another process would only repeat.
+EXIT_TRIAL_BUDGET_SPENT = 3
+EXIT_BAD_INPUT = 2
+
+
+class LocalWorkers:
+    """Worker processes of a local search, one at a time: each runs a few trials and
+    exits; another starts while the oracle has trials left.
+
+    ``start(worker_id)`` returns an unstarted ``multiprocessing`` process that runs a
+    worker called ``worker_id`` against the chief.
+    """
+
+    def __init__(self, start, max_failures: int = 2):
+        self.start = start
+        self.max_failures = max_failures
+        self.failures = 0
+        self.started = 0
+        self.running: dict[str, multiprocessing.process.BaseProcess] = {}
+
+    def poll(self, oracle, search_over: bool) -> None:
+        """Reap exited workers (their unfinished trial is retried) and start the next."""
+        from keras_tuner.src.engine import trial as trial_module
+
+        for worker_id, process in list(self.running.items()):
+            if process.is_alive():
+                continue
+            process.join()
+            del self.running[worker_id]
+            tuner_id = f"worker-{worker_id}"
+            trial = oracle.ongoing_trials.get(tuner_id)
+            if trial is not None:
+                logger.warning("trial process %s exited (code %s) during trial %s; it is retried",
+                               worker_id, process.exitcode, trial.trial_id)
+                trial.status = trial_module.TrialStatus.INVALID
+                trial.message = f"trial process {worker_id} exited with code {process.exitcode}"
+                oracle.end_trial(trial)
+            oracle.tuner_ids.discard(tuner_id)  # it will not ask for another trial
+            if process.exitcode in (0, EXIT_TRIAL_BUDGET_SPENT):
+                self.failures = 0
+            elif process.exitcode == EXIT_BAD_INPUT:
+                raise UserError(f"trial process {worker_id} stopped on the error above")
+            else:
+                self.failures += 1
+                if self.failures >= self.max_failures:
+                    raise UserError(f"{self.failures} trial processes in a row failed (last exit code "
+                                    f"{process.exitcode}); see their output above")
+        if not search_over and not self.running and not self.exhausted(oracle):
+            self.started += 1
+            worker_id = f"local-{self.started}"
+            process = self.start(worker_id)
+            process.start()
+            self.running[worker_id] = process
+
+    @staticmethod
+    def exhausted(oracle) -> bool:
+        """Whether ``oracle`` has run all of its ``max_trials`` and has none to retry
+        (without this, one more process would start only to hear that)."""
+        return bool(oracle.max_trials and len(oracle.trials) >= oracle.max_trials
+                    and not oracle.ongoing_trials and not getattr(oracle, "_retry_queue", None))
+
+    def stop(self) -> None:
+        for process in self.running.values():
+            process.terminate()
+        for process in self.running.values():
+            process.join(10)
+
+
+def die_with_parent() -> None:
+    """Have the kernel end this process when its parent dies (Linux), so a killed
+    search leaves no orphaned trial running."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5, workers: LocalWorkers | None = None) -> None:
+    """Serve ``oracle`` to workers until the search is over (see the module notes);
+    with ``workers``, start them here one after another."""
     from concurrent import futures
 
     import grpc
@@ -185,9 +289,14 @@ def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5) -> None:
     if not server.add_insecure_port(f"{cluster.host}:{cluster.port}"):
         raise UserError(f"cannot listen on {cluster.host}:{cluster.port} (in use?); choose another --oracle port")
     server.start()
-    logger.info("chief: oracle listening on %s:%s", cluster.host, cluster.port)
+    if workers is None:
+        logger.info("chief: oracle listening on %s:%s", cluster.host, cluster.port)
     try:
         while True:
+            if workers is not None:
+                workers.poll(oracle, servicer.stop_triggered)
+                if not workers.running and workers.exhausted(oracle):
+                    return
             time.sleep(poll_s)
             now = time.monotonic()
             for tuner_id, trial in list(oracle.ongoing_trials.items()):
@@ -208,4 +317,6 @@ def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5) -> None:
                 logger.warning("chief: no worker has called for %.0f s; ending the search", now - quiet_since)
                 return
     finally:
+        if workers is not None:
+            workers.stop()
         server.stop(grace=1)

@@ -7,16 +7,24 @@ is adapted once on the training data before the search.
 A search lives in ``runs/<task>/tune-<id>/`` (``.partial`` until it ends, so
 ``--resume`` can continue it): ``search.json`` (settings, data, config), Keras Tuner's
 own state under ``search/``, TensorBoard HParams logs under ``tensorboard/``, and at the
-end ``trials.json`` and ``best_config.json``. Keras Tuner clears the Keras session before
-building each trial's model; resident memory still grows by tens of MiB per trial (a
-Keras/TensorFlow leak of models fitted in a loop, see BENCHMARKS.md), which
-``memory.json`` records. Distributed search: ``lstmkit.distributed_search``.
+end ``trials.json``, ``best_config.json`` and ``memory.json`` (resident memory of the
+process that ran each trial).
+
+Trials run in fresh processes, ``trials_per_process`` at a time (0: all in this
+process). Keras Tuner clears the Keras session before each trial, yet a process that
+fits model after model still grows by tens of MiB per model (a Keras/TensorFlow leak,
+see BENCHMARKS.md); a process that exits gives all of it back. The processes are
+workers of Keras Tuner's distributed mode against an oracle served on loopback by this
+process (``lstmkit.distributed_search``), which also runs searches across machines.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import resource
+import sys
 from pathlib import Path
 
 from lstmkit import config as config_lib
@@ -87,7 +95,6 @@ def _hypermodel_class():
             super().__init__(name=task.name)
             self.task, self.base_config = task, base_config
             self.preprocessing, self.splits, self.seed = preprocessing, splits, seed
-            self.memory_mb: list[dict] = []  # after each trial's fit
 
         def config(self, hp):
             return self.task.search_space(hp, self.base_config)
@@ -109,12 +116,41 @@ def _hypermodel_class():
             callbacks = training_callbacks(settings, self.task.objective,
                                            self.task.objective_direction)
             kwargs["callbacks"] = callbacks + list(kwargs.get("callbacks") or [])
-            history = model.fit(train, validation_data=validation, verbose=progress_verbosity(),
-                                shuffle=False, **kwargs)
-            self.memory_mb.append(memory_mb())
-            return history
+            return model.fit(train, validation_data=validation, verbose=progress_verbosity(),
+                             shuffle=False, **kwargs)
 
     return TaskHyperModel
+
+
+class TrialBudgetSpent(Exception):
+    """A trial process has run its share of trials."""
+
+
+def recording_trials(tuner_class, memory_log: Path, budget: int | None = None):
+    """``tuner_class`` that appends this process's memory after each trial to
+    ``memory_log`` (JSON lines; several processes may share it) and, with ``budget``,
+    raises ``TrialBudgetSpent`` once it has run that many trials."""
+
+    class RecordingTuner(tuner_class):
+        trials_run = 0
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            record = {"trial": trial.trial_id, "pid": os.getpid(), **memory_mb()}
+            with open(memory_log, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+            self.trials_run += 1
+            if budget is not None and self.trials_run >= budget:
+                raise TrialBudgetSpent
+
+    RecordingTuner.__name__ = tuner_class.__name__
+    return RecordingTuner
+
+
+def read_memory_log(memory_log: Path) -> list[dict]:
+    if not memory_log.is_file():
+        return []
+    return [json.loads(line) for line in memory_log.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def memory_mb() -> dict:
@@ -142,6 +178,9 @@ class SearchSettings:
     executions_per_trial: int = 1
     objective: str | None = None  # default: the task's
     seed: int = 42
+    # Trials each fresh process runs before it exits (bounds the memory a leak can
+    # take); 0 runs every trial in the calling process.
+    trials_per_process: int = 1
 
     def __post_init__(self):
         if self.tuner not in TUNERS:
@@ -151,6 +190,9 @@ class SearchSettings:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise UserError(f"--max-epochs must be at least 1, got {self.max_epochs}")
+        if self.trials_per_process < 0:
+            raise UserError(f"--trials-per-process must be 0 (all in this process) or more, "
+                            f"got {self.trials_per_process}")
 
 
 def objectives(task: Task, config) -> dict[str, str]:
@@ -206,6 +248,7 @@ def tune(
     command: str = "",
     resume: str | None = None,
     cluster=None,
+    trial_budget: int | None = None,
 ) -> TuneResult:
     """Search ``task``'s space starting from ``config``.
 
@@ -214,10 +257,9 @@ def tune(
     search folder) an interrupted search continues with its own settings, config and
     data; trials that were running are run again. ``cluster`` (a
     ``distributed_search.SearchCluster``) makes this process the chief or a worker of
-    a distributed search.
+    a distributed search; a worker with ``trial_budget`` raises ``TrialBudgetSpent``
+    after that many trials.
     """
-    import keras
-    import keras_tuner
 
     from lstmkit import distributed_search
 
@@ -229,13 +271,34 @@ def tune(
         config = config_lib.from_dict(task.config_class, saved["config"])
         data_source = saved["data"]
     objective, direction = resolve_objective(task, config, settings.objective)
+    local = cluster is None and settings.trials_per_process > 0
+    if local:
+        # This process holds the oracle; trials run in worker processes it starts.
+        from lstmkit.distribute import free_loopback_ports
+
+        (port,) = free_loopback_ports(1)
+        cluster = distributed_search.SearchCluster("chief", "127.0.0.1", port)
     if cluster is not None:
         distributed_search.configure(cluster)
+    with distributed_search.keras_tuner_environment(cluster):
+        return _search(task, config, data_source, settings, objective, direction, directory=directory,
+                       runs_root=runs_root, command=command, cluster=cluster, local=local,
+                       trial_budget=trial_budget)
+
+
+def _search(task, config, data_source, settings, objective, direction, *, directory, runs_root, command,
+            cluster, local, trial_budget) -> TuneResult:
+    import keras
+    import keras_tuner
+
+    from lstmkit import distributed_search
+
     seed_everything(settings.seed)
     splits = task.load_data(data_source, config)
     max_epochs = settings.max_epochs or config.train.epochs
 
-    if directory is None:
+    created = directory is None
+    if created:
         suffix = "" if cluster is None or cluster.role == "chief" else f"-{cluster.tuner_id}"
         directory = Path(runs_root) / task.name / f"tune-{runs.new_run_id()}{suffix}{runs.PARTIAL_SUFFIX}"
         directory.mkdir(parents=True)
@@ -253,6 +316,8 @@ def tune(
                    "bayesian": keras_tuner.BayesianOptimization}[settings.tuner]
     if cluster is not None and cluster.role == "worker":
         tuner_class = distributed_search.with_heartbeat(tuner_class)
+    memory_log = directory / "memory.jsonl"
+    tuner_class = recording_trials(tuner_class, memory_log, trial_budget)
     common = dict(objective=keras_tuner.Objective(objective, direction=direction), seed=settings.seed,
                   executions_per_trial=settings.executions_per_trial,
                   directory=str(directory), project_name="search", overwrite=False,
@@ -273,16 +338,28 @@ def tune(
         keras.callbacks.TensorBoard(str(directory / "tensorboard")),
     ]
     if cluster is not None and cluster.role == "chief":
+        local_workers = None
+        if local:
+            import multiprocessing
+
+            # "spawn": a fresh interpreter, not a fork of this one's TensorFlow state.
+            context = multiprocessing.get_context("spawn")
+            local_workers = distributed_search.LocalWorkers(lambda worker_id: context.Process(
+                target=_trial_process, name=f"trial-{worker_id}",
+                args=(task, str(directory), cluster.host, cluster.port, worker_id, settings.trials_per_process)))
         search.save()
-        distributed_search.serve_oracle(search.oracle, cluster)
+        distributed_search.serve_oracle(search.oracle, cluster, workers=local_workers)
     elif cluster is not None:
         with distributed_search.chief_errors(cluster):
             search.search(callbacks=callbacks, **search_kwargs)
     else:
         search.search(callbacks=callbacks, **search_kwargs)
-    runs.write_json(directory / "memory.json", hypermodel.memory_mb)
+    memory = read_memory_log(memory_log)
     if cluster is not None and cluster.role == "worker":
-        return TuneResult(runs.finish_run_dir(directory), None, [], hypermodel.memory_mb, data_source, settings)
+        # A trial process shares its search's folder, which the search finishes.
+        final = runs.finish_run_dir(directory) if created else directory
+        return TuneResult(final, None, [], memory, data_source, settings)
+    runs.write_json(directory / "memory.json", sorted(memory, key=lambda record: record["trial"]))
 
     trials = []
     for trial in search.oracle.get_best_trials(num_trials=len(search.oracle.trials)):
@@ -303,5 +380,20 @@ def tune(
     best_config = hypermodel.config(search.get_best_hyperparameters(1)[0])
     runs.write_json(directory / "best_config.json", config_lib.to_dict(best_config))
     runs.write_json(directory / "trials.json", trials)
-    return TuneResult(runs.finish_run_dir(directory), best_config, trials, hypermodel.memory_mb, data_source,
-                      settings)
+    return TuneResult(runs.finish_run_dir(directory), best_config, trials, memory, data_source, settings)
+
+
+def _trial_process(task: Task, directory: str, host: str, port: int, worker_id: str, budget: int) -> None:
+    """A local search's worker process (``multiprocessing`` target): runs ``budget``
+    trials of the search in ``directory`` against the chief at ``host:port``."""
+    from lstmkit import distributed_search
+
+    distributed_search.die_with_parent()
+    cluster = distributed_search.SearchCluster("worker", host, port, worker_id)
+    try:
+        tune(task, None, "", resume=directory, cluster=cluster, trial_budget=budget)
+    except TrialBudgetSpent:
+        sys.exit(distributed_search.EXIT_TRIAL_BUDGET_SPENT)
+    except UserError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(distributed_search.EXIT_BAD_INPUT)

@@ -37,8 +37,10 @@ def test_search_writes_trials_hparams_logs_and_memory_then_retrains(run_cli, sha
     for trial in trials:
         events = list((directory / "tensorboard" / trial["trial"]).rglob("events.out.tfevents.*"))
         assert events and any(b"hparams" in path.read_bytes() for path in events)
+    # Each trial ran in a fresh process (the default), which recorded its memory.
     memory = json.loads((directory / "memory.json").read_text())
-    assert len(memory) == 2 and all(entry["rss_mb"] > 0 for entry in memory)
+    assert [entry["trial"] for entry in memory] == ["0", "1"] and all(entry["rss_mb"] > 0 for entry in memory)
+    assert len({entry["pid"] for entry in memory} | {os.getpid()}) == 3
     # The retrained run: best config, train+validation, test metrics only.
     assert "retrained on train+validation" in out and "test: " in out
     (run_dir,) = [path for path in (tmp_path / "sentiment").iterdir() if not path.name.startswith("tune-")]
@@ -52,7 +54,7 @@ def test_search_writes_trials_hparams_logs_and_memory_then_retrains(run_cli, sha
 def test_an_interrupted_search_resumes_without_rerunning_finished_trials(run_cli, shared_data, tmp_path):
     command = [sys.executable, str(ROOT / "cli.py"), "tune", "sentiment", "--data", str(shared_data / "mr_polarity"),
                *TINY_MR, "--tuner", "random", "--max-trials", "3", "--max-epochs", "1",
-               "--runs-dir", str(tmp_path)]
+               "--trials-per-process", "0", "--runs-dir", str(tmp_path)]
     process = subprocess.Popen(command, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, finished = time.time() + 240, []
@@ -72,12 +74,15 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(run_cli
     assert sorted(trial["trial"] for trial in trials) == ["0", "1", "2"]
     again = json.loads((directory / "search" / f"trial_{first['trial_id']}" / "trial.json").read_text())
     assert again["score"] == first["score"]  # finished before the kill, not run again
+    memory = json.loads((directory / "memory.json").read_text())  # all trials in one process each time
+    assert len({entry["pid"] for entry in memory if entry["trial"] != first["trial_id"]}) == 1
 
 
 @pytest.mark.parametrize("args, message", [
     (["--tuner", "grid"], "'grid' is not one of"),
     (["--objective", "val_f1"], "unknown objective 'val_f1' for sentiment; choose one of: val_accuracy, val_loss"),
     (["--max-trials", "0"], "0 is not in the range x>=1"),
+    (["--trials-per-process", "-1"], "-1 is not in the range x>=0"),
     (["--role", "worker", "--oracle", "localhost"], "--oracle must be HOST:PORT"),
     (["--role", "worker"], "needs both --role and --oracle"),
 ])
