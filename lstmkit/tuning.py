@@ -154,16 +154,18 @@ def read_memory_log(memory_log: Path) -> list[dict]:
 
 
 def memory_mb() -> dict:
-    """This process's resident memory now and its peak so far, in MiB (Linux)."""
-    current = None
+    """This process's resident memory now and its peak so far, in MiB (Linux; the
+    peak is the kernel's VmHWM: ``ru_maxrss`` would carry a parent's peak across exec)."""
+    fields = {}
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                current = int(line.split()[1]) / 1024
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = round(int(value.split()[0]) / 1024, 1)
     except OSError:
         pass
-    return {"rss_mb": None if current is None else round(current, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    peak = fields.get("VmHWM", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    return {"rss_mb": fields.get("VmRSS"), "peak_rss_mb": peak}
 
 
 @dataclasses.dataclass(frozen=True)
