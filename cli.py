@@ -341,6 +341,66 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
 
 
 @cli.command()
+@click.option("--model-base-path", default="saved_models", show_default=True, type=click.Path(file_okay=False),
+              help="The folder of exports: one folder per model, holding integer versions.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; put TLS and auth in front first).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True)
+@click.option("--max-body-bytes", type=click.IntRange(min=1024), default=8 * 1024 * 1024, show_default=True,
+              help="Larger requests are refused (413).")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Rows per request at most (400 beyond).")
+@click.option("--batch-max-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Join concurrent requests into batches of up to this many rows (0: off).")
+@click.option("--batch-timeout-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="With batching: how long the first request waits for others.")
+@click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="How often the base path is checked for new versions.")
+def serve(model_base_path, host, port, max_body_bytes, max_batch_size, batch_max_size, batch_timeout_ms,
+          poll_seconds):
+    """Serve every model under --model-base-path over TensorFlow Serving's REST API."""
+    import_tensorflow_quietly()
+    import logging
+    import socket
+    import threading
+
+    import uvicorn
+
+    from lstmkit import serving
+    from lstmkit.errors import UserError
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    serving.logger.addHandler(handler)
+    serving.logger.setLevel(logging.INFO)  # which versions load, fail and are replaced
+    serving.logger.propagate = False
+    registry = serving.ModelRegistry(model_base_path)
+    registry.refresh()
+    if not registry.serving:
+        problems = [status.error_message for statuses in registry.statuses.values() for status in statuses.values()]
+        raise UserError(f"no SavedModel to serve under {model_base_path}"
+                        + (f" ({problems[0]})" if problems else "")
+                        + "; export one with: python cli.py export TASK")
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(2048)  # connections wait in the backlog until uvicorn has started
+    except OSError as error:
+        raise UserError(f"cannot listen on {host}:{port} ({error.strerror}); choose another --port or --host")
+    batcher = serving.Batcher(batch_max_size, batch_timeout_ms) if batch_max_size > 1 else None
+    app = serving.create_app(registry, serving.Limits(max_body_bytes, max_batch_size), batcher)
+    stop = threading.Event()
+    threading.Thread(target=serving.poll, args=(registry, poll_seconds, stop), daemon=True).start()
+    models = ", ".join(f"{name} (version {servable.version})" for name, servable in registry.serving.items())
+    click.echo(f"serving {models} on http://{host}:{listener.getsockname()[1]}/v1/models/ (Ctrl+C stops)")
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listener])
+    finally:
+        stop.set()
+
+
+@cli.command()
 @TASK_ARGUMENT
 @config_options
 @click.option("--run", "run", default=None, metavar="RUN",

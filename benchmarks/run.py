@@ -85,7 +85,7 @@ TEXTGEN_BATCHING = ["lstm.units=256", "train.batch_size=32", "data.sequence_leng
 
 # Benchmarks that are not one training run.
 SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching", "speech_commands12", "protein_cb513",
-           "tune_sentiment_mr", "multiworker_throughput")
+           "tune_sentiment_mr", "multiworker_throughput", "serving_load")
 
 
 def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict:
@@ -102,6 +102,10 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
         # The MR benchmark's --quick protocol is the default configuration both start from.
         mr_quick = BENCHMARKS["sentiment_mr"][3] + overrides
         result = getattr(scale_out, name)(DATA / "mr_polarity", mr_quick, quick, seed)
+    elif name == "serving_load":
+        from benchmarks import serving_load
+
+        result = serving_load.run(DATA, quick, seed)
     elif name == "speech_commands12":
         result = speech_cross_validation(quick, seed, overrides)
     elif name == "textgen_batching":

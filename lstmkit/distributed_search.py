@@ -231,9 +231,9 @@ class LocalWorkers:
             process.join(10)
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent_pid: int) -> None:
     """Have the kernel end this process when its parent dies (Linux), so a killed
-    search leaves no orphaned trial running."""
+    search leaves no orphaned trial running; exit now if it already has."""
     import ctypes
     import signal
 
@@ -241,6 +241,8 @@ def die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent_pid:  # died before the line above took effect
+        sys.exit(1)
 
 
 def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5, workers: LocalWorkers | None = None) -> None:

@@ -4,7 +4,8 @@
 written to a hidden temporary folder beside the versions (TensorFlow Serving ignores
 names that are not integers) and renamed into place, so a crash never leaves a
 half-written version. ``assets.extra/lstmkit.json`` records the label names, resolved
-config, library versions, metrics and training-data fingerprint.
+config, library versions, metrics, training-data fingerprint and which signatures may
+be batched across requests.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models"
         saved_model = staging / "model"
         run_info = runs.read_json(run_dir / "run.json")
         preprocessing = runs.read_json(run_dir / "preprocessing.json")
-        _write_saved_model(model, task.serving_signatures(config, preprocessing), saved_model)
+        signatures = task.serving_signatures(config, preprocessing)
+        _write_saved_model(model, signatures, saved_model)
         (saved_model / "assets.extra").mkdir(exist_ok=True)
         metrics_file = run_dir / "metrics.json"
         runs.write_json(saved_model / "assets.extra" / "lstmkit.json", {
@@ -73,6 +75,8 @@ def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models"
             "train_fingerprint_sha256": run_info["train_fingerprint_sha256"],
             "data": run_info["data"],
             "versions": runs.library_versions(),
+            # For servers that join concurrent requests into one batch (cli.py serve).
+            "signatures": {name: {"batchable": signature.batchable} for name, signature in signatures.items()},
         })
         return _claim_next_version(task_dir, saved_model)
     finally:

@@ -41,10 +41,14 @@ class ServingSignature:
 
     ``input_signature`` is a list of named ``tf.TensorSpec``s; ``build_fn(model)``
     returns a function taking those tensors and returning a dict of named outputs.
+    ``batchable``: each row's outputs are the same whatever other rows share its batch,
+    so a server may join concurrent requests (not so when outputs are padded to the
+    batch's longest input).
     """
 
     input_signature: list
     build_fn: Callable[[Any], Callable[..., dict]]
+    batchable: bool = True
 
 
 class Task(abc.ABC):

@@ -348,7 +348,8 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
             context = multiprocessing.get_context("spawn")
             local_workers = distributed_search.LocalWorkers(lambda worker_id: context.Process(
                 target=_trial_process, name=f"trial-{worker_id}",
-                args=(task, str(directory), cluster.host, cluster.port, worker_id, settings.trials_per_process)))
+                args=(task, str(directory), cluster.host, cluster.port, worker_id, settings.trials_per_process,
+                      os.getpid())))
         search.save()
         distributed_search.serve_oracle(search.oracle, cluster, workers=local_workers)
     elif cluster is not None:
@@ -385,12 +386,13 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
     return TuneResult(runs.finish_run_dir(directory), best_config, trials, memory, data_source, settings)
 
 
-def _trial_process(task: Task, directory: str, host: str, port: int, worker_id: str, budget: int) -> None:
+def _trial_process(task: Task, directory: str, host: str, port: int, worker_id: str, budget: int,
+                   parent_pid: int) -> None:
     """A local search's worker process (``multiprocessing`` target): runs ``budget``
     trials of the search in ``directory`` against the chief at ``host:port``."""
     from lstmkit import distributed_search
 
-    distributed_search.die_with_parent()
+    distributed_search.die_with_parent(parent_pid)
     cluster = distributed_search.SearchCluster("worker", host, port, worker_id)
     try:
         tune(task, None, "", resume=directory, cluster=cluster, trial_budget=budget)

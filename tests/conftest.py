@@ -12,6 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED_DATA = Path(os.environ.get("LSTMKIT_DATA", ROOT.parent / "shared" / "data"))
+# Every task's tiny trained run, shared by the tasks' tests and the serving tests.
+pytest_plugins = ["tests.task_runs"]
 
 
 @pytest.fixture(scope="session")

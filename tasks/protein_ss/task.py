@@ -211,7 +211,9 @@ class ProteinTask(Task):
         inputs = [tf.TensorSpec(shape=(None,), dtype=tf.string, name="sequence")]
         if profile_features:
             inputs.append(tf.TensorSpec(shape=(None, None, profile_features), dtype=tf.float32, name="profile"))
-        return {"serving_default": ServingSignature(inputs, build)}
+        # Per-residue outputs are padded to the batch's longest chain: rows of joined
+        # requests would come back longer than they were sent.
+        return {"serving_default": ServingSignature(inputs, build, batchable=False)}
 
     def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
         if preprocessing.get("profile_features"):

@@ -189,7 +189,7 @@ class TextgenTask(Task):
                 tf.TensorSpec(shape=(), dtype=tf.int32, name="length"),
                 tf.TensorSpec(shape=(), dtype=tf.float32, name="temperature"),
                 tf.TensorSpec(shape=(), dtype=tf.int64, name="seed"),
-            ], generate),
+            ], generate, batchable=False),  # random draws depend on the whole batch
         }
 
     def generate(self, config, model, prompt: str, length: int, sampling: dict, seed: int):

@@ -6,7 +6,11 @@ import os
 import pytest
 
 from lstmkit import distributed_search
-from lstmkit.distributed_search import EXIT_TRIAL_BUDGET_SPENT, LocalWorkers, keras_tuner_environment
+from lstmkit.distributed_search import (
+    EXIT_TRIAL_BUDGET_SPENT,
+    LocalWorkers,
+    keras_tuner_environment,
+)
 from lstmkit.errors import UserError
 
 

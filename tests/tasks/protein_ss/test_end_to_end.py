@@ -7,42 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lstmkit.data import read_fasta
 from tasks.protein_ss import data
-
-
-@pytest.fixture(scope="session")
-def netsurfp_small(shared_data, tmp_path_factory):
-    """100 training, 25 validation and 25 test chains of the NetSurfP-2.0 files."""
-    source = shared_data / "protein_netsurfp2_flip"
-    labels = read_fasta((source / "sampled.fasta").read_text(), "sampled.fasta")
-    wanted = {"VALIDATION=False": 100, "VALIDATION=True": 25, "SET=test": 25}
-    keep = []
-    for index, (header, _) in enumerate(labels):
-        for marker in wanted:
-            if marker in header and wanted[marker] > 0:
-                wanted[marker] -= 1
-                keep.append(index)
-                break
-    target = tmp_path_factory.mktemp("netsurfp")
-    for name in data.NETSURFP_FILES:
-        records = read_fasta((source / name).read_text(), name)
-        target.joinpath(name).write_text("".join(f">{records[i][0]}\n{''.join(records[i][1])}\n" for i in keep))
-    return target
-
-
-@pytest.fixture(scope="session")
-def protein_run(tmp_path_factory, netsurfp_small):
-    import cli
-
-    runs = tmp_path_factory.mktemp("runs")
-    try:
-        cli.main(["train", "protein_ss", "--preset", "tiny", "--data", str(netsurfp_small), "--runs-dir", str(runs),
-                  "--seed", "3", "--set", "train.epochs=3"])
-    except SystemExit as exit_:
-        assert exit_.code in (0, None)
-    (run_dir,) = (runs / "protein_ss").iterdir()
-    return run_dir
 
 
 def loaded(run_dir):

@@ -2,12 +2,10 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,15 +109,6 @@ def test_export_round_trip_matches_the_in_memory_model(tiny_run, run_cli, tmp_pa
         assert labels == [("negative", "positive")[i] for i in expected.argmax(-1)]
     extra = json.loads((base / "sentiment" / "2" / "assets.extra" / "lstmkit.json").read_text())
     assert extra["labels"] == ["negative", "positive"] and extra["metrics"]["test"]["examples"] == 1_066
-
-
-def test_saved_model_cli_lists_the_text_input(tiny_run, run_cli, tmp_path):
-    run_cli("export", "sentiment", "--run", tiny_run, "--base-path", tmp_path)
-    tool = shutil.which("saved_model_cli", path=str(Path(sys.executable).parent)) or shutil.which("saved_model_cli")
-    shown = subprocess.run([tool, "show", "--all", "--dir", str(tmp_path / "sentiment" / "1")],
-                           capture_output=True, text=True, check=True).stdout
-    assert "inputs['text']" in shown and "outputs['probabilities']" in shown and "outputs['label']" in shown
-    assert "serving_default" in shown
 
 
 def test_tune_writes_a_best_config_that_train_accepts(shared_data, tmp_path, run_cli):

@@ -10,23 +10,6 @@ import tensorflow as tf
 
 from tests.lstmkit.test_audio import wav_bytes
 
-TINY_SETTINGS = ["--set", "data.validation_percentage=25", "--set", "data.testing_percentage=25",
-                 "--set", "train.epochs=3"]
-
-
-@pytest.fixture(scope="session")
-def speech_run(tmp_path_factory, speech_slice):
-    import cli
-
-    runs = tmp_path_factory.mktemp("runs")
-    try:
-        cli.main(["train", "speech_commands", "--preset", "tiny", "--data", str(speech_slice),
-                  "--runs-dir", str(runs), "--seed", "7", *TINY_SETTINGS])
-    except SystemExit as exit_:
-        assert exit_.code in (0, None)
-    (run_dir,) = (runs / "speech_commands").iterdir()
-    return run_dir
-
 
 @pytest.fixture(scope="session")
 def exported(speech_run, tmp_path_factory):

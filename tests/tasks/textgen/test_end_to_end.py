@@ -9,30 +9,6 @@ import pytest
 import tensorflow as tf
 
 
-@pytest.fixture(scope="session")
-def shakespeare_slice(shared_data, tmp_path_factory):
-    """The first 30,000 characters: 27,000 to train on (the tiny preset keeps 20,000),
-    the last 3,000 for validation."""
-    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:30_000]
-    path = tmp_path_factory.mktemp("corpus") / "shakespeare.txt"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="session")
-def textgen_run(tmp_path_factory, shakespeare_slice):
-    import cli
-
-    runs = tmp_path_factory.mktemp("runs")
-    try:
-        cli.main(["train", "textgen", "--preset", "tiny", "--data", str(shakespeare_slice),
-                  "--runs-dir", str(runs), "--seed", "7", "--set", "train.epochs=3"])
-    except SystemExit as exit_:
-        assert exit_.code in (0, None)
-    (run_dir,) = (runs / "textgen").iterdir()
-    return run_dir
-
-
 def history(run_dir):
     lines = (run_dir / "history.csv").read_text().strip().splitlines()
     header = lines[0].split(",")

@@ -1,0 +1,51 @@
+"""The export contract for every task: TensorFlow Serving's layout, named signatures,
+the metadata in assets.extra, and TensorFlow's own saved_model_cli on each export."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# One raw input per task and signature, as saved_model_cli --input_exprs takes it.
+SAVED_MODEL_CLI_INPUTS = {
+    "sentiment": ("serving_default", "text=['a gripping, funny film']", ["probabilities", "label"]),
+    "speech_commands": ("serving_default", "waveform=np.zeros((1, 16000), np.float32)", ["probabilities", "label"]),
+    "protein_ss": ("serving_default", "sequence=['MKTAYIAKQRQISFVKSHFSRQ']", ["probabilities", "structure", "length"]),
+    "textgen": ("serving_default", "text=['ROMEO:']", ["probabilities", "next_character", "vocabulary"]),
+}
+
+
+def saved_model_cli(*args):
+    tool = shutil.which("saved_model_cli", path=str(Path(sys.executable).parent)) or shutil.which("saved_model_cli")
+    done = subprocess.run([tool, *args], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("task_name", sorted(SAVED_MODEL_CLI_INPUTS))
+def test_saved_model_cli_shows_and_runs_every_export(exports, task_name):
+    version = exports / task_name / "1"
+    shown = saved_model_cli("show", "--all", "--dir", str(version))
+    signature, expression, outputs = SAVED_MODEL_CLI_INPUTS[task_name]
+    assert f"signature_def['{signature}']" in shown
+    assert f"inputs['{expression.split('=')[0]}']" in shown
+    assert all(f"outputs['{name}']" in shown for name in outputs)
+    ran = saved_model_cli("run", "--dir", str(version), "--tag_set", "serve", "--signature_def", signature,
+                          "--input_exprs", expression)
+    assert all(f"Result for output key {name}" in ran for name in outputs), ran[-2000:]
+
+
+@pytest.mark.parametrize("task_name", sorted(SAVED_MODEL_CLI_INPUTS))
+def test_every_export_carries_its_metadata(exports, task_name):
+    info = json.loads((exports / task_name / "1" / "assets.extra" / "lstmkit.json").read_text())
+    assert info["task"] == task_name and info["config"] and info["metrics"]
+    assert len(info["train_fingerprint_sha256"]) == 64
+    assert "keras" in info["versions"] and {"tensorflow", "tensorflow-cpu"} & set(info["versions"])
+    assert "serving_default" in info["signatures"]
+    if task_name != "textgen":
+        assert info["labels"]
+    # Only temporary folders are hidden; versions are integers.
+    assert [path.name for path in (exports / task_name).iterdir()] == ["1"]
