@@ -110,7 +110,9 @@ class ModelRegistry:
             if not model.is_dir() or not MODEL_NAME.match(model.name):
                 continue
             versions = {int(path.name): path for path in model.iterdir() if path.name.isdigit() and path.is_dir()}
-            if versions:
+            # A model is a folder with at least one SavedModel version (not, say, the
+            # TensorFlow Lite exports beside them); then every integer folder is a version.
+            if any((path / "saved_model.pb").is_file() for path in versions.values()):
                 found[model.name] = versions
         return found
 

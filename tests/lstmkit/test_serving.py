@@ -268,3 +268,39 @@ def test_signatures_not_marked_batchable_are_never_joined():
     servable, seen = recording_servable(batchable=False)
     predict_all(serving.Batcher(max_size=4, timeout_ms=200), servable, ["a", "bb", "ccc"])
     assert seen == [1, 1, 1]
+
+
+# The registry on its own, with a stand-in loader.
+
+
+def test_the_registry_serves_the_newest_version_that_loads(tmp_path):
+    for folder in ["sentiment/1", "sentiment/2", "sentiment/3", "sentiment/.tmp-export-x", "speech_tflite/1",
+                   "bad name/1", "textgen/notaversion"]:
+        (tmp_path / folder).mkdir(parents=True)
+    for version in ("sentiment/1", "sentiment/3", "bad name/1"):
+        (tmp_path / version / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "speech_tflite" / "1" / "model.tflite").write_bytes(b"")
+    attempts = []
+
+    def loader(path, version):
+        attempts.append(version)
+        if not (path / "saved_model.pb").is_file():
+            raise OSError("no saved_model.pb")
+        return serving.Servable(version, {}, {}, frozenset(), None)
+
+    registry = serving.ModelRegistry(tmp_path, loader)
+    assert set(registry.scan()) == {"sentiment"}
+    registry.refresh()
+    assert registry.get("sentiment", None).version == 3 and attempts == [3]
+    (tmp_path / "sentiment" / "4").mkdir()  # being copied: not loadable yet
+    registry.refresh()
+    registry.refresh()  # unchanged files: not tried again
+    assert attempts == [3, 4] and registry.get("sentiment", None).version == 3
+    versions = {entry["version"]: entry for entry in registry.status("sentiment", None)["model_version_status"]}
+    assert versions["4"]["state"] == "END" and "no saved_model.pb" in versions["4"]["status"]["error_message"]
+    (tmp_path / "sentiment" / "4" / "saved_model.pb").write_bytes(b"")  # the copy finished
+    registry.refresh()
+    assert registry.get("sentiment", "4").version == 4
+    assert registry.status("sentiment", "3")["model_version_status"][0]["state"] == "END"
+    with pytest.raises(serving.ServingError, match="Specific"):
+        registry.get("sentiment", "3")
