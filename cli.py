@@ -271,8 +271,9 @@ def export(task_name, run, base_path, export_format, runs_dir):
               help="What to optimise: val_loss or val_<metric> (default: the task's own, e.g. val_accuracy).")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--trials-per-process", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Run trials in fresh processes, this many each, so memory stays flat (a process that "
-                   "fits model after model keeps growing); 0 runs them all in this process.")
+              help="A search on this machine runs its trials in fresh processes, this many each, so "
+                   "memory stays flat (a process that fits model after model keeps growing); 0 runs them "
+                   "all in this process. (A --role worker runs all of its trials itself.)")
 @click.option("--resume", default=None, metavar="SEARCH",
               help="Continue an interrupted search ('latest' or its tune-... id) with its own settings.")
 @click.option("--retrain", is_flag=True,
