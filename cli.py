@@ -290,8 +290,8 @@ def export(task_name, run, base_path, export_format, runs_dir):
               help="Worker: seconds to wait for the chief to answer.")
 @RUNS_DIR_OPTION
 def tune(task_name, data_source, preset, config_file, overrides, tuner, max_trials, max_epochs,
-         executions_per_trial, objective, seed, trials_per_process, resume, retrain, role, oracle_address, worker_id, worker_timeout,
-         connect_timeout, runs_dir):
+         executions_per_trial, objective, seed, trials_per_process, resume, retrain, role, oracle_address,
+         worker_id, worker_timeout, connect_timeout, runs_dir):
     """Search TASK's hyperparameters with Keras Tuner; writes best_config.json."""
     import_tensorflow_quietly()
     from lstmkit.distributed_search import SearchCluster, parse_oracle

@@ -169,8 +169,8 @@ EXIT_BAD_INPUT = 2
 
 
 class LocalWorkers:
-    """Worker processes of a local search, one at a time: each runs a few trials and
-    exits; another starts while the oracle has trials left.
+    """The worker processes of a local search, one at a time: each runs a few trials
+    and exits; the next starts while the oracle has trials left.
 
     ``start(worker_id)`` returns an unstarted ``multiprocessing`` process that runs a
     worker called ``worker_id`` against the chief.
@@ -181,41 +181,42 @@ class LocalWorkers:
         self.max_failures = max_failures
         self.failures = 0
         self.started = 0
-        self.running: dict[str, multiprocessing.process.BaseProcess] = {}
+        self.running: multiprocessing.process.BaseProcess | None = None  # the current one
 
     def poll(self, oracle, search_over: bool) -> None:
-        """Reap exited workers (their unfinished trial is retried) and start the next."""
+        """Reap the worker if it has exited (its unfinished trial is retried) and start
+        the next."""
+        if self.running is not None and not self.running.is_alive():
+            self._reap(oracle, self.running)
+            self.running = None
+        if not search_over and self.running is None and not self.exhausted(oracle):
+            self.started += 1
+            self.running = self.start(f"local-{self.started}")
+            self.running.start()
+
+    def _reap(self, oracle, process) -> None:
         from keras_tuner.src.engine import trial as trial_module
 
-        for worker_id, process in list(self.running.items()):
-            if process.is_alive():
-                continue
-            process.join()
-            del self.running[worker_id]
-            tuner_id = f"worker-{worker_id}"
-            trial = oracle.ongoing_trials.get(tuner_id)
-            if trial is not None:
-                logger.warning("trial process %s exited (code %s) during trial %s; it is retried",
-                               worker_id, process.exitcode, trial.trial_id)
-                trial.status = trial_module.TrialStatus.INVALID
-                trial.message = f"trial process {worker_id} exited with code {process.exitcode}"
-                oracle.end_trial(trial)
-            oracle.tuner_ids.discard(tuner_id)  # it will not ask for another trial
-            if process.exitcode in (0, EXIT_TRIAL_BUDGET_SPENT):
-                self.failures = 0
-            elif process.exitcode == EXIT_BAD_INPUT:
-                raise UserError(f"trial process {worker_id} stopped on the error above")
-            else:
-                self.failures += 1
-                if self.failures >= self.max_failures:
-                    raise UserError(f"{self.failures} trial processes in a row failed (last exit code "
-                                    f"{process.exitcode}); see their output above")
-        if not search_over and not self.running and not self.exhausted(oracle):
-            self.started += 1
-            worker_id = f"local-{self.started}"
-            process = self.start(worker_id)
-            process.start()
-            self.running[worker_id] = process
+        process.join()
+        worker_id = f"local-{self.started}"
+        tuner_id = f"worker-{worker_id}"
+        trial = oracle.ongoing_trials.get(tuner_id)
+        if trial is not None:
+            logger.warning("trial process %s exited (code %s) during trial %s; it is retried",
+                           worker_id, process.exitcode, trial.trial_id)
+            trial.status = trial_module.TrialStatus.INVALID
+            trial.message = f"trial process {worker_id} exited with code {process.exitcode}"
+            oracle.end_trial(trial)
+        oracle.tuner_ids.discard(tuner_id)  # it will not ask for another trial
+        if process.exitcode in (0, EXIT_TRIAL_BUDGET_SPENT):
+            self.failures = 0
+        elif process.exitcode == EXIT_BAD_INPUT:
+            raise UserError(f"trial process {worker_id} stopped on the error above")
+        else:
+            self.failures += 1
+            if self.failures >= self.max_failures:
+                raise UserError(f"{self.failures} trial processes in a row failed (last exit code "
+                                f"{process.exitcode}); see their output above")
 
     @staticmethod
     def exhausted(oracle) -> bool:
@@ -225,10 +226,9 @@ class LocalWorkers:
                     and not oracle.ongoing_trials and not getattr(oracle, "_retry_queue", None))
 
     def stop(self) -> None:
-        for process in self.running.values():
-            process.terminate()
-        for process in self.running.values():
-            process.join(10)
+        if self.running is not None:
+            self.running.terminate()
+            self.running.join(10)
 
 
 def die_with_parent(parent_pid: int) -> None:
