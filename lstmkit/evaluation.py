@@ -61,15 +61,13 @@ def confusion_metrics(labels: np.ndarray, predictions: np.ndarray, label_names: 
 
 def load_run(task: Task, run_dir: Path):
     """The config and best model of a finished run."""
-    import keras
-
-    import lstmkit.layers  # noqa: F401  (registers the custom layers for loading)
+    from lstmkit.saving import load_model
 
     checkpoint = run_dir / "best.keras"
     if not checkpoint.is_file():
         raise UserError(f"run {run_dir} has no best.keras yet; finish it with train --resume, or pick another --run")
     config = config_lib.from_dict(task.config_class, runs.read_json(run_dir / "config.json"))
-    model = keras.saving.load_model(checkpoint)
+    model = load_model(checkpoint)
     return config, model
 
 

@@ -1,0 +1,48 @@
+"""Every verb that loads a trained run, in a new process (``python cli.py ...``), on a
+run the test session trained: a process that trained a model has imported every class
+the model uses, so only a fresh one shows a class that loading forgets to register."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_FIXTURES = {"sentiment": "tiny_run", "speech_commands": "speech_run", "protein_ss": "protein_run",
+                "textgen": "textgen_run"}
+
+
+def predict_inputs(task_name, request) -> list[str]:
+    if task_name == "speech_commands":
+        return [str(next(request.getfixturevalue("speech_slice").glob("yes/*.wav")))]
+    return {"sentiment": ["a gripping, funny film"], "protein_ss": ["MKVLAAGIVGLLLAAQPAMA"],
+            "textgen": ["ROMEO:"]}[task_name]
+
+
+def cli(*args, timeout=300) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True,
+                            text=True, timeout=timeout, env=environment, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.mark.parametrize("task_name", sorted(RUN_FIXTURES))
+def test_a_new_process_evaluates_predicts_and_exports_a_trained_run(task_name, request, tmp_path):
+    run_dir = request.getfixturevalue(RUN_FIXTURES[task_name])
+    where = ["--run", run_dir, "--runs-dir", run_dir.parents[1]]
+
+    evaluated = cli("evaluate", task_name, *where)
+    report = json.loads((run_dir / "evaluation-test.json").read_text())
+    assert report["examples"] > 0 and "saved:" in evaluated.stdout
+
+    predicted = cli("predict", task_name, *predict_inputs(task_name, request), "--format", "json", *where)
+    records = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert len(records) == 1 and records[0]
+
+    exported = cli("export", task_name, "--base-path", tmp_path, *where)
+    assert (tmp_path / task_name / "1" / "saved_model.pb").is_file(), exported.stdout
