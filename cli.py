@@ -11,32 +11,14 @@ import json
 import os
 import shlex
 import sys
+import time
 
 import click
 
+import lstmkit
+from lstmkit.quiet import import_tensorflow_quietly
 from lstmkit.task import MAX_GENERATED_LENGTH
 from tasks import TASK_NAMES
-
-# TensorFlow's C++ log lines (oneDNN notes, CPU feature notes, a spurious DT_BOOL
-# "error") are noise for CLI users; Python warnings and exceptions still show.
-# Set TF_CPP_MIN_LOG_LEVEL=0 to see them all.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with stderr muted: its oneDNN banner is printed before its
-    log settings apply. Real import errors still raise."""
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 TASK_ARGUMENT = click.argument("task_name", metavar="TASK", type=click.Choice(TASK_NAMES))
 DATA_OPTION = click.option(
@@ -48,6 +30,10 @@ RUN_OPTION = click.option(
     help="Which trained run to use: 'latest', a run id, or a run folder.",
 )
 RUNS_DIR_OPTION = click.option("--runs-dir", default="runs", show_default=True, help="Where runs are kept.")
+SEED_OPTION = click.option("--seed", type=int, default=42, show_default=True,
+                           help="Random seed (CPU runs repeat exactly).")
+# Every verb's --help ends with the tasks it takes.
+TASK_EPILOG = f"TASK is one of: {', '.join(TASK_NAMES)}."
 
 
 def config_options(command):
@@ -76,20 +62,37 @@ def command_line() -> str:
     return shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:])
 
 
+def cli_command(*words, runs_dir="runs") -> str:
+    """A command line to print for the user to run next (``--runs-dir`` only when not
+    the default, so the line stays short)."""
+    words = [str(word) for word in words] + (["--runs-dir", str(runs_dir)] if str(runs_dir) != "runs" else [])
+    return shlex.join(["python", "cli.py", *words])
+
+
+def format_duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min {seconds} s" if hours else f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
 @click.group(
+    invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     help="Train, evaluate, tune and export regularized LSTM models.\n\n\b\n"
-    f"Tasks: {', '.join(TASK_NAMES)}\nStart with: python cli.py train sentiment --data PATH",
+    f"Tasks: {', '.join(TASK_NAMES)}\nStart with: python cli.py train sentiment --preset tiny --data PATH",
 )
-def cli():
-    pass
+@click.version_option(lstmkit.__version__, "--version", prog_name="lstmkit", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(context):
+    if context.invoked_subcommand is None:  # a bare `python cli.py` is a request for help
+        click.echo(context.get_help())
 
 
-@cli.command()
+@cli.command(epilog=TASK_EPILOG)
 @TASK_ARGUMENT
 @DATA_OPTION
 @config_options
-@click.option("--seed", type=int, default=42, show_default=True, help="Random seed (CPU runs repeat exactly).")
+@SEED_OPTION
 @RUNS_DIR_OPTION
 @click.option("--resume", default=None, metavar="RUN",
               help="Continue an unfinished run ('latest' or its id) from its last completed epoch.")
@@ -105,23 +108,60 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
     if resume is not None and (data_source or config_file or overrides or preset != "default"):
         raise click.UsageError("--resume continues a run with its own data and config; drop --data/--config/--set/--preset")
     config = resolve_config(task, preset, config_file, overrides)
+    from lstmkit import runs
     from lstmkit.training import train as train_task
 
-    result = train_task(task, config, data_source or task.default_data, runs_root=runs_dir, seed=seed,
-                        command=command_line(), resume=resume, strategy=strategy)
-    test = result.metrics["test"]
-    click.echo(f"run: {result.run_dir}")
-    click.echo("test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float)))
+    source = data_source or task.default_data
+    # On stdout with the progress bar: stderr holds nothing but the one-line error of bad input.
+    click.echo(f"reading data: {source}" if resume is None else f"resuming run {resume}: reading its data again")
+    started, started_wall = time.monotonic(), time.time()
+    try:
+        result = train_task(task, config, source, runs_root=runs_dir, seed=seed,
+                            command=command_line(), resume=resume, strategy=strategy)
+    except KeyboardInterrupt:
+        unfinished = runs.unfinished_run_since(runs_dir, task.name, started_wall)
+        if unfinished is None:
+            click.echo("Interrupted before the run folder was written; nothing to resume.", err=True)
+        else:
+            click.echo(f"Interrupted; the unfinished run is {unfinished}. Continue it from its last finished "
+                       f"epoch with: {cli_command('train', task.name, '--resume', run_id(unfinished), runs_dir=runs_dir)}",
+                       err=True)
+        sys.exit(130)
+    monitor, direction = task.objective, task.objective_direction
+    best = runs.best_epoch(result.run_dir / "history.csv", monitor, direction)
+    click.echo(f"run:  {result.run_dir}")
+    if best is not None:
+        epoch, value, epochs_run = best
+        click.echo(f"best: epoch {epoch} of {epochs_run} ({monitor} {value:.4f}), restored for the results below")
+    click.echo("test: " + format_metrics(result.metrics["test"]))
+    click.echo(f"took: {format_duration(time.monotonic() - started)}")
+    if preset == "tiny":
+        click.echo("note: --preset tiny is a smoke test of the pipeline (a small model, a slice of the data, a few "
+                   "epochs); its scores say nothing about what the task reaches. Drop --preset tiny for real figures.")
+    run = result.run_dir.name
+    click.echo(f"next: {cli_command('evaluate', task.name, '--run', run, runs_dir=runs_dir)}\n"
+               f"      {cli_command('export', task.name, '--run', run, runs_dir=runs_dir)}")
 
 
-@cli.command()
+def run_id(run_dir) -> str:
+    return run_dir.name.removesuffix(".partial")
+
+
+def format_metrics(metrics: dict) -> str:
+    return ", ".join(f"{key}={value:.4f}" for key, value in metrics.items() if isinstance(value, float))
+
+
+@cli.command(epilog=TASK_EPILOG)
 @TASK_ARGUMENT
 @RUN_OPTION
 @DATA_OPTION
 @click.option("--split", type=click.Choice(["test", "validation", "train", "all"]), default="test", show_default=True,
-              help="Which part of the data; 'all' joins the three (to score an outside test file).")
+              help="Which part of the data; 'all' scores every example of it (an outside test file of any size).")
+@click.option("--set", "overrides", multiple=True, metavar="data.KEY=VALUE",
+              help="How to read --data, where it differs from the run's data, e.g. "
+                   "--set data.label_column=stars (repeatable; data.* keys only).")
 @RUNS_DIR_OPTION
-def evaluate(task_name, run, data_source, split, runs_dir):
+def evaluate(task_name, run, data_source, split, overrides, runs_dir):
     """Evaluate a trained run on a data split; prints and saves the metrics."""
     import_tensorflow_quietly()
     from lstmkit.evaluation import evaluate_run
@@ -129,7 +169,7 @@ def evaluate(task_name, run, data_source, split, runs_dir):
     from tasks import get_task
 
     task = get_task(task_name)
-    metrics, report = evaluate_run(task, find_run(runs_dir, task.name, run), data_source, split)
+    metrics, report = evaluate_run(task, find_run(runs_dir, task.name, run), data_source, split, list(overrides))
     click.echo(f"{metrics['split']} split of {metrics['data']}: {metrics['examples']} examples"
                + (f", {metrics['characters']:,} characters" if "characters" in metrics else "")
             + (f", {metrics['residues']:,} scored residues" if "residues" in metrics else ""))
@@ -139,7 +179,7 @@ def evaluate(task_name, run, data_source, split, runs_dir):
             click.echo(f"  {key:<14} {metrics[key]:.4f}")
     if "confusion_matrix" in metrics:
         labels = metrics["labels"]
-        width = max(len(label) for label in labels) + 2
+        width = max(len(str(cell)) for cell in [*labels, *sum(metrics["confusion_matrix"], [])]) + 2
         click.echo("confusion matrix (rows: true, columns: predicted)")
         click.echo(" " * width + "".join(f"{label:>{width}}" for label in labels))
         for label, row in zip(labels, metrics["confusion_matrix"]):
@@ -147,15 +187,16 @@ def evaluate(task_name, run, data_source, split, runs_dir):
     click.echo(f"saved: {report}")
 
 
-@cli.command()
+@cli.command(epilog=TASK_EPILOG)
 @TASK_ARGUMENT
 @click.argument("inputs", nargs=-1)
 @click.option("--file", "input_file", type=click.File("rb"), default=None,
-              help="Read one input per line from FILE ('-' for stdin).")
+              help="Read one input per line from FILE ('-' for stdin); blank lines are skipped.")
 @click.option("--fasta", "fasta_file", type=click.Path(dir_okay=False), default=None,
               help="Read one input per FASTA record (its sequence lines joined) from FILE.")
 @RUN_OPTION
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: one tab-separated line per input; json: JSON Lines, one object per input.")
 @RUNS_DIR_OPTION
 def predict(task_name, inputs, input_file, fasta_file, run, output_format, runs_dir):
     """Predict INPUTS (or lines of --file, records of --fasta, or stdin) with a trained run."""
@@ -168,7 +209,7 @@ def predict(task_name, inputs, input_file, fasta_file, run, output_format, runs_
 
     items = list(inputs)
     if input_file is not None:
-        items += decode_utf8(input_file.read(), input_file.name).splitlines()
+        items += non_blank_lines(decode_utf8(input_file.read(), input_file.name))
     if fasta_file is not None:
         path = require_path(fasta_file, "FASTA file", "check the --fasta path")
         for header, lines in read_fasta(read_text(path), str(path)):
@@ -176,7 +217,7 @@ def predict(task_name, inputs, input_file, fasta_file, run, output_format, runs_
                 raise UserError(f"{path}: record {header or '(no name)'} has no sequence; remove it or add one")
             items.append("".join(lines))
     elif input_file is None and not items and not sys.stdin.isatty():
-        items = decode_utf8(sys.stdin.buffer.read(), "standard input").splitlines()
+        items = non_blank_lines(decode_utf8(sys.stdin.buffer.read(), "standard input"))
     if not items:
         raise click.UsageError("nothing to predict; pass inputs as arguments, with --file FILE, or on stdin")
     task = get_task(task_name)
@@ -197,7 +238,13 @@ def predict(task_name, inputs, input_file, fasta_file, run, output_format, runs_
         sys.exit(2)
 
 
-@cli.command()
+def non_blank_lines(text: str) -> list[str]:
+    """The lines of an input file or stdin that hold something (a trailing blank line
+    is not an input)."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@cli.command(epilog=TASK_EPILOG)
 @TASK_ARGUMENT
 @click.option("--prompt", default="", show_default=True,
               help="Text to continue (characters the model never saw are allowed); empty starts a new line.")
@@ -236,11 +283,11 @@ def generate(task_name, prompt, length, temperature, top_k, top_p, seed, run, ru
     click.echo()
 
 
-@cli.command()
+@cli.command(epilog=TASK_EPILOG)
 @TASK_ARGUMENT
 @RUN_OPTION
-@click.option("--base-path", default="saved_models", show_default=True,
-              help="Export root; the model goes to BASE_PATH/TASK/<next version>/.")
+@click.option("--base-path", "--model-base-path", "base_path", default="saved_models", show_default=True,
+              help="Export root (serve's --model-base-path); the model goes to BASE_PATH/TASK/<next version>/.")
 @click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite"]), default="savedmodel",
               show_default=True, help="tflite: a TensorFlow Lite file (built-in ops) in BASE_PATH/TASK_tflite/<version>/.")
 @RUNS_DIR_OPTION
@@ -256,11 +303,12 @@ def export(task_name, run, base_path, export_format, runs_dir):
     click.echo(f"exported: {exporter(task, find_run(runs_dir, task.name, run), base_path)}")
 
 
-@cli.command()
+@cli.command(epilog=TASK_EPILOG)
 @TASK_ARGUMENT
 @DATA_OPTION
 @config_options
-@click.option("--tuner", type=click.Choice(["hyperband", "random", "bayesian"]), default="hyperband", show_default=True)
+@click.option("--tuner", type=click.Choice(["hyperband", "random", "bayesian"]), default="hyperband", show_default=True,
+              help="Keras Tuner's search algorithm.")
 @click.option("--max-trials", type=click.IntRange(min=1), default=None,
               help="Trials at most (random and Bayesian: 10 unless given; Hyperband: its brackets unless given).")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=None,
@@ -269,7 +317,7 @@ def export(task_name, run, base_path, export_format, runs_dir):
               help="Trainings per trial (averaged), to tell real differences from noise.")
 @click.option("--objective", default=None,
               help="What to optimise: val_loss or val_<metric> (default: the task's own, e.g. val_accuracy).")
-@click.option("--seed", type=int, default=42, show_default=True)
+@SEED_OPTION
 @click.option("--trials-per-process", type=click.IntRange(min=0), default=1, show_default=True,
               help="A search on this machine runs its trials in fresh processes, this many each, so "
                    "memory stays flat (a process that fits model after model keeps growing); 0 runs them "
@@ -327,7 +375,8 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
         click.echo(f"{trial['trial']:<8}{score:>10}{epoch:>7}  {json.dumps(shown, sort_keys=True)}")
     click.echo(f"best config: {result.directory / 'best_config.json'}")
     if not retrain:
-        click.echo(f"train it:    python cli.py train {task.name} --config {result.directory / 'best_config.json'}")
+        click.echo("train it:    " + cli_command("train", task.name, "--data", result.data_source, "--config",
+                                                 result.directory / "best_config.json", runs_dir=runs_dir))
         return
     from lstmkit.training import train as train_task
 
@@ -346,7 +395,8 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
               help="The folder of exports: one folder per model, holding integer versions.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0: every interface; put TLS and auth in front first).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
+              help="Port to listen on (0: any free port, printed).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), default=8 * 1024 * 1024, show_default=True,
               help="Larger requests are refused (413).")
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=256, show_default=True,
@@ -401,7 +451,44 @@ def serve(model_base_path, host, port, max_body_bytes, max_batch_size, batch_max
         stop.set()
 
 
-@cli.command()
+@cli.command("runs", epilog=TASK_EPILOG)
+@click.argument("task_name", metavar="[TASK]", required=False, type=click.Choice(TASK_NAMES))
+@RUNS_DIR_OPTION
+def list_runs(task_name, runs_dir):
+    """List the runs and searches of TASK (default: every task): id, start, data,
+    headline test metric, and whether each finished."""
+    from lstmkit import runs
+
+    shown = 0
+    for name in [task_name] if task_name else TASK_NAMES:
+        summaries = runs.list_runs(runs_dir, name)
+        if not summaries:
+            continue
+        import_tensorflow_quietly()  # the task names its headline metric
+        from tasks import get_task
+
+        headline = get_task(name).headline_metric
+        click.echo(f"{name}:")
+        for summary in summaries:
+            value = summary.test_metrics.get(headline)
+            score = f"{headline} {value:.4f}" if isinstance(value, float) else "-"
+            if summary.finished:
+                state = "finished" if summary.kind == "run" else "search finished"
+            else:
+                verb = "train" if summary.kind == "run" else "tune"
+                state = f"unfinished: {cli_command(verb, name, '--resume', summary.id, runs_dir=runs_dir)}"
+            click.echo(f"  {summary.id:<28} {summary.started[:16].replace('T', ' '):<17} {score:<22} "
+                       f"{shorten(summary.data, 40):<40}  {state}")
+            shown += 1
+    if not shown:
+        click.echo(f"no runs under {runs_dir}; train one: python cli.py train TASK --preset tiny --data PATH")
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+@cli.command(epilog=TASK_EPILOG)
 @TASK_ARGUMENT
 @config_options
 @click.option("--run", "run", default=None, metavar="RUN",
@@ -443,7 +530,7 @@ def main(argv=None) -> None:
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        click.echo("Interrupted.", err=True)
         sys.exit(130)
     except click.UsageError as error:
         command = error.ctx.command_path if error.ctx else "python cli.py"

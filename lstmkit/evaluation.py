@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -71,29 +73,44 @@ def load_run(task: Task, run_dir: Path):
     return config, model
 
 
-def evaluate_run(task: Task, run_dir: Path, data_source: str | None, split: str) -> tuple[dict, Path]:
+def evaluate_run(task: Task, run_dir: Path, data_source: str | None, split: str,
+                 data_overrides: list[str] = ()) -> tuple[dict, Path]:
     """Evaluate a run's best model on ``split`` of ``data_source`` (default: the data it
-    was trained on); ``split="all"`` joins train, validation and test, for scoring a
-    whole outside file. Writes ``evaluation-<split>.json`` and, for classifiers, a
-    confusion-matrix PNG into the run folder; returns the metrics and the JSON path."""
+    was trained on); ``split="all"`` scores every example of the source (an outside test
+    file of any size). ``data_overrides`` ("data.KEY=VALUE") say how to read a source
+    that differs from the run's (other column names...). Writes
+    ``evaluation-<split>[-<source>].json`` (one per outside source, so one does not
+    overwrite another) and, for classifiers, a confusion-matrix PNG beside it; returns
+    the metrics and the JSON path."""
     from lstmkit import plots
 
     config, model = load_run(task, run_dir)
-    source = data_source or runs.read_json(run_dir / "run.json")["data"]
+    not_data = [item for item in data_overrides if not item.startswith("data.")]
+    if not_data:
+        raise UserError(f"{not_data[0]}: evaluation can change how data is read (data.* keys) but not the "
+                        "trained model; train another run to change the rest")
+    config = config_lib.apply_overrides(config, list(data_overrides))
+    trained_on = runs.read_json(run_dir / "run.json")["data"]
+    source = data_source or trained_on
     preprocessing = runs.read_json(run_dir / "preprocessing.json")
-    splits = task.encode_splits(task.load_data(source, config), config, preprocessing)
     if split == "all":
-        dataset = splits.train.concatenate(splits.validation)
-        if splits.test is not splits.validation:  # a source without a test split of its own
-            dataset = dataset.concatenate(splits.test)
+        dataset = task.encode_labels(task.load_all(source, config), config, preprocessing)
     else:
-        dataset = getattr(splits, split)
+        dataset = getattr(task.encode_splits(task.load_data(source, config), config, preprocessing), split)
     metrics = task.evaluate(model, dataset, config, preprocessing)
     metrics["data"] = source
     metrics["split"] = split
-    report = run_dir / f"evaluation-{split}.json"
+    name = f"evaluation-{split}" if source == trained_on else f"evaluation-{split}-{source_slug(source)}"
+    report = run_dir / f"{name}.json"
     runs.write_json(report, metrics)
     if "confusion_matrix" in metrics:
         plots.confusion_matrix(metrics["confusion_matrix"], metrics["labels"],
-                               run_dir / f"confusion_matrix-{split}.png")
+                               run_dir / f"{name.replace('evaluation', 'confusion_matrix', 1)}.png")
     return metrics, report
+
+
+def source_slug(source: str) -> str:
+    """A short file-name-safe name for a data source: its last path part and a hash of
+    the whole (two files called test.csv in different folders get different names)."""
+    last = re.sub(r"[^A-Za-z0-9._-]+", "_", source.rstrip("/").rsplit("/", 1)[-1])[:40].strip("._") or "data"
+    return f"{last}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"

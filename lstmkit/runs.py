@@ -4,6 +4,7 @@ renamed when complete, so a crashed or killed run is never mistaken for a finish
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -74,3 +75,61 @@ def write_json(path: Path, data) -> None:
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def unfinished_run_since(runs_root: Path, task_name: str, since: float) -> Path | None:
+    """The newest unfinished run folder created at or after ``since`` (a ``time.time()``),
+    i.e. the one an interrupted command was writing, or None."""
+    found = [path for path in (Path(runs_root) / task_name).glob(f"*{PARTIAL_SUFFIX}")
+             if (path / "run.json").is_file() and path.stat().st_mtime >= since - 1]
+    return max(found, default=None)
+
+
+def best_epoch(history_csv: Path, monitor: str, direction: str) -> tuple[int, float, int] | None:
+    """(best epoch counted from 1, its ``monitor`` value, epochs logged) from a
+    CSVLogger file, or None when ``monitor`` was never logged."""
+    import csv
+    import math
+
+    if not Path(history_csv).is_file():
+        return None
+    with open(history_csv, newline="") as handle:
+        values = [float(row[monitor]) if row.get(monitor) else math.nan for row in csv.DictReader(handle)]
+    scored = [(value, index) for index, value in enumerate(values) if math.isfinite(value)]
+    if not scored:
+        return None
+    value, index = (max if direction == "max" else min)(scored, key=lambda pair: pair[0])
+    return index + 1, value, len(values)
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """One line of ``cli.py runs``."""
+
+    id: str
+    kind: str  # "run" or "search"
+    started: str
+    data: str
+    finished: bool
+    test_metrics: dict
+
+
+def list_runs(runs_root: Path, task_name: str) -> list[RunSummary]:
+    """Every run and search folder of a task, oldest first."""
+    summaries = []
+    for path in sorted((Path(runs_root) / task_name).glob("*")):
+        finished = not path.name.endswith(PARTIAL_SUFFIX)
+        run_id = path.name.removesuffix(PARTIAL_SUFFIX)
+        try:
+            if (path / "run.json").is_file():
+                info = read_json(path / "run.json")
+                metrics = read_json(path / "metrics.json").get("test", {}) if (path / "metrics.json").is_file() else {}
+                summaries.append(RunSummary(run_id, "run", info.get("started", ""), info.get("data", ""),
+                                            finished, metrics))
+            elif (path / "search.json").is_file():
+                info = read_json(path / "search.json")
+                started = datetime.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
+                summaries.append(RunSummary(run_id, "search", started, info.get("data", ""), finished, {}))
+        except (OSError, ValueError):  # a folder being written or damaged by hand: skip it
+            continue
+    return summaries

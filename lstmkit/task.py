@@ -65,6 +65,8 @@ class Task(abc.ABC):
     #: The metric Keras logs that picks the best epoch and trial, and its direction.
     objective: ClassVar[str]
     objective_direction: ClassVar[str] = "max"
+    #: The test metric (a key of ``evaluate``'s result) that sums a run up in listings.
+    headline_metric: ClassVar[str] = "accuracy"
     #: The ``--data`` value used when none is given.
     default_data: ClassVar[str]
 
@@ -88,6 +90,17 @@ class Task(abc.ABC):
     def adapt(self, config, train_dataset) -> dict:
         """Fit preprocessing on training data only; return its JSON-able state
         (a vocabulary, normalisation statistics...) for ``build_model``."""
+
+    def load_all(self, source: str, config):
+        """Every example of ``source`` as one unbatched dataset of ``(raw_input, label)``
+        pairs, for scoring a whole outside file (``evaluate --split all``), however small.
+        By default the splits of ``load_data`` joined; a task whose ``load_data`` needs
+        enough examples to hold some out, or keeps only some, reads the source itself."""
+        splits = self.load_data(source, config)
+        dataset = splits.train.concatenate(splits.validation)
+        if splits.test is not splits.validation:  # a source without a test split of its own
+            dataset = dataset.concatenate(splits.test)
+        return dataset
 
     def encode_labels(self, dataset, config, preprocessing: dict):
         """Turn ``load_data``'s raw labels into what the loss reads, with the adapted

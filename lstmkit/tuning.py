@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import resource
 import sys
 from pathlib import Path
@@ -348,8 +349,8 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
             context = multiprocessing.get_context("spawn")
             local_workers = distributed_search.LocalWorkers(lambda worker_id: context.Process(
                 target=_trial_process, name=f"trial-{worker_id}",
-                args=(task, str(directory), cluster.host, cluster.port, worker_id, settings.trials_per_process,
-                      os.getpid())))
+                args=(pickle.dumps(task), str(directory), cluster.host, cluster.port, worker_id,
+                      settings.trials_per_process, os.getpid())))
         search.save()
         distributed_search.serve_oracle(search.oracle, cluster, workers=local_workers)
     elif cluster is not None:
@@ -386,11 +387,17 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
     return TuneResult(runs.finish_run_dir(directory), best_config, trials, memory, data_source, settings)
 
 
-def _trial_process(task: Task, directory: str, host: str, port: int, worker_id: str, budget: int,
+def _trial_process(pickled_task: bytes, directory: str, host: str, port: int, worker_id: str, budget: int,
                    parent_pid: int) -> None:
     """A local search's worker process (``multiprocessing`` target): runs ``budget``
-    trials of the search in ``directory`` against the chief at ``host:port``."""
+    trials of the search in ``directory`` against the chief at ``host:port``. The task
+    comes pickled: unpickling it imports its modules, and with them TensorFlow, which
+    must happen after its start-up lines are muted."""
     from lstmkit import distributed_search
+    from lstmkit.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    task = pickle.loads(pickled_task)
 
     distributed_search.die_with_parent(parent_pid)
     cluster = distributed_search.SearchCluster("worker", host, port, worker_id)

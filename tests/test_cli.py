@@ -1,7 +1,11 @@
 """The command line as a new user meets it: help, and one clear line for every mistake."""
 
+import json
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +135,96 @@ def test_textgen_offline_default_data_says_how_to_use_local_text(run_cli, tmp_pa
     result = run_cli("train", "textgen", "--runs-dir", tmp_path / "runs")
     _assert_one_line_error(*result, "tfds:tiny_shakespeare", "--data builtin")
     assert not (tmp_path / "runs").exists()
+
+
+# --- what a newcomer meets first ---------------------------------------------------
+
+def test_a_bare_command_shows_help_and_version_is_known(run_cli):
+    code, out, err = run_cli()
+    assert code == 0 and "Usage:" in out and "train" in out and not err
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.strip() == "lstmkit 0.1.0"
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "tune", "doctor", "generate"])
+def test_every_task_verb_lists_the_tasks_in_its_help(run_cli, command):
+    code, out, _ = run_cli(command, "--help")
+    assert code == 0 and "TASK is one of: sentiment, textgen, speech_commands, protein_ss" in " ".join(out.split())
+
+
+def test_train_sums_up_the_run_and_says_what_to_run_next(run_cli, shared_data, tmp_path):
+    code, out, err = run_cli("train", "sentiment", "--preset", "tiny", "--data", shared_data / "mr_polarity",
+                             "--set", "data.max_train_examples=100", "--set", "train.epochs=2", "--runs-dir", tmp_path)
+    assert code == 0, err
+    assert out.startswith(f"reading data: {shared_data / 'mr_polarity'}\n")
+    (run_dir,) = (tmp_path / "sentiment").iterdir()
+    assert f"run:  {run_dir}" in out
+    assert re.search(r"^best: epoch [12] of 2 \(val_accuracy 0\.\d{4}\)", out, re.MULTILINE)
+    assert re.search(r"^took: \d+ s$", out, re.MULTILINE)
+    assert "--preset tiny is a smoke test" in out
+    assert f"next: python cli.py evaluate sentiment --run {run_dir.name} --runs-dir {tmp_path}" in out
+
+
+def test_ctrl_c_during_training_says_how_to_resume(shared_data, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "train", "sentiment", "--preset", "tiny", "--set", "train.epochs=200",
+         "--set", "train.patience=200", "--data", str(shared_data / "mr_polarity"), "--runs-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and process.poll() is None and not list(tmp_path.glob("sentiment/*/history.csv")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    (partial,) = (tmp_path / "sentiment").glob("*.partial")
+    run_id = partial.name.removesuffix(".partial")
+    assert process.returncode == 130 and "Traceback" not in err
+    assert f"python cli.py train sentiment --resume {run_id} --runs-dir {tmp_path}" in err
+
+
+def test_runs_lists_finished_and_unfinished_runs(run_cli, tiny_run, tmp_path):
+    code, out, err = run_cli("runs", "--runs-dir", tiny_run.parents[1])
+    assert code == 0, err
+    (line,) = [line for line in out.splitlines() if tiny_run.name in line]
+    accuracy = json.loads((tiny_run / "metrics.json").read_text())["test"]["accuracy"]
+    assert f"accuracy {accuracy:.4f}" in line and line.endswith("finished") and "mr_polarity" in line
+    code, out, _ = run_cli("runs", "textgen", "--runs-dir", tmp_path)
+    assert code == 0 and "no runs under" in out
+
+
+def test_predict_skips_blank_lines_and_writes_json_lines(run_cli, tiny_run, tmp_path):
+    lines = tmp_path / "reviews.txt"
+    lines.write_text("a gripping film\n\n   \ntwo hours I will never get back\n\n")
+    code, out, err = run_cli("predict", "sentiment", "--file", lines, "--format", "json",
+                             "--runs-dir", tiny_run.parents[1], "--run", tiny_run.name)
+    assert code == 0, err
+    assert [json.loads(line)["input"] for line in out.splitlines()] == ["a gripping film",
+                                                                        "two hours I will never get back"]
+
+
+def test_evaluate_scores_small_outside_files_each_in_its_own_report(run_cli, tiny_run, tmp_path):
+    where = ["--runs-dir", tiny_run.parents[1], "--run", tiny_run.name]
+    one = tmp_path / "one.csv"
+    one.write_text("review,stars\ngreat fun from start to end,1\n")
+    code, _, err = run_cli("evaluate", "sentiment", "--data", one, "--split", "all", *where)
+    assert code == 2 and "--set data.label_column=" in err  # the hint it gives ...
+    code, out, err = run_cli("evaluate", "sentiment", "--data", one, "--split", "all", *where,
+                             "--set", "data.text_column=review", "--set", "data.label_column=stars")
+    assert code == 0, err  # ... works with evaluate
+    assert "all split of" in out and ": 1 examples" in out
+    other = tmp_path / "other" / "one.csv"
+    other.parent.mkdir()
+    other.write_text("text,label\ndull,0\nlovely,1\nawful,0\n")
+    code, out, err = run_cli("evaluate", "sentiment", "--data", other, "--split", "all", *where)
+    assert code == 0 and ": 3 examples" in out, err
+    reports = sorted(tiny_run.glob("evaluation-all-one.csv-*.json"))
+    assert len(reports) == 2 and sorted(json.loads(path.read_text())["examples"] for path in reports) == [1, 3]
+    code, _, err = run_cli("evaluate", "sentiment", "--data", other, "--split", "all", *where,
+                           "--set", "lstm.units=8")
+    assert code == 2 and "data.* keys" in err
+
+
+def test_export_takes_the_base_path_under_serves_name_too(run_cli, tiny_run, tmp_path):
+    code, out, err = run_cli("export", "sentiment", "--model-base-path", tmp_path,
+                             "--runs-dir", tiny_run.parents[1], "--run", tiny_run.name)
+    assert code == 0, err
+    assert (tmp_path / "sentiment" / "1" / "saved_model.pb").is_file()

@@ -30,6 +30,7 @@ class ProteinTask(Task):
     name = "protein_ss"
     config_class = protein_config.ProteinConfig
     objective = "val_accuracy"
+    headline_metric = "q3"
     objective_direction = "max"
     default_data = "../shared/data/protein_netsurfp2_flip"
 

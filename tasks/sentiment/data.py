@@ -191,5 +191,9 @@ def _read_polarity_pair(folder: Path, stem: str | None = None) -> RawData:
 def _check_not_empty(examples: Examples, where: Path) -> None:
     if not examples.texts:
         raise UserError(f"{where} holds no examples; {SOURCES_HINT}")
+
+
+def check_both_classes(examples: Examples, where: str) -> None:
+    """Training needs both classes; scoring an outside file does not."""
     if len(set(examples.labels)) < 2:
         raise UserError(f"{where} holds only one class ({LABEL_NAMES[examples.labels[0]]}); training needs both")

@@ -16,6 +16,13 @@ from tasks.sentiment import model as sentiment_model
 from tasks.sentiment.hypermodel import search_space
 
 
+def examples_dataset(examples):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(
+        (tf.constant(examples.texts, tf.string), tf.constant(examples.labels, tf.int32)))
+
+
 class SentimentTask(ClassificationTask):
     """Binary sentiment classification of raw text (negative / positive)."""
 
@@ -27,10 +34,9 @@ class SentimentTask(ClassificationTask):
         return sentiment_config.TINY
 
     def load_data(self, source: str, config) -> DataSplits:
-        import tensorflow as tf
-
         settings = config.data
         raw = sentiment_data.read_source(source, settings.text_column, settings.label_column)
+        sentiment_data.check_both_classes(raw.train, source)
         train, test = raw.train, raw.test
         if test is None:
             kept, held_out = seeded_split(len(train.texts), settings.test_fraction, settings.split_seed)
@@ -46,13 +52,15 @@ class SentimentTask(ClassificationTask):
             raise UserError(
                 f"{source} has too few examples ({len(raw.train.texts)}) to hold out validation and test sets"
             )
+        return DataSplits(examples_dataset(train), examples_dataset(validation), examples_dataset(test),
+                          raw.description)
 
-        def dataset(examples):
-            return tf.data.Dataset.from_tensor_slices(
-                (tf.constant(examples.texts, tf.string), tf.constant(examples.labels, tf.int32))
-            )
-
-        return DataSplits(dataset(train), dataset(validation), dataset(test), raw.description)
+    def load_all(self, source: str, config):
+        settings = config.data
+        raw = sentiment_data.read_source(source, settings.text_column, settings.label_column)
+        parts = [raw.train] if raw.test is None else [raw.train, raw.test]
+        return examples_dataset(sentiment_data.Examples([text for part in parts for text in part.texts],
+                                                        [label for part in parts for label in part.labels]))
 
     def adapt(self, config, train_dataset) -> dict:
         layer = sentiment_model.vectorizer(config)

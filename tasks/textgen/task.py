@@ -22,6 +22,7 @@ class TextgenTask(Task):
     name = "textgen"
     config_class = textgen_config.TextgenConfig
     objective = "val_loss"
+    headline_metric = "bits_per_char"
     objective_direction = "min"
     default_data = "tfds:tiny_shakespeare"
 

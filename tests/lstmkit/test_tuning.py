@@ -41,6 +41,8 @@ def test_search_writes_trials_hparams_logs_and_memory_then_retrains(run_cli, sha
     memory = json.loads((directory / "memory.json").read_text())
     assert [entry["trial"] for entry in memory] == ["0", "1"] and all(entry["rss_mb"] > 0 for entry in memory)
     assert len({entry["pid"] for entry in memory} | {os.getpid()}) == 3
+    # The trial processes import TensorFlow without its C++ start-up lines.
+    assert "oneDNN" not in err and "cuda" not in err and "I0000" not in err, err
     # The retrained run: best config, train+validation, test metrics only.
     assert "retrained on train+validation" in out and "test: " in out
     (run_dir,) = [path for path in (tmp_path / "sentiment").iterdir() if not path.name.startswith("tune-")]
@@ -69,6 +71,9 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(run_cli
     code, out, err = run_cli("tune", "sentiment", "--resume", "latest", "--runs-dir", tmp_path)
     assert code == 0, err
     (directory,) = search_dir(tmp_path)
+    # What to run next trains on the search's own data, not the task's default.
+    assert (f"train it:    python cli.py train sentiment --data {shared_data / 'mr_polarity'} --config "
+            f"{directory / 'best_config.json'} --runs-dir {tmp_path}") in out
     assert not search_dir(tmp_path, partial=True)
     trials = json.loads((directory / "trials.json").read_text())
     assert sorted(trial["trial"] for trial in trials) == ["0", "1", "2"]

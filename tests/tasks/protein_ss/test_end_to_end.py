@@ -114,4 +114,12 @@ def test_evaluate_on_ts115_prints_q3_sov_and_writes_a_confusion_png(protein_run,
                              "--split", "test", "--runs-dir", protein_run.parent.parent)
     assert code == 0, err
     assert "115 examples" in out and "scored residues" in out and "q3" in out and "sov" in out
-    assert (protein_run / "confusion_matrix-test.png").is_file()
+    # An outside file gets a report of its own, named after it, with the PNG beside it.
+    (report,) = protein_run.glob("evaluation-test-TS115_HHblits.csv-*.json")
+    assert (protein_run / report.name.replace("evaluation", "confusion_matrix").replace(".json", ".png")).is_file()
+    # The confusion matrix is a table: each row a state and one count per state,
+    # however many digits the counts have.
+    lines = out.splitlines()
+    rows = lines[lines.index("confusion matrix (rows: true, columns: predicted)") + 2:][:3]
+    assert [row.split()[0] for row in rows] == ["H", "E", "C"] and all(len(row.split()) == 4 for row in rows)
+    assert max(int(count) for row in rows for count in row.split()[1:]) >= 1000  # wider than the labels
