@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from lstmkit.audio import AudioFileError, read_wav
-from lstmkit.data import is_archive, iter_archive_files, require_path
+from lstmkit.data import is_archive, iter_archive_files, read_bytes, require_path
 from lstmkit.errors import UserError
 
 logger = logging.getLogger("lstmkit")
@@ -93,7 +93,7 @@ def _files(path: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
     else:
         for file in sorted(path.rglob("*")):
             if file.is_file():
-                yield PurePosixPath(file.relative_to(path).as_posix()), file.read_bytes()
+                yield PurePosixPath(file.relative_to(path).as_posix()), read_bytes(file)
 
 
 def _strip_common_folder(files: dict) -> dict:

@@ -99,3 +99,15 @@ def test_vocabulary_is_the_training_texts_characters(tmp_path):
     # ids: 0 padding, 1 out of vocabulary, then the vocabulary in order.
     expected = [vocabulary.index(char) + 2 for char in text.numpy().decode()[1:]]
     assert ids.numpy().tolist()[:-1] == expected
+
+
+def test_a_gzip_that_decompresses_past_the_cap_is_refused(tmp_path, monkeypatch):
+    from lstmkit import data as lstmkit_data
+
+    monkeypatch.setitem(lstmkit_data.MAX_BYTES, "data", 1_000)
+    packed = tmp_path / "bomb.txt.gz"
+    packed.write_bytes(gzip.compress(b"a" * 1_001))  # 29 bytes on disk
+    with pytest.raises(UserError, match="bomb.txt.gz decompressed is larger than 1000 bytes"):
+        data.read_source(str(packed), 0.1, 0.0)
+    packed.write_bytes(gzip.compress(b"a" * 1_000))
+    assert len(data._read_path(packed)) == 1_000
