@@ -52,8 +52,9 @@ def read_source(source: str, validation_fraction: float, test_fraction: float) -
     else:
         path = require_path(source, "data source", SOURCES_HINT)
         text, description = _read_path(path), str(path)
-    if not text:
-        raise UserError(f"{source} holds no text; give a non-empty UTF-8 text file")
+    # Newlines joining empty files (or blank files) are no text to learn from.
+    if not text.strip():
+        raise UserError(f"{source} holds no text (only empty or blank files); give UTF-8 text to learn from")
     return split_text(text, validation_fraction, test_fraction, description)
 
 
