@@ -35,15 +35,15 @@ DOWNLOAD_PROBE_TIMEOUT_S = 3.0
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
 
 FileKind = Literal["config", "data", "input"]
-# The most bytes read from one file of each kind (README: "Bad input"). A config is a
+# The most bytes read from one file of each kind (the README lists them). A config is a
 # small JSON object (best_config.json is under 1 KiB). A data file (one text, CSV/TSV or
 # FASTA file, a .txt.gz once decompressed, one member of an archive) is held in memory
 # whole, as are all of predict's inputs (--file, --fasta, standard input, one WAV).
 MAX_BYTES: dict[str, int] = {"config": 1 << 20, "data": 1 << 30, "input": 64 << 20}
-# Python's csv module refuses fields over 128 KiB. A legitimate field (a review, a
-# chain's per-residue tokens) is far below 1 MiB; a longer one is nearly always a quote
-# left open that swallowed the rest of the file.
-MAX_CSV_FIELD_BYTES = 1 << 20
+# Python's csv module refuses fields over 131,072 characters. A legitimate field (a
+# review, a chain's per-residue tokens) is far below 2**20; a longer one is nearly always
+# a quote left open that swallowed the rest of the file.
+MAX_CSV_FIELD_CHARS = 1 << 20
 _READ_CHUNK = 16 << 20
 
 
@@ -151,11 +151,11 @@ def read_input_text(source: str) -> str:
 
 def read_csv_rows(text: str, name: str, **reader_options) -> list[list[str]]:
     """Every row of CSV/TSV ``text`` (``csv.reader`` options), fields up to
-    ``MAX_CSV_FIELD_BYTES``; a longer field is a UserError naming its line."""
+    ``MAX_CSV_FIELD_CHARS``; a longer field is a UserError naming the line it starts on."""
     reader = csv.reader(io.StringIO(text), **reader_options)
     rows, row_start = [], 1  # the line the row being read starts on (a quoted field spans lines)
     # The limit is process-wide in the csv module: raise it for this read only.
-    previous = csv.field_size_limit(MAX_CSV_FIELD_BYTES)
+    previous = csv.field_size_limit(MAX_CSV_FIELD_CHARS)
     try:
         for row in reader:
             rows.append(row)
@@ -163,8 +163,8 @@ def read_csv_rows(text: str, name: str, **reader_options) -> list[list[str]]:
     except csv.Error as error:
         problem = str(error)
         if "field larger than field limit" in problem:
-            problem = (f"a field longer than {size_text(MAX_CSV_FIELD_BYTES)}; is a quote (\") left "
-                       "open? Close it, or remove the field")
+            problem = (f"a field longer than {MAX_CSV_FIELD_CHARS:,} characters; is a quote (\") "
+                       "left open? Close it, or remove the field")
         raise UserError(f"{name} line {row_start}: {problem}") from None
     finally:
         csv.field_size_limit(previous)

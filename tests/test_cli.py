@@ -54,7 +54,7 @@ def test_unknown_task(run_cli):
         (lambda tmp: _write(tmp / "three.tsv", b"sentence\tlabel\ngood\t1\nmeh\tneutral\n"), ["'neutral'", "0/1, neg/pos"]),
         # A quote left open swallows the rest of the file into one field (csv's own error before).
         (lambda tmp: _write(tmp / "open.csv", b'text,label\ngood,1\n"bad,0\n' + b"meh,0\n" * 200_000),
-         ["open.csv line 3: a field longer than 1 MiB", "quote"]),
+         ["open.csv line 3: a field longer than 1,048,576 characters", "quote"]),
     ],
 )
 def test_bad_data_gives_one_line_and_writes_nothing(run_cli, tmp_path, setup, fragments):
