@@ -113,7 +113,7 @@ def read_folder(source: str, settings, clip_seconds: float) -> tuple[Clips, list
     Returns the usable clips, the refused files with reasons, and the layout's name.
     """
     path = require_path(source, "data source", SOURCE_HINT)
-    if path.is_file() and not is_archive(path):
+    if not path.is_dir() and not is_archive(path):  # a FIFO or device too, not only a plain file
         raise UserError(f"{path} is neither a folder nor a tar archive; {SOURCE_HINT}")
     files = _strip_common_folder({name: data for name, data in _files(path)
                                   if not name.name.startswith(".") and "__MACOSX" not in name.parts})
