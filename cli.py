@@ -190,7 +190,7 @@ def evaluate(task_name, run, data_source, split, overrides, runs_dir):
 @cli.command(epilog=TASK_EPILOG)
 @TASK_ARGUMENT
 @click.argument("inputs", nargs=-1)
-@click.option("--file", "input_file", type=click.File("rb"), default=None,
+@click.option("--file", "input_file", type=click.Path(allow_dash=True), default=None,
               help="Read one input per line from FILE ('-' for stdin); blank lines are skipped.")
 @click.option("--fasta", "fasta_file", type=click.Path(dir_okay=False), default=None,
               help="Read one input per FASTA record (its sequence lines joined) from FILE.")
@@ -201,7 +201,7 @@ def evaluate(task_name, run, data_source, split, overrides, runs_dir):
 def predict(task_name, inputs, input_file, fasta_file, run, output_format, runs_dir):
     """Predict INPUTS (or lines of --file, records of --fasta, or stdin) with a trained run."""
     import_tensorflow_quietly()
-    from lstmkit.data import decode_utf8, read_fasta, read_text, require_path
+    from lstmkit.data import read_fasta, read_input_text, read_text, require_path
     from lstmkit.errors import UserError
     from lstmkit.evaluation import load_run
     from lstmkit.runs import find_run, read_json
@@ -209,15 +209,15 @@ def predict(task_name, inputs, input_file, fasta_file, run, output_format, runs_
 
     items = list(inputs)
     if input_file is not None:
-        items += non_blank_lines(decode_utf8(input_file.read(), input_file.name))
+        items += non_blank_lines(read_input_text(input_file))
     if fasta_file is not None:
         path = require_path(fasta_file, "FASTA file", "check the --fasta path")
-        for header, lines in read_fasta(read_text(path), str(path)):
+        for header, lines in read_fasta(read_text(path, "input"), str(path)):
             if not lines:
                 raise UserError(f"{path}: record {header or '(no name)'} has no sequence; remove it or add one")
             items.append("".join(lines))
     elif input_file is None and not items and not sys.stdin.isatty():
-        items = non_blank_lines(decode_utf8(sys.stdin.buffer.read(), "standard input"))
+        items = non_blank_lines(read_input_text("-"))
     if not items:
         raise click.UsageError("nothing to predict; pass inputs as arguments, with --file FILE, or on stdin")
     task = get_task(task_name)

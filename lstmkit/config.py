@@ -3,6 +3,11 @@
 A task's config is a frozen dataclass, possibly nesting other dataclasses (``lstm``,
 ``train``, ``data``). Every mistake in a key or a value is a ``UserError`` that lists
 what would have been valid.
+
+Every numeric field declares the range it may take, next to the field (``in_range``,
+``rate``); a config's ``__post_init__`` calls ``check_ranges`` first, so an absurd value
+(``lstm.units=100000000``, ``train.learning_rate=inf``, a NaN) is refused when the config
+is resolved, before any data is read or model built.
 """
 
 from __future__ import annotations
@@ -13,76 +18,117 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
+from lstmkit.data import decode_utf8, read_bytes, require_path
 from lstmkit.errors import UserError
+
+# NumPy's generators refuse negative seeds; 2**31 - 1 fits every seed argument of NumPy and TensorFlow.
+MAX_SEED = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Where a numeric config value may lie; an open end excludes its bound. NaN is in no range."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        def shown(bound):  # 1000000, not 1e+06; 0.5 stays 0.5
+            return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+        return (f"{'(' if self.low_open else '['}{shown(self.low)}, "
+                f"{shown(self.high)}{')' if self.high_open else ']'}")
+
+
+RANGE = "range"  # the key of a field's Range in its dataclass field metadata
+
+
+def in_range(default, low, high, *, low_open: bool = False, high_open: bool = False):
+    """A config field whose value must lie in [low, high] (an open end excludes the bound)."""
+    return dataclasses.field(default=default, metadata={RANGE: Range(low, high, low_open, high_open)})
+
+
+def rate(default: float):
+    """A dropout-like rate, fraction or momentum: a field in [0, 1)."""
+    return in_range(default, 0.0, 1.0, high_open=True)
+
+
+def seed(default: int):
+    """A random seed: a field in [0, MAX_SEED]."""
+    return in_range(default, 0, MAX_SEED)
+
+
+class OutOfRange(UserError):
+    """A config value outside its field's declared range."""
+
+    def __init__(self, key: str, bounds: Range, value):
+        super().__init__(f"{key} must be in {bounds}, got {value!r}")
+        self.key, self.bounds, self.value = key, bounds, value
+
+    def under(self, prefix: str) -> "OutOfRange":
+        """The same error, naming the key from the top of the config (``lstm.units``)."""
+        return OutOfRange(prefix + self.key, self.bounds, self.value)
+
+
+def check_ranges(config) -> None:
+    """Raise ``OutOfRange`` for the first of ``config``'s own fields outside its range
+    (nested configs check theirs when they are built)."""
+    for field in dataclasses.fields(config):
+        bounds = field.metadata.get(RANGE)
+        if bounds is not None and getattr(config, field.name) not in bounds:
+            raise OutOfRange(field.name, bounds, getattr(config, field.name))
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """Optimisation settings every task shares."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
+    epochs: int = in_range(10, 1, 100_000)
+    batch_size: int = in_range(64, 1, 65_536)
+    learning_rate: float = in_range(1e-3, 0.0, 10.0, low_open=True)
     # Gradient clipping by the global norm of all gradients together; 0 turns it off.
-    global_clipnorm: float = 1.0
+    global_clipnorm: float = in_range(1.0, 0.0, 1e6)
     # Learning-rate schedule: "constant"; "cosine" (linear warm-up over warmup_epochs,
     # then cosine decay to min_learning_rate at the last epoch); "plateau" (multiply by
     # plateau_factor when the objective stalls for plateau_patience epochs, down to
     # min_learning_rate). warmup_epochs also works with "constant".
     lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
-    warmup_epochs: float = 0.0
-    min_learning_rate: float = 0.0
-    plateau_factor: float = 0.5
-    plateau_patience: int = 1
+    warmup_epochs: float = in_range(0.0, 0.0, 100_000.0)
+    min_learning_rate: float = in_range(0.0, 0.0, 10.0)
+    plateau_factor: float = in_range(0.5, 0.0, 1.0, low_open=True, high_open=True)
+    plateau_patience: int = in_range(1, 0, 100_000)
     # Early stopping patience, in epochs without improvement of the task's objective.
-    patience: int = 3
-    shuffle_buffer: int = 50_000
+    patience: int = in_range(3, 0, 100_000)
+    # Examples in tf.data's shuffle buffer, which reserves about 24 bytes per slot up
+    # front whatever the data's size (10,000,000: 0.2 GiB; measured).
+    shuffle_buffer: int = in_range(50_000, 1, 10_000_000)
     # Polyak averaging: validate, checkpoint and export an exponential moving average of
     # the weights with this momentum (e.g. 0.99); 0 turns it off.
-    ema_momentum: float = 0.0
+    ema_momentum: float = rate(0.0)
     # Weight averaging (lstmkit.callbacks.WeightAveraging): "swa" averages the weights
     # at the end of every epoch from averaging_start_epoch (1-based) on; "nt_asgd" starts
     # averaging after every batch once the objective has not improved for
     # averaging_patience epochs (AWD-LSTM's trigger). Validation, checkpoints and export
     # see the average.
     weight_averaging: Literal["none", "swa", "nt_asgd"] = "none"
-    averaging_start_epoch: int = 2
-    averaging_patience: int = 2
+    averaging_start_epoch: int = in_range(2, 1, 100_000)
+    averaging_patience: int = in_range(2, 0, 100_000)
 
     def __post_init__(self):
-        check_positive(self, "epochs", "batch_size", "learning_rate", "shuffle_buffer",
-                       "plateau_factor", "averaging_start_epoch")
-        check_non_negative(self, "global_clipnorm", "patience", "warmup_epochs",
-                           "min_learning_rate", "plateau_patience", "averaging_patience")
-        check_rate(self, "ema_momentum")
-        if self.plateau_factor >= 1:
-            raise UserError(f"plateau_factor must be < 1, got {self.plateau_factor!r}")
+        check_ranges(self)
         if self.lr_schedule == "plateau" and self.warmup_epochs:
             raise UserError("warmup_epochs works with lr_schedule 'constant' or 'cosine', not "
                             "'plateau'; set one of them differently")
         if self.ema_momentum and self.weight_averaging != "none":
             raise UserError("ema_momentum and weight_averaging both average the weights; "
                             "turn one off (ema_momentum=0 or weight_averaging=none)")
-
-
-def check_positive(config, *names: str) -> None:
-    for name in names:
-        if not getattr(config, name) > 0:
-            raise UserError(f"{name} must be > 0, got {getattr(config, name)!r}")
-
-
-def check_non_negative(config, *names: str) -> None:
-    for name in names:
-        if getattr(config, name) < 0:
-            raise UserError(f"{name} must be >= 0, got {getattr(config, name)!r}")
-
-
-def check_rate(config, *names: str) -> None:
-    """Dropout-like rates live in [0, 1)."""
-    for name in names:
-        value = getattr(config, name)
-        if not 0.0 <= value < 1.0:
-            raise UserError(f"{name} must be in [0, 1), got {value!r}")
 
 
 def check_scaled_rates(config, multiplier: float, *names: str, prefix: str = "") -> None:
@@ -140,6 +186,13 @@ def _coerce(value: Any, kind: Any, key: str, from_string: bool) -> Any:
                 return int(value)
             except ValueError:
                 pass
+            try:  # whole numbers in exponent notation: --set train.shuffle_buffer=1e5
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if number.is_integer():
+                    return int(number)
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -172,17 +225,22 @@ def from_dict(cls, data: dict[str, Any], prefix: str = ""):
             values[name] = from_dict(kind, value, f"{prefix}{name}.")
         else:
             values[name] = _coerce(value, kind, f"{prefix}{name}", from_string=False)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except OutOfRange as error:
+        raise error.under(prefix) from None
 
 
 def load_json(path: str | Path) -> dict:
     """Read a config JSON file (for example ``best_config.json`` from ``tune``)."""
-    path = Path(path)
+    path = require_path(path, "config file", "pass an existing JSON file to --config")
+    text = decode_utf8(read_bytes(path, "config"), f"config file {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist; pass an existing JSON file to --config") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = json.loads(text)
+    except RecursionError:
+        raise UserError(f"config file {path} is nested too deeply to be a config; a config is a "
+                        "JSON object of sections and values, like best_config.json") from None
+    except ValueError as error:  # JSONDecodeError, and integers too long to convert
         raise UserError(f"config file {path} is not valid JSON ({error}); fix the file or drop --config") from None
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a JSON object of config keys, like best_config.json")

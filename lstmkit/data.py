@@ -1,14 +1,26 @@
 """Task-independent data helpers: checked file reading, seeded splits, archives,
-TensorFlow Datasets with a fast offline failure, fingerprints and batching."""
+TensorFlow Datasets with a fast offline failure, fingerprints and batching.
+
+Every file lstmkit reads for a user (data, config JSON, predict inputs) goes through
+``read_bytes`` here: it refuses what is not a regular file and reads at most a size cap
+per kind of file (``MAX_BYTES``), so that /dev/zero, a FIFO or a huge file is one clear
+error instead of exhausted memory or a hang.
+"""
 
 from __future__ import annotations
 
+import csv
+import errno
 import hashlib
+import io
 import logging
+import os
 import socket
+import stat
+import sys
 import tarfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -21,6 +33,18 @@ DOWNLOAD_PROBE = ("storage.googleapis.com", 443)
 DOWNLOAD_PROBE_TIMEOUT_S = 3.0
 
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
+
+FileKind = Literal["config", "data", "input"]
+# The most bytes read from one file of each kind (the README lists them). A config is a
+# small JSON object (best_config.json is under 1 KiB). A data file (one text, CSV/TSV or
+# FASTA file, a .txt.gz once decompressed, one member of an archive) is held in memory
+# whole, as are all of predict's inputs (--file, --fasta, standard input, one WAV).
+MAX_BYTES: dict[str, int] = {"config": 1 << 20, "data": 1 << 30, "input": 64 << 20}
+# Python's csv module refuses fields over 131,072 characters. A legitimate field (a
+# review, a chain's per-residue tokens) is far below 2**20; a longer one is nearly always
+# a quote left open that swallowed the rest of the file.
+MAX_CSV_FIELD_CHARS = 1 << 20
+_READ_CHUNK = 16 << 20
 
 
 def require_path(path: str | Path, what: str, hint: str) -> Path:
@@ -42,11 +66,109 @@ def decode_utf8(data: bytes, name: str) -> str:
         ) from None
 
 
-def read_text(path: Path) -> str:
+def size_text(size: int) -> str:
+    """A byte count as people read it: 64 MiB, 1 GiB."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
+def read_bytes(path: str | Path, kind: FileKind = "data") -> bytes:
+    """The bytes of the regular file ``path``, at most ``MAX_BYTES[kind]`` of them.
+
+    Anything else is a UserError in one line: a missing path, a folder, a FIFO, device
+    or socket (reading /dev/zero never ends; opening a FIFO waits for a writer forever),
+    a file without read permission, or a larger file.
+    """
+    path = Path(path).expanduser()
     try:
-        return decode_utf8(path.read_bytes(), str(path))
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder; expected a file") from None
+        # Look before opening: opening a FIFO blocks, and opening a device can act on it.
+        _require_regular_file(path, os.stat(path).st_mode)
+        # O_NONBLOCK: should the path become a FIFO after the look, the open still
+        # returns, and fstat below refuses it.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise _unreadable(path, error) from None
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(descriptor)
+        _require_regular_file(path, status.st_mode)
+        if status.st_size > MAX_BYTES[kind]:
+            raise _too_large(str(path), kind)
+        try:
+            return read_stream(handle, str(path), kind)
+        except OSError as error:
+            raise _unreadable(path, error) from None
+
+
+def read_stream(stream: BinaryIO, name: str, kind: FileKind) -> bytes:
+    """Everything ``stream`` holds (standard input, a decompressing reader), refusing
+    more than ``MAX_BYTES[kind]``."""
+    limit = MAX_BYTES[kind]
+    chunks, total = [], 0
+    while chunk := stream.read(min(_READ_CHUNK, limit + 1 - total)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(name, kind)
+    return b"".join(chunks)
+
+
+def _require_regular_file(path: Path, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path} is a folder; expected a file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise UserError(f"{path} is {kind}, not a regular file; lstmkit reads only regular files, "
+                        "so save the data to a file first")
+
+
+def _unreadable(path: Path, error: OSError) -> UserError:
+    if error.errno == errno.ENOENT:
+        return UserError(f"{path} does not exist; check the path")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return UserError(f"cannot read {path}: permission denied; make it readable (chmod u+r) "
+                         "or run as its owner")
+    return UserError(f"cannot read {path} ({error.strerror or error})")
+
+
+def _too_large(name: str, kind: FileKind) -> UserError:
+    return UserError(f"{name} is larger than {size_text(MAX_BYTES[kind])}, the most lstmkit reads "
+                     f"from one {kind} file; use a smaller file (or split it)")
+
+
+def read_text(path: str | Path, kind: FileKind = "data") -> str:
+    """``read_bytes`` decoded as UTF-8."""
+    return decode_utf8(read_bytes(path, kind), str(Path(path).expanduser()))
+
+
+def read_input_text(source: str) -> str:
+    """predict's inputs as text: a file's, or standard input's for ``-``."""
+    if source == "-":
+        return decode_utf8(read_stream(sys.stdin.buffer, "standard input", "input"), "standard input")
+    return read_text(source, "input")
+
+
+def read_csv_rows(text: str, name: str, **reader_options) -> list[list[str]]:
+    """Every row of CSV/TSV ``text`` (``csv.reader`` options), fields up to
+    ``MAX_CSV_FIELD_CHARS``; a longer field is a UserError naming the line it starts on."""
+    reader = csv.reader(io.StringIO(text), **reader_options)
+    rows, row_start = [], 1  # the line the row being read starts on (a quoted field spans lines)
+    # The limit is process-wide in the csv module: raise it for this read only.
+    previous = csv.field_size_limit(MAX_CSV_FIELD_CHARS)
+    try:
+        for row in reader:
+            rows.append(row)
+            row_start = reader.line_num + 1
+    except csv.Error as error:
+        problem = str(error)
+        if "field larger than field limit" in problem:
+            problem = (f"a field longer than {MAX_CSV_FIELD_CHARS:,} characters; is a quote (\") "
+                       "left open? Close it, or remove the field")
+        raise UserError(f"{name} line {row_start}: {problem}") from None
+    finally:
+        csv.field_size_limit(previous)
+    return rows
 
 
 def read_fasta(text: str, name: str) -> list[tuple[str, list[str]]]:
@@ -77,6 +199,8 @@ def iter_archive_files(path: Path) -> Iterator[tuple[str, bytes]]:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:
                 if member.isfile():
+                    if member.size > MAX_BYTES["data"]:
+                        raise _too_large(f"{path}:{member.name}", "data")
                     yield member.name, archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError) as error:
         raise UserError(f"cannot read archive {path} ({error}); check the file is a complete tar archive") from None

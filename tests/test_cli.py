@@ -1,6 +1,7 @@
 """The command line as a new user meets it: help, and one clear line for every mistake."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -55,6 +56,9 @@ def test_unknown_task(run_cli):
         (lambda tmp: _write(tmp / "cols.csv", b"review_text,score\nnice,1\n"), ["no text column", "--set data.text_column"]),
         (lambda tmp: _write(tmp / "latin1.tsv", b"sentence\tlabel\ncaf\xe9\t1\n"), ["not UTF-8", "re-encode"]),
         (lambda tmp: _write(tmp / "three.tsv", b"sentence\tlabel\ngood\t1\nmeh\tneutral\n"), ["'neutral'", "0/1, neg/pos"]),
+        # A quote left open swallows the rest of the file into one field (csv's own error before).
+        (lambda tmp: _write(tmp / "open.csv", b'text,label\ngood,1\n"bad,0\n' + b"meh,0\n" * 200_000),
+         ["open.csv line 3: a field longer than 1,048,576 characters", "quote"]),
     ],
 )
 def test_bad_data_gives_one_line_and_writes_nothing(run_cli, tmp_path, setup, fragments):
@@ -228,3 +232,76 @@ def test_export_takes_the_base_path_under_serves_name_too(run_cli, tiny_run, tmp
                              "--runs-dir", tiny_run.parents[1], "--run", tiny_run.name)
     assert code == 0, err
     assert (tmp_path / "sentiment" / "1" / "saved_model.pb").is_file()
+
+
+# --- files and values that are no input ----------------------------------------
+
+def _fifo(folder):
+    path = folder / "fifo"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("command, fragments", [
+    (["train", "textgen", "--data", "/dev/zero"], ["/dev/zero is a device, not a regular file"]),
+    (["train", "protein_ss", "--data", "/dev/zero"], ["/dev/zero is a device, not a regular file"]),
+    (["train", "sentiment", "--config", "/dev/zero"], ["/dev/zero is a device, not a regular file"]),
+    (["predict", "sentiment", "--file", "/dev/zero"], ["/dev/zero is a device, not a regular file"]),
+    (["train", "sentiment", "--config", "{tmp}"], ["is a folder; expected a file"]),
+    (["train", "sentiment", "--config", "{tmp}/deep.json"], ["nested too deeply"]),
+    (["train", "textgen", "--preset", "tiny", "--data", "{tmp}/empty-files"], ["holds no text"]),
+])
+def test_paths_that_are_no_data_give_one_line_and_write_nothing(run_cli, tmp_path, command, fragments):
+    """Before: MemoryError (/dev/zero), IsADirectoryError and RecursionError tracebacks;
+    textgen trained on the newlines between 1,000 empty files."""
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "empty-files").mkdir()
+    for number in range(1_000):
+        (tmp_path / "empty-files" / f"{number}.txt").touch()
+    runs = tmp_path / "runs"
+    command = [part.format(tmp=tmp_path) for part in command]
+    _assert_one_line_error(*run_cli(*command, "--runs-dir", runs), *fragments)
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("command", [["train", "textgen", "--data"], ["train", "protein_ss", "--data"],
+                                     ["train", "sentiment", "--config"], ["predict", "sentiment", "--file"]])
+def test_a_fifo_is_refused_at_once(tmp_path, command):
+    """Before: reading a FIFO nobody writes to waited forever (the timeout bounds this test)."""
+    fifo = _fifo(tmp_path)
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *command, str(fifo),
+                             "--runs-dir", str(tmp_path / "runs")],
+                            capture_output=True, text=True, timeout=120)
+    _assert_one_line_error(result.returncode, result.stdout, result.stderr, "is a FIFO, not a regular file")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_an_unreadable_file_gives_one_line(run_cli, tmp_path):
+    for name in ("corpus.txt", "config.json"):
+        (tmp_path / name).write_text("{}")
+        (tmp_path / name).chmod(0)
+    runs = tmp_path / "runs"
+    _assert_one_line_error(*run_cli("train", "textgen", "--data", tmp_path / "corpus.txt", "--runs-dir", runs),
+                           "permission denied")
+    _assert_one_line_error(*run_cli("train", "sentiment", "--config", tmp_path / "config.json", "--runs-dir", runs),
+                           "permission denied")
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("lstm.units=100000000", "lstm.units must be in [1, 8192], got 100000000"),
+    ("embedding_dim=2000000000", "embedding_dim must be in [1, 8192], got 2000000000"),
+    ("train.batch_size=100000000000000000000", "train.batch_size must be in [1, 65536]"),
+    ("train.shuffle_buffer=1000000000000000000", "train.shuffle_buffer must be in [1, 10000000]"),
+    ("train.learning_rate=inf", "train.learning_rate must be in (0, 10], got inf"),
+    ("train.global_clipnorm=nan", "train.global_clipnorm must be in [0, 1000000], got nan"),
+    (f"train.epochs={10**30}", "train.epochs must be in [1, 100000]"),
+])
+def test_out_of_range_settings_give_one_line_before_any_data_is_read(run_cli, tmp_path, setting, fragment):
+    """Before: tracebacks, a segfault (shuffle_buffer), or training that exited 0 (inf, nan, 10**30).
+    The data path does not exist: the config is refused before it is looked at."""
+    runs = tmp_path / "runs"
+    result = run_cli("train", "sentiment", "--data", tmp_path / "missing", "--set", setting, "--runs-dir", runs)
+    _assert_one_line_error(*result, fragment)
+    assert not runs.exists()

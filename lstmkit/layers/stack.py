@@ -16,12 +16,7 @@ from collections.abc import Sequence
 
 import keras
 
-from lstmkit.config import (
-    check_non_negative,
-    check_positive,
-    check_rate,
-    check_scaled_rates,
-)
+from lstmkit.config import check_ranges, check_scaled_rates, in_range, rate
 from lstmkit.layers.regularized_lstm import RegularizedLSTM
 
 
@@ -127,30 +122,29 @@ class LSTMStackConfig:
     scales the task's other dropouts (embedding, classifier) too.
     """
 
-    units: int = 128
-    layers: int = 1
+    # 8,192 units: a 1 GiB recurrent kernel per direction and layer, already past sense.
+    units: int = in_range(128, 1, 8_192)
+    layers: int = in_range(1, 1, 32)
     bidirectional: bool = False
-    input_dropout: float = 0.0
-    hidden_dropout: float = 0.0
-    output_dropout: float = 0.0
-    weight_drop: float = 0.0
+    input_dropout: float = rate(0.0)
+    hidden_dropout: float = rate(0.0)
+    output_dropout: float = rate(0.0)
+    weight_drop: float = rate(0.0)
     # Keras's per-step recurrent dropout: slow (no fused kernel); weight_drop is the fast alternative.
-    recurrent_dropout: float = 0.0
-    zoneout_cell: float = 0.0
-    zoneout_hidden: float = 0.0
+    recurrent_dropout: float = rate(0.0)
+    zoneout_cell: float = rate(0.0)
+    zoneout_hidden: float = rate(0.0)
     layer_norm: bool = False
-    # AR / TAR weights on the last layer's output.
-    activation_l2: float = 0.0
-    temporal_activation_l2: float = 0.0
-    l2: float = 0.0
+    # AR / TAR weights on the last layer's output (AWD-LSTM uses 2 and 1).
+    activation_l2: float = in_range(0.0, 0.0, 1_000.0)
+    temporal_activation_l2: float = in_range(0.0, 0.0, 1_000.0)
+    l2: float = in_range(0.0, 0.0, 1_000.0)
 
     RATES = ("input_dropout", "hidden_dropout", "output_dropout", "weight_drop",
              "recurrent_dropout", "zoneout_cell", "zoneout_hidden")
 
     def __post_init__(self):
-        check_positive(self, "units", "layers")
-        check_rate(self, *self.RATES)
-        check_non_negative(self, "activation_l2", "temporal_activation_l2", "l2")
+        check_ranges(self)
 
     def check_multiplier(self, multiplier: float, prefix: str = "lstm.") -> None:
         """Raise a UserError if ``multiplier`` would push a rate to 1 or beyond."""

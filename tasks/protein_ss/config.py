@@ -5,12 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lstmkit.config import (
-    TrainingConfig,
-    check_positive,
-    check_rate,
-    check_scaled_rates,
-)
+from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
 from lstmkit.errors import UserError
 from lstmkit.layers import LSTMStackConfig
 
@@ -19,32 +14,34 @@ PROTEIN_LSTM = LSTMStackConfig(units=128, layers=2, bidirectional=True, input_dr
 # The longest chain accepted anywhere: the PDB chains of the training data reach 1,632
 # residues; far beyond that the model would be guessing (and one chain holds a server).
 MAX_RESIDUES = 10_000
+# Parallel convolutions before the LSTM, at most (one per kernel size).
+MAX_CONV_BRANCHES = 16
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     # Sources without their own validation split (a labelled FASTA/TSV): a seeded share.
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = 1337
+    validation_fraction: float = rate(0.1)
+    test_fraction: float = rate(0.1)
+    split_seed: int = seed(1337)
     # Batches group chains of similar length (tf.data bucket_by_sequence_length):
     # bucket upper bounds, in residues; the last bucket takes everything longer.
     bucket_boundaries: str = "100,200,300,400,600,800"
     # Training chains longer than this are cut into pieces of at most this length.
-    max_train_length: int = 800
+    max_train_length: int = in_range(800, 1, MAX_RESIDUES)
     # Keep at most this many training chains (for smoke runs); 0 keeps all.
-    max_train_chains: int = 0
+    max_train_chains: int = in_range(0, 0, 10**9)
 
     def __post_init__(self):
-        check_rate(self, "validation_fraction", "test_fraction")
-        check_positive(self, "max_train_length")
+        check_ranges(self)
         try:
             bounds = [int(value) for value in self.bucket_boundaries.split(",") if value.strip()]
         except ValueError:
             raise UserError(f"data.bucket_boundaries must be comma-separated integers, got "
                             f"{self.bucket_boundaries!r}") from None
-        if bounds != sorted(set(bounds)) or any(bound <= 0 for bound in bounds):
-            raise UserError("data.bucket_boundaries must be increasing positive integers")
+        if bounds != sorted(set(bounds)) or any(not 0 < bound <= MAX_RESIDUES for bound in bounds):
+            raise UserError(f"data.bucket_boundaries must be increasing integers in [1, {MAX_RESIDUES}], "
+                            f"got {self.bucket_boundaries!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,24 +49,25 @@ class ProteinConfig:
     # 3: H/E/C. 8: DSSP's eight states (needs 8-state training labels); Q3 is then
     # also reported, from the 8-state predictions mapped to three.
     states: Literal[3, 8] = 3
-    embedding_dim: int = 32
+    embedding_dim: int = in_range(32, 1, 8_192)
     # Parallel 1-D convolutions of these widths see local motifs before the LSTM.
     conv_kernel_sizes: str = "3,7,11"
-    conv_filters: int = 64
-    conv_dropout: float = 0.1
-    dropout_multiplier: float = 1.0
+    conv_filters: int = in_range(64, 1, 8_192)
+    conv_dropout: float = rate(0.1)
+    dropout_multiplier: float = in_range(1.0, 0.0, 100.0, low_open=True)
     lstm: LSTMStackConfig = PROTEIN_LSTM
     data: DataConfig = DataConfig()
     train: TrainingConfig = TrainingConfig(epochs=15, batch_size=32, learning_rate=2e-3, lr_schedule="cosine",
                                            warmup_epochs=0.5, patience=15)
 
     def __post_init__(self):
-        check_positive(self, "embedding_dim", "conv_filters", "dropout_multiplier")
-        check_rate(self, "conv_dropout")
+        check_ranges(self)
         check_scaled_rates(self, self.dropout_multiplier, "conv_dropout")
         self.lstm.check_multiplier(self.dropout_multiplier)
-        if not self.kernel_sizes or any(size <= 0 for size in self.kernel_sizes):
-            raise UserError(f"conv_kernel_sizes must be positive integers, got {self.conv_kernel_sizes!r}")
+        if (not self.kernel_sizes or len(self.kernel_sizes) > MAX_CONV_BRANCHES
+                or any(not 0 < size <= MAX_RESIDUES for size in self.kernel_sizes)):
+            raise UserError(f"conv_kernel_sizes must be 1 to {MAX_CONV_BRANCHES} integers in [1, {MAX_RESIDUES}], "
+                            f"got {self.conv_kernel_sizes!r}")
 
     @property
     def kernel_sizes(self) -> list[int]:

@@ -20,16 +20,14 @@ H, G, I → H; E, B → E; everything else → C.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import re
 from pathlib import Path
 
 import numpy as np
 
-from lstmkit.data import load_tfds, read_fasta, read_text, require_path
+from lstmkit.data import load_tfds, read_csv_rows, read_fasta, read_text, require_path
 from lstmkit.errors import UserError
 
 logger = logging.getLogger("lstmkit")
@@ -145,7 +143,7 @@ def read_netsurfp(folder: Path) -> list[Chain]:
 def read_hhblits_csv(path: Path) -> list[Chain]:
     """A CB513/TS115 CSV. A residue counts where ``disorder`` is 1 (0 marks unresolved or
     disordered residues: ProtTrans's convention); ``cb513_mask`` is not used."""
-    rows = list(csv.reader(io.StringIO(read_text(path))))
+    rows = read_csv_rows(read_text(path), str(path))
     header = [field.strip() for field in rows[0]] if rows else []
     if header[:3] != list(HHBLITS_FIELDS[:3]):
         raise UserError(f"{path} does not start with the header 'input, dssp3, dssp8, ...'; {SOURCE_HINT}")
@@ -189,7 +187,7 @@ def read_labelled_fasta(path: Path) -> list[Chain]:
 def read_tsv(path: Path) -> list[Chain]:
     """Rows of ``id, sequence, structure`` (a header row naming them is allowed)."""
     chains, unknown = [], set()
-    for number, row in enumerate(csv.reader(io.StringIO(read_text(path)), delimiter="\t"), 1):
+    for number, row in enumerate(read_csv_rows(read_text(path), str(path), delimiter="\t"), 1):
         if not row or not "".join(row).strip():
             continue
         if number == 1 and [field.strip().lower() for field in row[:3]] == ["id", "sequence", "structure"]:

@@ -5,12 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lstmkit.config import (
-    TrainingConfig,
-    check_positive,
-    check_rate,
-    check_scaled_rates,
-)
+from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
 from lstmkit.layers import LSTMStackConfig
 
 # The recurrent encoder's defaults. Regularization: variational input dropout 0.5 and
@@ -24,15 +19,15 @@ class DataConfig:
     text_column: str = "auto"
     label_column: str = "auto"
     # Used only when the source has no test split of its own.
-    test_fraction: float = 0.1
-    validation_fraction: float = 0.1
+    test_fraction: float = rate(0.1)
+    validation_fraction: float = rate(0.1)
     # Fixed apart from the training seed so every run sees the same test set.
-    split_seed: int = 1337
+    split_seed: int = seed(1337)
     # Keep at most this many training examples (after shuffling); 0 keeps all.
-    max_train_examples: int = 0
+    max_train_examples: int = in_range(0, 0, 10**9)
 
     def __post_init__(self):
-        check_rate(self, "test_fraction", "validation_fraction")
+        check_ranges(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,24 +35,23 @@ class SentimentConfig:
     # Text standardization before splitting on whitespace: punctuation marks become
     # tokens of their own ("split_punctuation") or are removed ("strip_punctuation").
     standardize: Literal["split_punctuation", "strip_punctuation"] = "split_punctuation"
-    vocab_size: int = 20_000
+    # Words, counting the padding and out-of-vocabulary entries.
+    vocab_size: int = in_range(20_000, 3, 1_000_000)
     # Reviews are cut to their first max_length tokens.
-    max_length: int = 200
-    embedding_dim: int = 128
+    max_length: int = in_range(200, 1, 100_000)
+    embedding_dim: int = in_range(128, 1, 8_192)
     # Drops whole words (vocabulary rows) while training.
-    embedding_dropout: float = 0.0
+    embedding_dropout: float = rate(0.0)
     pooling: Literal["last", "max", "mean", "attention"] = "max"
-    classifier_dropout: float = 0.0
+    classifier_dropout: float = rate(0.0)
     # Scales every dropout rate above and in lstm at once (one knob for tuning).
-    dropout_multiplier: float = 1.0
+    dropout_multiplier: float = in_range(1.0, 0.0, 100.0, low_open=True)
     lstm: LSTMStackConfig = SENTIMENT_LSTM
     data: DataConfig = DataConfig()
     train: TrainingConfig = TrainingConfig()
 
     def __post_init__(self):
-        check_positive(self, "vocab_size", "max_length", "embedding_dim")
-        check_rate(self, "embedding_dropout", "classifier_dropout")
-        check_positive(self, "dropout_multiplier")
+        check_ranges(self)
         check_scaled_rates(self, self.dropout_multiplier, "embedding_dropout", "classifier_dropout")
         self.lstm.check_multiplier(self.dropout_multiplier)
 

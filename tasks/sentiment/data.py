@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import re
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from lstmkit.data import (
     is_archive,
     iter_archive_files,
     load_tfds,
+    read_csv_rows,
     read_text,
     require_path,
 )
@@ -149,10 +149,9 @@ def _read_table(path: Path, text_column: str, label_column: str) -> RawData:
         raise UserError(f"{path} is empty; give a CSV/TSV file with a header and one example per row")
     if path.suffix.lower() == ".tsv":
         # GLUE-style TSVs are unquoted and their sentences contain stray quote marks.
-        reader = csv.reader(io.StringIO(content), delimiter="\t", quoting=csv.QUOTE_NONE)
+        rows = iter(read_csv_rows(content, str(path), delimiter="\t", quoting=csv.QUOTE_NONE))
     else:
-        reader = csv.reader(io.StringIO(content))
-    rows = iter(reader)
+        rows = iter(read_csv_rows(content, str(path)))
     header = next(rows)
     text_index = _pick_column(header, text_column, TEXT_COLUMNS, "text", path)
     label_index = _pick_column(header, label_column, LABEL_COLUMNS, "label", path)

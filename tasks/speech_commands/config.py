@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from lstmkit.config import (
-    TrainingConfig,
-    check_non_negative,
-    check_positive,
-    check_rate,
-    check_scaled_rates,
-)
+from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
 from lstmkit.errors import UserError
 from lstmkit.layers import LSTMStackConfig
 
@@ -28,28 +22,27 @@ class DataConfig:
     # Splits of a folder without validation_list.txt/testing_list.txt, by speaker (the
     # file name before "_nohash_"), with Speech Commands' hashing (salted with
     # split_seed): a speaker's split does not depend on which other files are there.
-    validation_percentage: float = 10.0
-    testing_percentage: float = 10.0
+    validation_percentage: float = in_range(10.0, 0.0, 100.0, high_open=True)
+    testing_percentage: float = in_range(10.0, 0.0, 100.0, high_open=True)
     # Cross-validation by speaker instead (for small data such as one test set):
     # speakers are dealt into `folds` groups; group `fold` is the test split, and
     # validation_percentage of the other speakers are validation. 0 turns it off.
-    folds: int = 0
-    fold: int = 0
+    folds: int = in_range(0, 0, 1_000)
+    fold: int = in_range(0, 0, 999)
     # Seeds the speaker folds, the Free Spoken Digit Dataset's validation part and
     # the builtin synthetic clips.
-    split_seed: int = 1337
+    split_seed: int = seed(1337)
     # Comma-separated words to keep as classes (e.g. the benchmark's ten:
     # "yes,no,up,down,left,right,on,off,stop,go"); every other word folder becomes
     # _unknown_. Empty: every label folder is a class.
     keywords: str = ""
     # Files longer than this are refused (listed and skipped in training folders).
-    max_seconds: float = 3.0
+    max_seconds: float = in_range(3.0, 0.0, 600.0, low_open=True)
     # --data builtin: synthetic clips per class (12 classes).
-    builtin_clips_per_class: int = 200
+    builtin_clips_per_class: int = in_range(200, 1, 100_000)
 
     def __post_init__(self):
-        check_non_negative(self, "validation_percentage", "testing_percentage", "folds", "fold")
-        check_positive(self, "max_seconds", "builtin_clips_per_class")
+        check_ranges(self)
         if self.validation_percentage + self.testing_percentage >= 100:
             raise UserError("validation_percentage + testing_percentage must stay below 100")
         if self.folds == 1 or (self.folds and self.fold >= self.folds):
@@ -61,39 +54,38 @@ class AugmentConfig:
     """Input-pipeline augmentation of training clips (never of validation or test)."""
 
     # Shift each clip by up to this many milliseconds either way (zeros fill in).
-    time_shift_ms: float = 100.0
+    time_shift_ms: float = in_range(100.0, 0.0, 10_000.0)
     # Share of clips mixed with background noise: slices of the training data's
     # _silence_ clips when it has them, otherwise Gaussian noise (RMS a tenth of the volume).
-    noise_probability: float = 0.8
+    noise_probability: float = rate(0.8)
     # Largest noise amplitude, relative to full scale.
-    noise_volume: float = 0.1
+    noise_volume: float = in_range(0.1, 0.0, 10.0)
 
     def __post_init__(self):
-        check_non_negative(self, "time_shift_ms", "noise_volume")
-        check_rate(self, "noise_probability")
+        check_ranges(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class SpeechConfig:
-    clip_seconds: float = 1.0
+    clip_seconds: float = in_range(1.0, 0.0, 60.0, low_open=True)
     # Log-mel front end: 25 ms frames every 10 ms, 40 mel bands from 20 Hz to 7.6 kHz.
-    frame_ms: float = 25.0
-    frame_step_ms: float = 10.0
-    num_mel_bins: int = 40
+    frame_ms: float = in_range(25.0, 0.0, 1_000.0, low_open=True)
+    frame_step_ms: float = in_range(10.0, 0.0, 1_000.0, low_open=True)
+    num_mel_bins: int = in_range(40, 1, 512)
     # SpecAugment (training only): masks per clip and their largest widths.
-    frequency_masks: int = 2
-    frequency_mask_width: int = 7
-    time_masks: int = 2
-    time_mask_width: int = 12
+    frequency_masks: int = in_range(2, 0, 100)
+    frequency_mask_width: int = in_range(7, 0, 512)
+    time_masks: int = in_range(2, 0, 100)
+    time_mask_width: int = in_range(12, 0, 10_000)
     # Convolutions over (time, frequency) before the LSTM; the last one has one filter,
     # as in the attention RNN, so each frame stays num_mel_bins wide.
-    conv_layers: int = 2
-    conv_filters: int = 10
-    conv_kernel_frames: int = 5
-    dense_units: int = 64
-    classifier_dropout: float = 0.3
+    conv_layers: int = in_range(2, 1, 32)
+    conv_filters: int = in_range(10, 1, 8_192)
+    conv_kernel_frames: int = in_range(5, 1, 1_000)
+    dense_units: int = in_range(64, 1, 65_536)
+    classifier_dropout: float = rate(0.3)
     # Scales every dropout rate above and in lstm at once (one knob for tuning).
-    dropout_multiplier: float = 1.0
+    dropout_multiplier: float = in_range(1.0, 0.0, 100.0, low_open=True)
     lstm: LSTMStackConfig = SPEECH_LSTM
     augment: AugmentConfig = AugmentConfig()
     data: DataConfig = DataConfig()
@@ -101,10 +93,7 @@ class SpeechConfig:
                                            warmup_epochs=1.0, patience=10)
 
     def __post_init__(self):
-        check_positive(self, "clip_seconds", "frame_ms", "frame_step_ms", "num_mel_bins", "conv_layers",
-                       "conv_filters", "conv_kernel_frames", "dense_units", "dropout_multiplier")
-        check_non_negative(self, "frequency_masks", "frequency_mask_width", "time_masks", "time_mask_width")
-        check_rate(self, "classifier_dropout")
+        check_ranges(self)
         check_scaled_rates(self, self.dropout_multiplier, "classifier_dropout")
         self.lstm.check_multiplier(self.dropout_multiplier)
         if self.frame_step_ms > self.frame_ms:

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from lstmkit.audio import AudioFileError, read_wav
-from lstmkit.data import is_archive, iter_archive_files, require_path
+from lstmkit.data import is_archive, iter_archive_files, read_bytes, require_path
 from lstmkit.errors import UserError
 
 logger = logging.getLogger("lstmkit")
@@ -93,7 +93,7 @@ def _files(path: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
     else:
         for file in sorted(path.rglob("*")):
             if file.is_file():
-                yield PurePosixPath(file.relative_to(path).as_posix()), file.read_bytes()
+                yield PurePosixPath(file.relative_to(path).as_posix()), read_bytes(file)
 
 
 def _strip_common_folder(files: dict) -> dict:
@@ -113,7 +113,7 @@ def read_folder(source: str, settings, clip_seconds: float) -> tuple[Clips, list
     Returns the usable clips, the refused files with reasons, and the layout's name.
     """
     path = require_path(source, "data source", SOURCE_HINT)
-    if path.is_file() and not is_archive(path):
+    if not path.is_dir() and not is_archive(path):  # a FIFO or device too, not only a plain file
         raise UserError(f"{path} is neither a folder nor a tar archive; {SOURCE_HINT}")
     files = _strip_common_folder({name: data for name, data in _files(path)
                                   if not name.name.startswith(".") and "__MACOSX" not in name.parts})

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmkit.audio import AudioFileError, read_wav, resample
-from lstmkit.data import load_tfds
+from lstmkit.data import load_tfds, read_bytes
 from lstmkit.errors import UserError
 from lstmkit.layers import FixedLength
 from lstmkit.task import ClassificationTask, DataSplits, ServingSignature
@@ -259,8 +259,8 @@ class SpeechCommandsTask(ClassificationTask):
                 rejected[item] = "no such file" if not path.exists() else "not a file"
                 continue
             try:
-                read_wav(path.read_bytes(), config.data.max_seconds)
-            except AudioFileError as error:
+                read_wav(read_bytes(path, "input"), config.data.max_seconds)
+            except (AudioFileError, UserError) as error:
                 rejected[item] = str(error)
         return rejected
 
@@ -275,7 +275,7 @@ class SpeechCommandsTask(ClassificationTask):
 
         clips = []
         for item in items:
-            waveform, rate = read_wav(Path(item).read_bytes(), config.data.max_seconds)
+            waveform, rate = read_wav(read_bytes(item, "input"), config.data.max_seconds)
             clips.append(to_clip(waveform, rate, config.clip_samples))
         return tf.stack(clips)
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lstmkit.config import (
-    TrainingConfig,
-    check_positive,
-    check_rate,
-    check_scaled_rates,
-)
+from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_range, rate
 from lstmkit.errors import UserError
 from lstmkit.layers import LSTMStackConfig
 
@@ -28,40 +23,37 @@ class DataConfig:
     # each from a zero state. BENCHMARKS.md compares the two.
     batching: Literal["streams", "windows"] = "streams"
     # Characters per training window (each starts from a zero state).
-    sequence_length: int = 128
+    sequence_length: int = in_range(128, 1, 100_000)
     # Characters per validation and test window, each scored from a zero state: the
     # most context an evaluated character has (256 is nanoGPT's block size, so the
     # losses compare with its character-level baseline).
-    validation_length: int = 256
-    validation_fraction: float = 0.1
+    validation_length: int = in_range(256, 1, 100_000)
+    validation_fraction: float = rate(0.1)
     # 0: no test text of its own; the validation part is reported as test too.
-    test_fraction: float = 0.0
+    test_fraction: float = rate(0.0)
     # The most frequent characters of the training text form the vocabulary; any
-    # other character is out of vocabulary (one shared id).
-    max_vocabulary: int = 1_000
+    # other character is out of vocabulary (one shared id). Unicode has 1,114,112 code points.
+    max_vocabulary: int = in_range(1_000, 1, 1_114_112)
     # Train on the first N characters of the training part only; 0 keeps all.
-    max_train_characters: int = 0
+    max_train_characters: int = in_range(0, 0, 2**40)
 
     def __post_init__(self):
-        check_positive(self, "sequence_length", "validation_length", "max_vocabulary")
-        check_rate(self, "validation_fraction", "test_fraction")
+        check_ranges(self)
         if not self.validation_fraction > 0:
             raise UserError("data.validation_fraction must be > 0: validation picks the best epoch")
         if self.validation_fraction + self.test_fraction >= 1:
             raise UserError("data.validation_fraction + data.test_fraction must leave text to train on (< 1)")
-        if self.max_train_characters < 0:
-            raise UserError("data.max_train_characters must be >= 0 (0 keeps all)")
 
 
 @dataclasses.dataclass(frozen=True)
 class TextgenConfig:
-    embedding_dim: int = 128
+    embedding_dim: int = in_range(128, 1, 8_192)
     # Drops whole characters (embedding rows) while training.
-    embedding_dropout: float = 0.0
+    embedding_dropout: float = rate(0.0)
     # Share the input embedding with the output layer (needs embedding_dim == lstm.units).
     tie_embeddings: bool = False
     # Scales every dropout rate above and in lstm at once (one knob for tuning).
-    dropout_multiplier: float = 1.0
+    dropout_multiplier: float = in_range(1.0, 0.0, 100.0, low_open=True)
     lstm: LSTMStackConfig = TEXTGEN_LSTM
     data: DataConfig = DataConfig()
     # batch_size is also the number of contiguous streams the training text is dealt into.
@@ -69,8 +61,7 @@ class TextgenConfig:
                                            lr_schedule="cosine")
 
     def __post_init__(self):
-        check_positive(self, "embedding_dim", "dropout_multiplier")
-        check_rate(self, "embedding_dropout")
+        check_ranges(self)
         check_scaled_rates(self, self.dropout_multiplier, "embedding_dropout")
         self.lstm.check_multiplier(self.dropout_multiplier)
         if self.lstm.bidirectional:

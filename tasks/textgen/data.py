@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 from pathlib import Path
 
-from lstmkit.data import decode_utf8, load_tfds, require_path
+from lstmkit.data import decode_utf8, load_tfds, read_bytes, read_stream, require_path
 from lstmkit.errors import UserError
 
 BUILTIN = "builtin"
@@ -51,8 +52,9 @@ def read_source(source: str, validation_fraction: float, test_fraction: float) -
     else:
         path = require_path(source, "data source", SOURCES_HINT)
         text, description = _read_path(path), str(path)
-    if not text:
-        raise UserError(f"{source} holds no text; give a non-empty UTF-8 text file")
+    # Newlines joining empty files (or blank files) are no text to learn from.
+    if not text.strip():
+        raise UserError(f"{source} holds no text (only empty or blank files); give UTF-8 text to learn from")
     return split_text(text, validation_fraction, test_fraction, description)
 
 
@@ -73,14 +75,20 @@ def _read_path(path: Path) -> str:
         files = sorted(path.rglob("*.txt"))
         if not files:
             raise UserError(f"folder {path} holds no .txt files; {SOURCES_HINT}")
-        return "\n".join(decode_utf8(file.read_bytes(), str(file)) for file in files)
-    data = path.read_bytes()
+        return "\n".join(decode_utf8(read_bytes(file), str(file)) for file in files)
+    data = read_bytes(path)
     if path.name.endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as error:
-            raise UserError(f"cannot decompress {path} ({error}); check it is a complete .gz file") from None
+        data = _gunzip(data, path)
     return decode_utf8(data, str(path))
+
+
+def _gunzip(data: bytes, path: Path) -> bytes:
+    """Decompressed ``data``, refused beyond the data-file cap (a small .gz can hold gigabytes)."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            return read_stream(stream, f"{path} decompressed", "data")
+    except (OSError, EOFError) as error:
+        raise UserError(f"cannot decompress {path} ({error}); check it is a complete .gz file") from None
 
 
 def _builtin_text() -> str:

@@ -1,10 +1,13 @@
 import dataclasses
 import json
+import typing
 
 import pytest
 
 from lstmkit import config as config_lib
+from lstmkit.config import TrainingConfig
 from lstmkit.errors import UserError
+from tasks import TASK_NAMES, get_task
 from tasks.sentiment.config import SentimentConfig
 
 
@@ -62,3 +65,98 @@ def test_json_types_are_not_coerced():
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SentimentConfig().vocab_size = 3
+
+
+def _numeric_fields(cls, prefix=""):
+    """(key, field, type) of every int/float field of a config class, nested ones too."""
+    types = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        kind = types[field.name]
+        if dataclasses.is_dataclass(kind):
+            yield from _numeric_fields(kind, f"{prefix}{field.name}.")
+        elif kind in (int, float):
+            yield f"{prefix}{field.name}", field, kind
+
+
+@pytest.mark.parametrize("task_name", TASK_NAMES)
+def test_every_numeric_key_declares_a_range_its_presets_respect(task_name):
+    task = get_task(task_name)
+    fields = list(_numeric_fields(task.config_class))
+    assert len(fields) > 10
+    missing = [key for key, field, _ in fields if config_lib.RANGE not in field.metadata]
+    assert missing == []
+    for preset in (task.default_config(), task.tiny_config()):
+        assert config_lib.from_dict(task.config_class, config_lib.to_dict(preset)) == preset
+
+
+@pytest.mark.parametrize("task_name", TASK_NAMES)
+def test_every_range_is_checked_and_the_error_names_the_whole_key(task_name):
+    """Values just outside each end, and NaN, are refused for every numeric key; the
+    check runs in each config class, so one that forgot it would fail here."""
+    task = get_task(task_name)
+    for key, field, kind in _numeric_fields(task.config_class):
+        bounds = field.metadata[config_lib.RANGE]
+        step = 1 if kind is int else 1e-9 * max(1.0, abs(bounds.high))
+        outside = [bounds.low if bounds.low_open else bounds.low - step,
+                   bounds.high if bounds.high_open else bounds.high + step]
+        outside += [float("nan"), float("inf")] if kind is float else []
+        for value in outside:
+            with pytest.raises(config_lib.OutOfRange) as error:
+                config_lib.apply_overrides(task.default_config(), [f"{key}={value!r}"])
+            assert str(error.value).startswith(f"{key} must be in {bounds}, got "), str(error.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("lstm.units=100000000", "lstm.units must be in [1, 8192], got 100000000"),
+    ("lstm.units=1e8", "lstm.units must be in [1, 8192], got 100000000"),
+    ("embedding_dim=2000000000", "embedding_dim must be in [1, 8192], got 2000000000"),
+    ("train.batch_size=1e20", "train.batch_size must be in [1, 65536], got 100000000000000000000"),
+    ("train.shuffle_buffer=1000000000000000000",
+     "train.shuffle_buffer must be in [1, 10000000], got 1000000000000000000"),
+    ("train.learning_rate=inf", "train.learning_rate must be in (0, 10], got inf"),
+    ("train.global_clipnorm=nan", "train.global_clipnorm must be in [0, 1000000], got nan"),
+    (f"train.epochs={10**30}", f"train.epochs must be in [1, 100000], got {10**30}"),
+    ("data.split_seed=-1", "data.split_seed must be in [0, 2147483647], got -1"),
+])
+def test_absurd_values_are_refused_naming_key_range_and_value(override, message):
+    with pytest.raises(UserError) as error:
+        config_lib.apply_overrides(SentimentConfig(), [override])
+    assert str(error.value).startswith(message)
+
+
+def test_whole_numbers_may_use_exponent_notation():
+    config = config_lib.apply_overrides(SentimentConfig(), ["train.shuffle_buffer=1e5", "lstm.units=2.56e2"])
+    assert config.train.shuffle_buffer == 100_000 and config.lstm.units == 256
+    assert isinstance(config.lstm.units, int)
+    with pytest.raises(UserError, match="lstm.units must be of type int, got '1.5'"):
+        config_lib.apply_overrides(SentimentConfig(), ["lstm.units=1.5"])
+
+
+def test_direct_construction_checks_ranges_too():
+    with pytest.raises(config_lib.OutOfRange, match=r"^batch_size must be in \[1, 65536\], got 0$"):
+        TrainingConfig(batch_size=0)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"train": {"learning_rate": NaN}}', r"train.learning_rate must be in \(0, 10\], got nan"),
+    ('{"train": {"epochs": 1e400}}', "train.epochs must be of type int"),
+    ('{"lstm": {"units": ' + "9" * 5000 + "}}", "is not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, "is nested too deeply to be a config"),
+    ('{"lstm": ', "is not valid JSON"),
+])
+def test_bad_config_files_name_the_problem(tmp_path, text, message):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        config_lib.merge(SentimentConfig(), config_lib.load_json(path))
+
+
+def test_config_files_are_regular_files_of_at_most_1_mib(tmp_path):
+    with pytest.raises(UserError, match="is a folder; expected a file"):
+        config_lib.load_json(tmp_path)
+    with pytest.raises(UserError, match="/dev/zero is a device, not a regular file"):
+        config_lib.load_json("/dev/zero")
+    big = tmp_path / "big.json"
+    big.write_text('{"pooling": "max"' + " " * (1 << 20) + "}")
+    with pytest.raises(UserError, match="larger than 1 MiB, the most lstmkit reads from one config file"):
+        config_lib.load_json(big)

@@ -1,3 +1,8 @@
+import csv
+import errno
+import io
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -40,3 +45,56 @@ def test_tfds_fails_fast_when_download_host_is_unreachable(offline):
     with pytest.raises(UserError, match="cannot download tfds:imdb_reviews.*local files"):
         data.load_tfds("imdb_reviews", ["train"], "use local files")
     assert time.perf_counter() - started < 30
+
+
+def test_read_bytes_reads_regular_files_only(tmp_path):
+    file = tmp_path / "corpus.txt"
+    file.write_bytes(b"to be")
+    assert data.read_bytes(file) == b"to be"
+    assert data.read_text(file) == "to be"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    # Each would exhaust memory (/dev/zero never ends) or wait forever for a writer (FIFO).
+    for path, message in [(tmp_path, "is a folder; expected a file"),
+                          (fifo, "is a FIFO, not a regular file"),
+                          ("/dev/zero", "is a device, not a regular file"),
+                          (tmp_path / "missing", "does not exist")]:
+        with pytest.raises(UserError, match=message):
+            data.read_bytes(path)
+
+
+def test_each_kind_of_file_has_a_size_cap(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.MAX_BYTES, "config", 10)
+    file = tmp_path / "config.json"
+    file.write_bytes(b"x" * 10)
+    assert data.read_bytes(file, "config") == b"x" * 10
+    assert data.read_bytes(file, "data") == b"x" * 10
+    file.write_bytes(b"x" * 11)
+    with pytest.raises(UserError, match="config.json is larger than 10 bytes, the most lstmkit reads from one config"):
+        data.read_bytes(file, "config")
+    # Streams (standard input) have no size to look at first: the cap stops the reading.
+    with pytest.raises(UserError, match="standard input is larger than 10 bytes"):
+        data.read_stream(io.BytesIO(b"x" * 1000), "standard input", "config")
+    assert data.MAX_BYTES["input"] < data.MAX_BYTES["data"]
+
+
+def test_a_file_without_read_permission_is_one_clear_error(tmp_path, monkeypatch):
+    file = tmp_path / "secret.txt"
+    file.write_bytes(b"text")
+
+    def refuse(*args, **kwargs):  # what open(2) says to a user without read permission
+        raise PermissionError(errno.EACCES, "Permission denied", str(file))
+
+    monkeypatch.setattr(data.os, "open", refuse)
+    with pytest.raises(UserError, match=r"cannot read .*secret.txt: permission denied; make it readable"):
+        data.read_bytes(file)
+
+
+def test_csv_fields_over_csvs_limit_are_read_up_to_2_to_the_20_characters():
+    long_review = "great " * 40_000  # 240 KB: over the csv module's default limit
+    rows = data.read_csv_rows(f"text,label\n{long_review},1\n", "reviews.csv")
+    assert rows[1] == [long_review, "1"]
+    # A quote left open swallows the rest of the file into one field.
+    with pytest.raises(UserError, match=r"reviews.csv line 3: a field longer than 1,048,576 characters; is a quote"):
+        data.read_csv_rows('text,label\nfine,1\n"oops,0\n' + "more,1\n" * 200_000, "reviews.csv")
+    assert csv.field_size_limit() == 131072  # the process-wide limit is put back

@@ -71,6 +71,14 @@ def test_bad_files_name_the_problem(tmp_path, name, content, message):
         data.read_source(str(path))
 
 
+def test_a_review_over_csvs_default_field_limit_is_read(tmp_path):
+    """Before: _csv.Error: field larger than field limit (131072)."""
+    review = "a long, long review " * 10_000  # 200 KB
+    path = tmp_path / "long.csv"
+    path.write_text(f'text,label\n"{review}",1\nshort,0\n')
+    assert data.read_source(str(path)).train.texts == [review, "short"]
+
+
 def test_missing_path_lists_the_accepted_sources(tmp_path):
     with pytest.raises(UserError, match=r"does not exist; --data takes tfds:imdb_reviews"):
         data.read_source(str(tmp_path / "nowhere"))

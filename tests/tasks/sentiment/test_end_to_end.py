@@ -162,9 +162,10 @@ def test_a_killed_run_resumes_from_its_last_epoch(shared_data, tmp_path):
     assert epochs[-1] == "3" and len(epochs) == len(set(epochs)) and epochs[:2] == ["0", "1"]
 
 
-def test_predict_reads_stdin(tiny_run):
+@pytest.mark.parametrize("file_option", [[], ["--file", "-"]])
+def test_predict_reads_stdin(tiny_run, file_option):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "predict", "sentiment", "--run", str(tiny_run)],
+        [sys.executable, str(ROOT / "cli.py"), "predict", "sentiment", "--run", str(tiny_run), *file_option],
         input="first line\nsecond line\n", capture_output=True, text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )

@@ -156,3 +156,16 @@ def test_keywords_turn_every_other_word_into_unknown(speech_slice):
 def test_a_tfds_dataset_without_audio_is_refused_before_any_download(offline):
     with pytest.raises(UserError, match="has no 'audio' and 'label' features"):
         TASK.load_data("tfds:mnist", SpeechConfig())
+
+
+def test_a_source_that_is_neither_folder_nor_archive_is_named_so(tmp_path):
+    """A FIFO or device used to read as a folder without .wav files."""
+    import os
+
+    fifo = tmp_path / "clips"
+    os.mkfifo(fifo)
+    single = tmp_path / "clip.wav"
+    single.write_bytes(b"RIFF")
+    for source in (fifo, "/dev/zero", single):
+        with pytest.raises(UserError, match="is neither a folder nor a tar archive"):
+            speech_data.read_folder(str(source), DataConfig(), 1.0)

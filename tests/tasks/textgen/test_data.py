@@ -51,6 +51,7 @@ def test_builtin_corpus_is_offline_english_prose():
 
 @pytest.mark.parametrize("content, message", [
     (b"", "holds no text"),
+    (b"\n \n\t\n", "holds no text"),
     (b"caf\xe9 au lait " * 100, r"not UTF-8 \(byte 3"),
     (b"too short for one window", "fewer than one window"),
 ])
@@ -99,3 +100,23 @@ def test_vocabulary_is_the_training_texts_characters(tmp_path):
     # ids: 0 padding, 1 out of vocabulary, then the vocabulary in order.
     expected = [vocabulary.index(char) + 2 for char in text.numpy().decode()[1:]]
     assert ids.numpy().tolist()[:-1] == expected
+
+
+def test_a_folder_of_empty_files_is_no_corpus(tmp_path):
+    """Before: the newlines that join the files were the corpus."""
+    for number in range(300):
+        (tmp_path / f"{number:03}.txt").touch()
+    with pytest.raises(UserError, match="holds no text"):
+        data.read_source(str(tmp_path), 0.1, 0.0)
+
+
+def test_a_gzip_that_decompresses_past_the_cap_is_refused(tmp_path, monkeypatch):
+    from lstmkit import data as lstmkit_data
+
+    monkeypatch.setitem(lstmkit_data.MAX_BYTES, "data", 1_000)
+    packed = tmp_path / "bomb.txt.gz"
+    packed.write_bytes(gzip.compress(b"a" * 1_001))  # 29 bytes on disk
+    with pytest.raises(UserError, match="bomb.txt.gz decompressed is larger than 1000 bytes"):
+        data.read_source(str(packed), 0.1, 0.0)
+    packed.write_bytes(gzip.compress(b"a" * 1_000))
+    assert len(data._read_path(packed)) == 1_000
