@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -122,6 +126,21 @@ class WeightAveraging(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._swap_in()
 
+    # -- for RunBackup: what a resumed run needs to go on averaging where it stopped
+    def backup_state(self) -> tuple[dict, list]:
+        average = [] if self.average is None else [ops.convert_to_numpy(value) for value in self.average]
+        scalars = {"count": self.count, "averaging": self.averaging, "best": self.best,
+                   "epochs_without_improvement": self.epochs_without_improvement,
+                   "has_average": self.average is not None}
+        return scalars, average
+
+    def restore_state(self, scalars: dict, arrays: list) -> None:
+        self.count = scalars["count"]
+        self.averaging = scalars["averaging"]
+        self.best = scalars["best"]
+        self.epochs_without_improvement = scalars["epochs_without_improvement"]
+        self.average = [ops.convert_to_tensor(array) for array in arrays] if scalars["has_average"] else None
+
 
 class EpochTimer(keras.callbacks.Callback):
     """Adds ``train_seconds`` (the epoch's training batches) and ``epoch_seconds``
@@ -183,3 +202,200 @@ def weight_averaging_callback(settings, monitor: str, direction: str):
     return WeightAveraging(settings.weight_averaging, start_epoch=settings.averaging_start_epoch,
                            monitor=monitor, mode_direction=direction,
                            patience=settings.averaging_patience)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the whole model to ``path`` (a ``.keras`` file) whenever ``monitor`` beats
+    its best value so far (and ``initial_best``, the best of the epochs before a resume).
+
+    Unlike ``keras.callbacks.ModelCheckpoint`` the file is written beside and renamed
+    into place, so a kill or a full disk never leaves a broken checkpoint; and a
+    non-finite value, or weights that are not all finite, never count as the best.
+    """
+
+    def __init__(self, path, monitor: str, direction: str, initial_best=None):
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.direction = direction
+        self.best = initial_best
+
+    def _improves(self, value) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        return self.best is None or (value > self.best if self.direction == "max" else value < self.best)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if not self._improves(value):
+            return
+        if not all(np.isfinite(weights).all() for weights in self.model.get_weights()):
+            return
+        temporary = self.path.with_name(f".{self.path.stem}.tmp-{os.getpid()}.keras")
+        try:
+            self.model.save(temporary)
+            os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        self.best = float(value)
+
+
+# The counters of Keras callbacks that decide when training stops or the learning rate
+# drops: a resumed run goes on counting instead of starting them afresh.
+KERAS_CALLBACK_STATE = {
+    keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch", "stopped_epoch"),
+    keras.callbacks.ReduceLROnPlateau: ("wait", "cooldown_counter", "best"),
+}
+
+
+def random_state_variables(model) -> list:
+    """The state of every seed generator of ``model`` (dropout masks, weight drop,
+    zoneout, augmentation): the variables that are not weights."""
+    weights = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
+
+
+def _plain(value):
+    """A JSON-ready Python number from a NumPy or tensor scalar."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class RunBackup(keras.callbacks.Callback):
+    """The training state a killed run continues from (``train --resume``); it replaces
+    ``keras.callbacks.BackupAndRestore``.
+
+    At the end of every epoch it saves, in ``folder``: the weights and optimizer state,
+    the seed generators' state, and the counters of those ``stateful_callbacks`` that
+    have any (early stopping, plateau schedules, weight averaging), so that a resumed run takes the
+    steps an uninterrupted one would have taken. ``state.json`` names the last
+    complete epoch; it is replaced by a rename only after everything else of that
+    epoch is on disk, so a kill or a full disk at any moment leaves the previous
+    epoch's state whole. Once training has ended (all epochs, or stopped early) the
+    state says so, and a resumed run goes straight to its final evaluation.
+
+    Put this callback first, so that it saves the raw weights before averaging swaps
+    them out, and ``backup.committer`` last, so that an epoch counts as done only once
+    the checkpoint and the history have been written. Nothing is deleted when
+    training ends: the caller removes the folder once the run is finished.
+    """
+
+    STATE_FILE = "state.json"
+
+    def __init__(self, folder, stateful_callbacks=()):
+        super().__init__()
+        self.folder = Path(folder)
+        # Those with counters to keep (others, e.g. SwapEMAWeights, keep none).
+        self.stateful_callbacks = [
+            callback for callback in stateful_callbacks
+            if hasattr(callback, "backup_state") or isinstance(callback, tuple(KERAS_CALLBACK_STATE))
+        ]
+        state_file = self.folder / self.STATE_FILE
+        self.state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else None
+        self.committer = _CommitBackup(self)
+        self._saved = None
+
+    @property
+    def completed_epochs(self) -> int:
+        return self.state["epochs"] if self.state else 0
+
+    @property
+    def training_done(self) -> bool:
+        return bool(self.state and self.state.get("training_done"))
+
+    def restore_weights(self, model) -> None:
+        """Load the last complete epoch's weights, optimizer and random state into ``model``."""
+        if not self.state:
+            return
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(self.folder / self.state["weights"])
+        for variable, value in zip(random_state_variables(model), self.state["random_state"], strict=True):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+
+    def on_train_begin(self, logs=None):
+        self.restore_weights(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        epochs = epoch + 1
+        self.folder.mkdir(exist_ok=True)
+        weights = self.folder / f"epoch-{epochs}.weights.h5"
+        try:
+            self.model.save_weights(weights, overwrite=True)
+        except BaseException:
+            weights.unlink(missing_ok=True)
+            raise
+        self._saved = {
+            "epochs": epochs,
+            "weights": weights.name,
+            "random_state": [np.asarray(variable).tolist() for variable in random_state_variables(self.model)],
+        }
+
+    def _restore_callbacks(self) -> None:
+        if not self.state:
+            return
+        arrays_file = self.folder / self.state.get("arrays", "")
+        arrays = np.load(arrays_file) if self.state.get("arrays") else {}
+        for index, (callback, scalars) in enumerate(zip(self.stateful_callbacks, self.state["callbacks"],
+                                                        strict=True)):
+            scalars = dict(scalars)
+            if hasattr(callback, "restore_state"):
+                count = scalars.pop("arrays")
+                callback.restore_state(scalars, [arrays[f"{index}-{i}"] for i in range(count)])
+            else:
+                for name, value in scalars.items():
+                    setattr(callback, name, value)
+
+    def _commit(self) -> None:
+        state = dict(self._saved, callbacks=[])
+        arrays = {}
+        for index, callback in enumerate(self.stateful_callbacks):
+            if hasattr(callback, "backup_state"):
+                scalars, values = callback.backup_state()
+                scalars = dict(scalars, arrays=len(values))
+                arrays.update({f"{index}-{i}": value for i, value in enumerate(values)})
+            else:
+                names = next(names for kind, names in KERAS_CALLBACK_STATE.items() if isinstance(callback, kind))
+                scalars = {name: _plain(getattr(callback, name)) for name in names}
+            state["callbacks"].append({key: _plain(value) for key, value in scalars.items()})
+        written = [self.folder / state["weights"]]
+        try:
+            if arrays:
+                state["arrays"] = f"epoch-{state['epochs']}.arrays.npz"
+                written.append(self.folder / state["arrays"])
+                np.savez(written[-1], **arrays)
+            # Early stopping, TerminateOnNaN or the last epoch: no epoch follows.
+            state["training_done"] = bool(self.model.stop_training) or state["epochs"] >= self.params["epochs"]
+            self._write_state(state)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        for path in self.folder.glob("epoch-*"):
+            if path not in written:
+                path.unlink(missing_ok=True)
+
+    def _write_state(self, state: dict) -> None:
+        from lstmkit.runs import write_atomically
+
+        write_atomically(self.folder / self.STATE_FILE, json.dumps(state))
+        self.state = state
+
+    def mark_training_done(self) -> None:
+        """Record that training has ended: a resume goes straight to the final evaluation."""
+        if self.state is not None and not self.training_done:
+            self._write_state(dict(self.state, training_done=True))
+
+
+class _CommitBackup(keras.callbacks.Callback):
+    """``RunBackup``'s second half, placed last among the callbacks."""
+
+    def __init__(self, backup: RunBackup):
+        super().__init__()
+        self.backup = backup
+
+    def on_train_begin(self, logs=None):
+        # After the other callbacks have reset themselves.
+        self.backup._restore_callbacks()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup._commit()
