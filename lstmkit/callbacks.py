@@ -248,11 +248,13 @@ KERAS_CALLBACK_STATE = {
 }
 
 
-def random_state_variables(model) -> list:
-    """The state of every seed generator of ``model`` (dropout masks, weight drop,
-    zoneout, augmentation): the variables that are not weights."""
-    weights = {id(variable) for variable in model.weights}
-    return [variable for variable in model.variables if id(variable) not in weights]
+def training_variables(model) -> list:
+    """Every variable a resumed run needs: the weights, the seed generators' state
+    (dropout masks, weight drop, zoneout, augmentation) and the optimizer's state (step,
+    learning rate, moments, moving average)."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return [*model.variables, *model.optimizer.variables]
 
 
 def _plain(value):
@@ -264,16 +266,19 @@ class RunBackup(keras.callbacks.Callback):
     """The training state a killed run continues from (``train --resume``); it replaces
     ``keras.callbacks.BackupAndRestore``.
 
-    At the end of every epoch it saves, in ``folder``: the weights and optimizer state,
-    the seed generators' state, and the counters of those ``stateful_callbacks`` that
-    have any (early stopping, plateau schedules, weight averaging), so that a resumed run takes the
-    steps an uninterrupted one would have taken. ``state.json`` names the last
-    complete epoch; it is replaced by a rename only after everything else of that
-    epoch is on disk, so a kill or a full disk at any moment leaves the previous
+    At the end of every epoch it saves, in ``folder``: ``training_variables`` and the
+    counters of those ``stateful_callbacks`` that have any (early stopping, plateau
+    schedules, weight averaging), so that a resumed run takes the steps an
+    uninterrupted one would have taken. ``state.json`` names the last complete epoch
+    and its ``epoch-N.npz``; it is replaced by a rename only after everything else of
+    that epoch is on disk, so a kill or a full disk at any moment leaves the previous
     epoch's state whole. Once training has ended (all epochs, or stopped early) the
     state says so, and a resumed run goes straight to its final evaluation.
 
-    Put this callback first, so that it saves the raw weights before averaging swaps
+    The variables are written with NumPy, not HDF5: h5py leaves a file it failed to
+    write (a full disk) open, and the process then dies with a segfault at exit.
+
+    Put this callback first, so that it copies the raw weights before averaging swaps
     them out, and ``backup.committer`` last, so that an epoch counts as done only once
     the checkpoint and the history have been written. Nothing is deleted when
     training ends: the caller removes the folder once the run is finished.
@@ -292,7 +297,7 @@ class RunBackup(keras.callbacks.Callback):
         state_file = self.folder / self.STATE_FILE
         self.state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else None
         self.committer = _CommitBackup(self)
-        self._saved = None
+        self._variables = None  # this epoch's, copied before averaging swaps weights in
 
     @property
     def completed_epochs(self) -> int:
@@ -302,76 +307,70 @@ class RunBackup(keras.callbacks.Callback):
     def training_done(self) -> bool:
         return bool(self.state and self.state.get("training_done"))
 
-    def restore_weights(self, model) -> None:
-        """Load the last complete epoch's weights, optimizer and random state into ``model``."""
-        if not self.state:
-            return
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.folder / self.state["weights"])
-        for variable, value in zip(random_state_variables(model), self.state["random_state"], strict=True):
-            variable.assign(np.asarray(value, dtype=variable.dtype))
+    def _arrays(self):
+        return np.load(self.folder / self.state["arrays"])
 
     def on_train_begin(self, logs=None):
-        self.restore_weights(self.model)
+        if not self.state:
+            return
+        variables = training_variables(self.model)
+        with self._arrays() as arrays:
+            if self.state["variables"] != len(variables):
+                raise ValueError(f"the backup in {self.folder} holds {self.state['variables']} variables, "
+                                 f"the model {len(variables)}")
+            for index, variable in enumerate(variables):
+                variable.assign(arrays[f"variable-{index}"])
 
     def on_epoch_end(self, epoch, logs=None):
-        epochs = epoch + 1
-        self.folder.mkdir(exist_ok=True)
-        weights = self.folder / f"epoch-{epochs}.weights.h5"
-        try:
-            self.model.save_weights(weights, overwrite=True)
-        except BaseException:
-            weights.unlink(missing_ok=True)
-            raise
-        self._saved = {
-            "epochs": epochs,
-            "weights": weights.name,
-            "random_state": [np.asarray(variable).tolist() for variable in random_state_variables(self.model)],
-        }
+        self._variables = [np.asarray(variable) for variable in training_variables(self.model)]
 
     def _restore_callbacks(self) -> None:
         if not self.state:
             return
-        arrays_file = self.folder / self.state.get("arrays", "")
-        arrays = np.load(arrays_file) if self.state.get("arrays") else {}
-        for index, (callback, scalars) in enumerate(zip(self.stateful_callbacks, self.state["callbacks"],
-                                                        strict=True)):
-            scalars = dict(scalars)
-            if hasattr(callback, "restore_state"):
-                count = scalars.pop("arrays")
-                callback.restore_state(scalars, [arrays[f"{index}-{i}"] for i in range(count)])
-            else:
-                for name, value in scalars.items():
-                    setattr(callback, name, value)
+        with self._arrays() as arrays:
+            for index, (callback, scalars) in enumerate(zip(self.stateful_callbacks, self.state["callbacks"],
+                                                            strict=True)):
+                scalars = dict(scalars)
+                if hasattr(callback, "restore_state"):
+                    count = scalars.pop("arrays")
+                    callback.restore_state(scalars, [arrays[f"callback-{index}-{i}"] for i in range(count)])
+                else:
+                    for name, value in scalars.items():
+                        setattr(callback, name, value)
 
-    def _commit(self) -> None:
-        state = dict(self._saved, callbacks=[])
-        arrays = {}
+    def _commit(self, epoch: int) -> None:
+        epochs = epoch + 1
+        arrays = {f"variable-{index}": value for index, value in enumerate(self._variables)}
+        callbacks = []
         for index, callback in enumerate(self.stateful_callbacks):
             if hasattr(callback, "backup_state"):
                 scalars, values = callback.backup_state()
                 scalars = dict(scalars, arrays=len(values))
-                arrays.update({f"{index}-{i}": value for i, value in enumerate(values)})
+                arrays.update({f"callback-{index}-{i}": value for i, value in enumerate(values)})
             else:
                 names = next(names for kind, names in KERAS_CALLBACK_STATE.items() if isinstance(callback, kind))
-                scalars = {name: _plain(getattr(callback, name)) for name in names}
-            state["callbacks"].append({key: _plain(value) for key, value in scalars.items()})
-        written = [self.folder / state["weights"]]
-        try:
-            if arrays:
-                state["arrays"] = f"epoch-{state['epochs']}.arrays.npz"
-                written.append(self.folder / state["arrays"])
-                np.savez(written[-1], **arrays)
+                scalars = {name: getattr(callback, name) for name in names}
+            callbacks.append({key: _plain(value) for key, value in scalars.items()})
+        state = {
+            "epochs": epochs,
+            "arrays": f"epoch-{epochs}.npz",
+            "variables": len(self._variables),
+            "callbacks": callbacks,
             # Early stopping, TerminateOnNaN or the last epoch: no epoch follows.
-            state["training_done"] = bool(self.model.stop_training) or state["epochs"] >= self.params["epochs"]
+            "training_done": bool(self.model.stop_training) or epochs >= self.params["epochs"],
+        }
+        self.folder.mkdir(exist_ok=True)
+        written = self.folder / state["arrays"]
+        try:
+            with written.open("wb") as handle:
+                np.savez(handle, **arrays)
             self._write_state(state)
         except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
+            written.unlink(missing_ok=True)
             raise
+        self._variables = None
         for path in self.folder.glob("epoch-*"):
-            if path not in written:
+            if path != written:
                 path.unlink(missing_ok=True)
 
     def _write_state(self, state: dict) -> None:
@@ -398,4 +397,4 @@ class _CommitBackup(keras.callbacks.Callback):
         self.backup._restore_callbacks()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.backup._commit()
+        self.backup._commit(epoch)

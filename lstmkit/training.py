@@ -194,8 +194,7 @@ def train(
         if not runs.is_out_of_space(error):
             raise
         raise UserError(
-            f"out of disk space writing {run_dir} ({error.strerror or 'No space left on device'}); "
-            f"free some space, then continue the run: {resume_command(task.name, run_dir, runs_root)}"
+            f"out of disk space writing {run_dir}; free some space, then continue the run: {resume_command(task.name, run_dir, runs_root)}"
         ) from None
 
 
