@@ -193,9 +193,8 @@ def train(
     except OSError as error:
         if not runs.is_out_of_space(error):
             raise
-        raise UserError(
-            f"out of disk space writing {run_dir}; free some space, then continue the run: {resume_command(task.name, run_dir, runs_root)}"
-        ) from None
+        raise UserError(f"out of disk space writing {run_dir}; free some space, then continue the run: "
+                        f"{resume_command(task.name, run_dir, runs_root)}") from None
 
 
 def resume_command(task_name: str, run_dir: Path, runs_root) -> str:

@@ -37,6 +37,11 @@ def backup_state(runs):
     return json.loads(found[0].read_text()) if found else None
 
 
+def logged_epochs(runs) -> int:
+    found = list(Path(runs).glob("sentiment/*.partial/history.csv"))
+    return max(len(found[0].read_text().strip().splitlines()) - 1, 0) if found else 0
+
+
 def kill_when(command, condition, timeout=300):
     """Start ``command``, SIGKILL it as soon as ``condition()`` holds; fail if it never does."""
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -63,6 +68,10 @@ def epochs_and_losses(run_dir):
     return [tuple(line.split(",")[i] for i in columns) for line in lines[1:]]
 
 
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
 def finished_run(runs):
     (run_dir,) = Path(runs, "sentiment").iterdir()
     assert not run_dir.name.endswith(".partial") and not (run_dir / "backup").exists()
@@ -78,24 +87,27 @@ def uninterrupted(shared_data, tmp_path_factory):
 
 
 def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(uninterrupted, shared_data, tmp_path):
+    # Killed once the first epoch is logged and backed up, whatever the backup's format.
     kill_when(train_command(shared_data / "mr_polarity", tmp_path),
-              lambda: (backup_state(tmp_path) or {}).get("epochs") == 1)
-    state = backup_state(tmp_path)
-    assert state is not None, "the killed run left no backup"
+              lambda: logged_epochs(tmp_path) >= 1 and any(tmp_path.glob("sentiment/*.partial/backup/*.json")))
     resumed = cli("train", "sentiment", "--resume", "latest", "--runs-dir", tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Epoch 1/3" not in resumed.stdout and "Epoch 3/3" in resumed.stdout  # continued, not restarted
     run_dir = finished_run(tmp_path)
     # Continued from the last finished epoch, each epoch once, and bit for bit the
     # uninterrupted run: the same losses, the same final metrics.
     assert epochs_and_losses(run_dir) == epochs_and_losses(uninterrupted)
     assert [row[0] for row in epochs_and_losses(run_dir)] == ["0", "1", "2"]
-    assert json.loads((run_dir / "metrics.json").read_text()) == json.loads((uninterrupted / "metrics.json").read_text())
+    assert metrics(run_dir) == metrics(uninterrupted)
 
 
 def test_a_run_killed_after_its_last_epoch_resumes_into_the_final_evaluation_only(uninterrupted, shared_data,
                                                                                    tmp_path):
+    # Killed once the last epoch is logged and the backup says training is over (or,
+    # as Keras's BackupAndRestore did, has been deleted).
     kill_when(train_command(shared_data / "mr_polarity", tmp_path),
-              lambda: (backup_state(tmp_path) or {}).get("training_done"))
+              lambda: logged_epochs(tmp_path) == 3 and ((backup_state(tmp_path) or {}).get("training_done")
+                                                        or not any(tmp_path.glob("sentiment/*.partial/backup"))))
     (partial,) = Path(tmp_path, "sentiment").iterdir()
     assert partial.name.endswith(".partial"), "the run finished before it could be killed"
     history = (partial / "history.csv").read_text()
@@ -105,7 +117,7 @@ def test_a_run_killed_after_its_last_epoch_resumes_into_the_final_evaluation_onl
     assert "Epoch" not in resumed.stdout  # nothing was trained again
     run_dir = finished_run(tmp_path)
     assert (run_dir / "history.csv").read_text() == history
-    assert json.loads((run_dir / "metrics.json").read_text()) == json.loads((uninterrupted / "metrics.json").read_text())
+    assert metrics(run_dir) == metrics(uninterrupted)
 
 
 @pytest.fixture
@@ -180,3 +192,52 @@ def test_a_killed_export_leaves_a_staging_folder_the_next_export_removes(tiny_ru
     done = cli("export", "sentiment", "--run", tiny_run, "--base-path", base)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(path.name for path in (base / "sentiment").iterdir()) == sorted(["1", live.name, elsewhere.name])
+
+
+def test_out_of_space_is_simulated_in_training_and_the_run_resumes(run_cli, shared_data, tmp_path, monkeypatch):
+    """The same as the tmpfs test, wherever mounting is not allowed: the second epoch's
+    backup meets a full disk."""
+    import errno
+
+    import numpy as np
+
+    savez = np.savez
+    calls = []
+
+    def full_disk_on_second_epoch(file, **arrays):
+        calls.append(file)
+        if len(calls) == 2:
+            file.write(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return savez(file, **arrays)
+
+    monkeypatch.setattr(np, "savez", full_disk_on_second_epoch)
+    code, out, err = run_cli("train", "sentiment", "--preset", "tiny", "--data", shared_data / "mr_polarity",
+                             "--runs-dir", tmp_path, "--set", "train.epochs=3")
+    assert_one_line_error(subprocess.CompletedProcess([], code, out, err), "out of disk space",
+                          f"--resume {next((tmp_path / 'sentiment').iterdir()).name[:-len('.partial')]}")
+    monkeypatch.undo()
+    assert backup_state(tmp_path)["epochs"] == 1
+    # The second epoch's half-written backup is gone; the first epoch's is whole.
+    backup = next((tmp_path / "sentiment").iterdir()) / "backup"
+    assert sorted(path.name for path in backup.iterdir()) == ["epoch-1.npz", "state.json"]
+    resumed = cli("train", "sentiment", "--resume", "latest", "--runs-dir", tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [row[0] for row in epochs_and_losses(finished_run(tmp_path))] == ["0", "1", "2"]
+
+
+def test_out_of_space_is_simulated_in_export(run_cli, tiny_run, tmp_path, monkeypatch):
+    import errno
+
+    from lstmkit import export
+
+    def full_disk(model, signatures, path):
+        path.mkdir(parents=True)
+        (path / "saved_model.pb").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(export, "_write_saved_model", full_disk)
+    base = tmp_path / "saved_models"
+    code, out, err = run_cli("export", "sentiment", "--run", tiny_run, "--base-path", base)
+    assert_one_line_error(subprocess.CompletedProcess([], code, out, err), "out of disk space", "export again")
+    assert list((base / "sentiment").iterdir()) == []
