@@ -279,7 +279,7 @@ class RunBackup(keras.callbacks.Callback):
     write (a full disk) open, and the process then dies with a segfault at exit.
 
     Put this callback first, so that it copies the raw weights before averaging swaps
-    them out, and ``backup.committer`` last, so that an epoch counts as done only once
+    them out (at validation, or at the epoch's end), and ``backup.committer`` last, so that an epoch counts as done only once
     the checkpoint and the history have been written. Nothing is deleted when
     training ends: the caller removes the folder once the run is finished.
     """
@@ -321,8 +321,20 @@ class RunBackup(keras.callbacks.Callback):
             for index, variable in enumerate(variables):
                 variable.assign(arrays[f"variable-{index}"])
 
+    def _copy_variables(self):
+        if self._variables is None:
+            self._variables = [np.asarray(variable) for variable in training_variables(self.model)]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._variables = None
+
+    def on_test_begin(self, logs=None):
+        # Inside fit, validation follows the epoch's last batch, and weight averaging
+        # swaps the average in here: copy the raw weights first.
+        self._copy_variables()
+
     def on_epoch_end(self, epoch, logs=None):
-        self._variables = [np.asarray(variable) for variable in training_variables(self.model)]
+        self._copy_variables()  # no validation (train+validation merged)
 
     def _restore_callbacks(self) -> None:
         if not self.state:

@@ -27,9 +27,9 @@ def cli(*args, **kwargs):
                           text=True, **kwargs)
 
 
-def train_command(data, runs):
+def train_command(data, runs, *extra):
     return [sys.executable, str(ROOT / "cli.py"), "train", "sentiment", "--data", str(data), "--runs-dir", str(runs),
-            *TRAIN_SETTINGS]
+            *TRAIN_SETTINGS, *extra]
 
 
 def backup_state(runs):
@@ -98,6 +98,27 @@ def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(uninterru
     # uninterrupted run: the same losses, the same final metrics.
     assert epochs_and_losses(run_dir) == epochs_and_losses(uninterrupted)
     assert [row[0] for row in epochs_and_losses(run_dir)] == ["0", "1", "2"]
+    assert metrics(run_dir) == metrics(uninterrupted)
+
+
+def test_a_resumed_run_keeps_weight_averaging_and_the_plateau_schedule(shared_data, tmp_path):
+    """Averaging (its average, its trigger) and the plateau schedule's counters carry
+    over: killed after two epochs, the run ends exactly as an uninterrupted one."""
+    settings = ["--set", "train.epochs=4", "--set", "train.weight_averaging=nt_asgd",
+                "--set", "train.averaging_patience=0", "--set", "train.lr_schedule=plateau",
+                "--set", "train.plateau_patience=1"]
+    data = shared_data / "mr_polarity"
+    done = subprocess.run(train_command(data, tmp_path / "uninterrupted", *settings), env=ENV, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    uninterrupted = finished_run(tmp_path / "uninterrupted")
+    runs = tmp_path / "killed"
+    kill_when(train_command(data, runs, *settings),
+              lambda: logged_epochs(runs) >= 2 and (backup_state(runs) or {}).get("epochs", 0) >= 2)
+    resumed = cli("train", "sentiment", "--resume", "latest", "--runs-dir", runs)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    run_dir = finished_run(runs)
+    assert epochs_and_losses(run_dir) == epochs_and_losses(uninterrupted)
     assert metrics(run_dir) == metrics(uninterrupted)
 
 
