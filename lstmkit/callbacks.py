@@ -250,11 +250,13 @@ KERAS_CALLBACK_STATE = {
 
 def training_variables(model) -> list:
     """Every variable a resumed run needs: the weights, the seed generators' state
-    (dropout masks, weight drop, zoneout, augmentation) and the optimizer's state (step,
-    learning rate, moments, moving average)."""
+    (dropout masks, weight drop, zoneout, augmentation), the optimizer's state (step,
+    learning rate, moments, moving average), and what a model carries from batch to
+    batch outside Keras's tracking (e.g. truncated-BPTT states), which it lists as
+    ``backup_variables``."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    return [*model.variables, *model.optimizer.variables]
+    return [*model.variables, *model.optimizer.variables, *getattr(model, "backup_variables", ())]
 
 
 def _plain(value):
