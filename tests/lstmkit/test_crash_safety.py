@@ -32,13 +32,13 @@ def train_command(data, runs, *extra):
             *TRAIN_SETTINGS, *extra]
 
 
-def backup_state(runs):
-    found = list(Path(runs).glob("sentiment/*.partial/backup/state.json"))
+def backup_state(runs, task="sentiment"):
+    found = list(Path(runs).glob(f"{task}/*.partial/backup/state.json"))
     return json.loads(found[0].read_text()) if found else None
 
 
-def logged_epochs(runs) -> int:
-    found = list(Path(runs).glob("sentiment/*.partial/history.csv"))
+def logged_epochs(runs, task="sentiment") -> int:
+    found = list(Path(runs).glob(f"{task}/*.partial/history.csv"))
     return max(len(found[0].read_text().strip().splitlines()) - 1, 0) if found else 0
 
 
@@ -64,7 +64,8 @@ def epochs_and_losses(run_dir):
     """(epoch, loss, val_loss) of each history.csv line: the columns that are not timings."""
     lines = (run_dir / "history.csv").read_text().strip().splitlines()
     header = lines[0].split(",")
-    columns = [header.index(name) for name in ("epoch", "loss", "val_loss", "accuracy", "val_accuracy")]
+    columns = [header.index(name) for name in ("epoch", "loss", "val_loss", "accuracy", "val_accuracy")
+               if name in header]
     return [tuple(line.split(",")[i] for i in columns) for line in lines[1:]]
 
 
@@ -72,8 +73,8 @@ def metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def finished_run(runs):
-    (run_dir,) = Path(runs, "sentiment").iterdir()
+def finished_run(runs, task="sentiment"):
+    (run_dir,) = Path(runs, task).iterdir()
     assert not run_dir.name.endswith(".partial") and not (run_dir / "backup").exists()
     return run_dir
 
@@ -118,6 +119,25 @@ def test_a_resumed_run_keeps_weight_averaging_and_the_plateau_schedule(shared_da
     resumed = cli("train", "sentiment", "--resume", "latest", "--runs-dir", runs)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     run_dir = finished_run(runs)
+    assert epochs_and_losses(run_dir) == epochs_and_losses(uninterrupted)
+    assert metrics(run_dir) == metrics(uninterrupted)
+
+
+def test_a_resumed_textgen_run_carries_its_batch_to_batch_states_on(shakespeare_slice, tmp_path):
+    """Truncated BPTT carries each stream's LSTM state from batch to batch, outside the
+    model's weights: the backup keeps it, so the resumed run repeats the uninterrupted one."""
+    def command(runs):
+        return [sys.executable, str(ROOT / "cli.py"), "train", "textgen", "--preset", "tiny", "--seed", "7",
+                "--data", str(shakespeare_slice), "--runs-dir", str(runs), "--set", "train.epochs=3"]
+
+    done = subprocess.run(command(tmp_path / "uninterrupted"), env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    uninterrupted = finished_run(tmp_path / "uninterrupted", "textgen")
+    runs = tmp_path / "killed"
+    kill_when(command(runs), lambda: (backup_state(runs, "textgen") or {}).get("epochs", 0) >= 1)
+    resumed = cli("train", "textgen", "--resume", "latest", "--runs-dir", runs)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    run_dir = finished_run(runs, "textgen")
     assert epochs_and_losses(run_dir) == epochs_and_losses(uninterrupted)
     assert metrics(run_dir) == metrics(uninterrupted)
 
