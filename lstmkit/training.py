@@ -190,11 +190,17 @@ def train(
     try:
         return _fit_and_finish(task, model, config, splits, preprocessing, run_dir, train_batches,
                                validation_batches, merge_validation)
-    except OSError as error:
-        if not runs.is_out_of_space(error):
-            raise
-        raise UserError(f"out of disk space writing {run_dir}; free some space, then continue the run: "
-                        f"{resume_command(task.name, run_dir, runs_root)}") from None
+    except Exception as error:
+        if runs.is_out_of_space(error):
+            raise UserError(f"out of disk space writing {run_dir}; free some space, then continue the run: "
+                            f"{resume_command(task.name, run_dir, runs_root)}") from None
+        from lstmkit.callbacks import RunBackup
+
+        if resume is None and not (run_dir / "backup" / RunBackup.STATE_FILE).exists():
+            # A new run that failed before it finished an epoch (a batch that cannot be
+            # made, a step that does not fit in memory) has nothing to resume: leave nothing.
+            runs.remove_quietly(run_dir)
+        raise
 
 
 def resume_command(task_name: str, run_dir: Path, runs_root) -> str:

@@ -80,3 +80,17 @@ def test_export_refuses_a_run_whose_metrics_are_not_finite(run_cli, tmp_path, ti
     assert_one_line_error(*run_cli("export", "sentiment", "--run", copy, "--base-path", base),
                           "non-finite", "train.learning_rate")
     assert not base.exists()
+
+
+def test_a_new_run_that_fails_before_its_first_epoch_ends_leaves_no_run_folder(run_cli, tmp_path, shared_data,
+                                                                                monkeypatch):
+    import keras
+
+    def fails_in_the_first_epoch(self, *args, **kwargs):
+        raise ValueError("a batch that cannot be made")
+
+    monkeypatch.setattr(keras.Model, "fit", fails_in_the_first_epoch)
+    runs = tmp_path / "runs"
+    with pytest.raises(ValueError, match="a batch that cannot be made"):
+        run_cli("train", "sentiment", "--preset", "tiny", "--data", shared_data / "mr_polarity", "--runs-dir", runs)
+    assert list((runs / "sentiment").iterdir()) == []
