@@ -256,6 +256,9 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing: dict, run_
     shaping = training_callbacks(settings, monitor, mode)
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=settings.patience)
     backup = RunBackup(run_dir / "backup", stateful_callbacks=[*shaping, early_stopping])
+    # What a killed process was writing when it died (a checkpoint, a JSON file).
+    for leftover in [*run_dir.glob(".*.tmp-*"), *run_dir.glob("backup/.*.tmp-*")]:
+        runs.remove_quietly(leftover)
     if not backup.training_done:
         # Epochs past the backup's last complete one (killed before it was recorded)
         # are run again: forget what they logged.
