@@ -264,10 +264,11 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing: dict, run_
         # are run again: forget what they logged.
         _keep_history_epochs(history, backup.completed_epochs)
         _skip_used_shuffles(train_batches, backup.completed_epochs)
-        # Order matters: the backup holds the raw weights (and the EMA in the optimizer);
-        # with averaging on, the averaged weights are swapped in at each epoch's end, before
-        # early stopping and the checkpoint look at them. The backup's committer goes
-        # last: an epoch is done once its checkpoint and history line are written.
+        # Order matters: the backup copies the raw weights (and the EMA in the optimizer)
+        # first; with averaging on, the averaged weights are then swapped in (at
+        # validation's start, or the epoch's end), so that validation, early stopping and
+        # the checkpoint see them. The backup's committer goes last: an epoch is done
+        # once its checkpoint and history line are written.
         callbacks = [
             backup,
             *shaping,
