@@ -4,6 +4,7 @@ one would have."""
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -198,10 +199,10 @@ def test_a_full_disk_stops_training_with_one_line_and_the_run_resumes(uninterrup
     done = subprocess.run(train_command(shared_data / "mr_polarity", runs), env=ENV, capture_output=True, text=True)
     assert_one_line_error(done, "out of disk space", "--resume")
     assert backup_state(runs)["epochs"] >= 1  # it stopped after a finished epoch, which it keeps
-    command = done.stderr.split("continue the run: ")[1].strip()
+    python, script, *arguments = shlex.split(done.stderr.split("continue the run: ")[1])
+    assert (python, script) == ("python", "cli.py")
     filler.unlink()
-    resumed = subprocess.run(command.replace("python cli.py", f"{sys.executable} {ROOT / 'cli.py'}", 1), shell=True,
-                             env=ENV, capture_output=True, text=True)
+    resumed = cli(*arguments)  # the command the error printed
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     run_dir = finished_run(runs)
     assert epochs_and_losses(run_dir) == epochs_and_losses(uninterrupted)
