@@ -283,3 +283,15 @@ def test_out_of_space_is_simulated_in_export(run_cli, tiny_run, tmp_path, monkey
     code, out, err = run_cli("export", "sentiment", "--run", tiny_run, "--base-path", base)
     assert_one_line_error(subprocess.CompletedProcess([], code, out, err), "out of disk space", "export again")
     assert list((base / "sentiment").iterdir()) == []
+
+
+def test_staging_folders_of_older_lstmkit_are_removed_only_when_a_day_old(tmp_path):
+    from lstmkit.export import remove_stale_staging
+
+    old, recent = tmp_path / ".tmp-export-abcd1234", tmp_path / ".tmp-export-efgh5678"
+    for folder in (old, recent):
+        (folder / "model").mkdir(parents=True)
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    assert remove_stale_staging(tmp_path) == [old]
+    assert recent.is_dir() and not old.exists()
