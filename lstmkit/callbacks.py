@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -122,6 +126,21 @@ class WeightAveraging(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._swap_in()
 
+    # -- for RunBackup: what a resumed run needs to go on averaging where it stopped
+    def backup_state(self) -> tuple[dict, list]:
+        average = [] if self.average is None else [ops.convert_to_numpy(value) for value in self.average]
+        scalars = {"count": self.count, "averaging": self.averaging, "best": self.best,
+                   "epochs_without_improvement": self.epochs_without_improvement,
+                   "has_average": self.average is not None}
+        return scalars, average
+
+    def restore_state(self, scalars: dict, arrays: list) -> None:
+        self.count = scalars["count"]
+        self.averaging = scalars["averaging"]
+        self.best = scalars["best"]
+        self.epochs_without_improvement = scalars["epochs_without_improvement"]
+        self.average = [ops.convert_to_tensor(array) for array in arrays] if scalars["has_average"] else None
+
 
 class EpochTimer(keras.callbacks.Callback):
     """Adds ``train_seconds`` (the epoch's training batches) and ``epoch_seconds``
@@ -183,3 +202,213 @@ def weight_averaging_callback(settings, monitor: str, direction: str):
     return WeightAveraging(settings.weight_averaging, start_epoch=settings.averaging_start_epoch,
                            monitor=monitor, mode_direction=direction,
                            patience=settings.averaging_patience)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the whole model to ``path`` (a ``.keras`` file) whenever ``monitor`` beats
+    its best value so far (and ``initial_best``, the best of the epochs before a resume).
+
+    Unlike ``keras.callbacks.ModelCheckpoint`` the file is written beside and renamed
+    into place, so a kill or a full disk never leaves a broken checkpoint; and a
+    non-finite value, or weights that are not all finite, never count as the best.
+    """
+
+    def __init__(self, path, monitor: str, direction: str, initial_best=None):
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.direction = direction
+        self.best = initial_best
+
+    def _improves(self, value) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        return self.best is None or (value > self.best if self.direction == "max" else value < self.best)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if not self._improves(value):
+            return
+        if not all(np.isfinite(weights).all() for weights in self.model.get_weights()):
+            return
+        temporary = self.path.with_name(f".{self.path.stem}.tmp-{os.getpid()}.keras")
+        try:
+            self.model.save(temporary)
+            os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        self.best = float(value)
+
+
+# The counters of Keras callbacks that decide when training stops or the learning rate
+# drops: a resumed run goes on counting instead of starting them afresh.
+KERAS_CALLBACK_STATE = {
+    keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch", "stopped_epoch"),
+    keras.callbacks.ReduceLROnPlateau: ("wait", "cooldown_counter", "best"),
+}
+
+
+def training_variables(model) -> list:
+    """Every variable a resumed run needs: the weights, the seed generators' state
+    (dropout masks, weight drop, zoneout, augmentation), the optimizer's state (step,
+    learning rate, moments, moving average), and what a model carries from batch to
+    batch outside Keras's tracking (e.g. truncated-BPTT states), which it lists as
+    ``backup_variables``."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return [*model.variables, *model.optimizer.variables, *getattr(model, "backup_variables", ())]
+
+
+def _plain(value):
+    """A JSON-ready Python number from a NumPy or tensor scalar."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class RunBackup(keras.callbacks.Callback):
+    """The training state a killed run continues from (``train --resume``); it replaces
+    ``keras.callbacks.BackupAndRestore``.
+
+    At the end of every epoch it saves, in ``folder``: ``training_variables`` and the
+    counters of those ``stateful_callbacks`` that have any (early stopping, plateau
+    schedules, weight averaging), so that a resumed run takes the steps an
+    uninterrupted one would have taken. ``state.json`` names the last complete epoch
+    and its ``epoch-N.npz``; it is replaced by a rename only after everything else of
+    that epoch is on disk, so a kill or a full disk at any moment leaves the previous
+    epoch's state whole. Once training has ended (all epochs, or stopped early) the
+    state says so, and a resumed run goes straight to its final evaluation.
+
+    The variables are written with NumPy, not HDF5: h5py leaves a file it failed to
+    write (a full disk) open, and the process then dies with a segfault at exit.
+
+    Put this callback first, so that it copies the raw weights before averaging swaps
+    them out (at validation, or at the epoch's end), and ``backup.committer`` last, so that an epoch counts as done only once
+    the checkpoint and the history have been written. Nothing is deleted when
+    training ends: the caller removes the folder once the run is finished.
+    """
+
+    STATE_FILE = "state.json"
+
+    def __init__(self, folder, stateful_callbacks=()):
+        super().__init__()
+        self.folder = Path(folder)
+        # Those with counters to keep (others, e.g. SwapEMAWeights, keep none).
+        self.stateful_callbacks = [
+            callback for callback in stateful_callbacks
+            if hasattr(callback, "backup_state") or isinstance(callback, tuple(KERAS_CALLBACK_STATE))
+        ]
+        state_file = self.folder / self.STATE_FILE
+        self.state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else None
+        self.committer = _CommitBackup(self)
+        self._variables = None  # this epoch's, copied before averaging swaps weights in
+
+    @property
+    def completed_epochs(self) -> int:
+        return self.state["epochs"] if self.state else 0
+
+    @property
+    def training_done(self) -> bool:
+        return bool(self.state and self.state.get("training_done"))
+
+    def _arrays(self):
+        return np.load(self.folder / self.state["arrays"])
+
+    def on_train_begin(self, logs=None):
+        if not self.state:
+            return
+        variables = training_variables(self.model)
+        with self._arrays() as arrays:
+            if self.state["variables"] != len(variables):
+                raise ValueError(f"the backup in {self.folder} holds {self.state['variables']} variables, "
+                                 f"the model {len(variables)}")
+            for index, variable in enumerate(variables):
+                variable.assign(arrays[f"variable-{index}"])
+
+    def _copy_variables(self):
+        if self._variables is None:
+            self._variables = [np.asarray(variable) for variable in training_variables(self.model)]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._variables = None
+
+    def on_test_begin(self, logs=None):
+        # Inside fit, validation follows the epoch's last batch, and weight averaging
+        # swaps the average in here: copy the raw weights first.
+        self._copy_variables()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._copy_variables()  # no validation (train+validation merged)
+
+    def _restore_callbacks(self) -> None:
+        if not self.state:
+            return
+        with self._arrays() as arrays:
+            for index, (callback, scalars) in enumerate(zip(self.stateful_callbacks, self.state["callbacks"],
+                                                            strict=True)):
+                scalars = dict(scalars)
+                if hasattr(callback, "restore_state"):
+                    count = scalars.pop("arrays")
+                    callback.restore_state(scalars, [arrays[f"callback-{index}-{i}"] for i in range(count)])
+                else:
+                    for name, value in scalars.items():
+                        setattr(callback, name, value)
+
+    def _commit(self, epoch: int) -> None:
+        epochs = epoch + 1
+        arrays = {f"variable-{index}": value for index, value in enumerate(self._variables)}
+        callbacks = []
+        for index, callback in enumerate(self.stateful_callbacks):
+            if hasattr(callback, "backup_state"):
+                scalars, values = callback.backup_state()
+                scalars = dict(scalars, arrays=len(values))
+                arrays.update({f"callback-{index}-{i}": value for i, value in enumerate(values)})
+            else:
+                names = next(names for kind, names in KERAS_CALLBACK_STATE.items() if isinstance(callback, kind))
+                scalars = {name: getattr(callback, name) for name in names}
+            callbacks.append({key: _plain(value) for key, value in scalars.items()})
+        state = {
+            "epochs": epochs,
+            "arrays": f"epoch-{epochs}.npz",
+            "variables": len(self._variables),
+            "callbacks": callbacks,
+            # Early stopping, TerminateOnNaN or the last epoch: no epoch follows.
+            "training_done": bool(self.model.stop_training) or epochs >= self.params["epochs"],
+        }
+        self.folder.mkdir(exist_ok=True)
+        written = self.folder / state["arrays"]
+        try:
+            with written.open("wb") as handle:
+                np.savez(handle, **arrays)
+            self._write_state(state)
+        except BaseException:
+            written.unlink(missing_ok=True)
+            raise
+        self._variables = None
+        for path in self.folder.glob("epoch-*"):
+            if path != written:
+                path.unlink(missing_ok=True)
+
+    def _write_state(self, state: dict) -> None:
+        from lstmkit.runs import write_atomically
+
+        write_atomically(self.folder / self.STATE_FILE, json.dumps(state))
+        self.state = state
+
+    def mark_training_done(self) -> None:
+        """Record that training has ended: a resume goes straight to the final evaluation."""
+        if self.state is not None and not self.training_done:
+            self._write_state(dict(self.state, training_done=True))
+
+
+class _CommitBackup(keras.callbacks.Callback):
+    """``RunBackup``'s second half, placed last among the callbacks."""
+
+    def __init__(self, backup: RunBackup):
+        super().__init__()
+        self.backup = backup
+
+    def on_train_begin(self, logs=None):
+        # After the other callbacks have reset themselves.
+        self.backup._restore_callbacks()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup._commit(epoch)

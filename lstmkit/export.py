@@ -3,16 +3,21 @@
 ``saved_models/<task>/<version>/`` with integer versions counting up. The SavedModel is
 written to a hidden temporary folder beside the versions (TensorFlow Serving ignores
 names that are not integers) and renamed into place, so a crash never leaves a
-half-written version. ``assets.extra/lstmkit.json`` records the label names, resolved
+half-written version; the temporary folder's name holds the host and process id, and
+an export removes those left by exports that were killed (their process is gone).
+``assets.extra/lstmkit.json`` records the label names, resolved
 config, library versions, metrics, training-data fingerprint and which signatures may
 be batched across requests.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 from lstmkit import config as config_lib
@@ -26,6 +31,96 @@ def existing_versions(task_dir: Path) -> list[int]:
     if not task_dir.is_dir():
         return []
     return sorted(int(path.name) for path in task_dir.iterdir() if path.name.isdigit())
+
+
+STAGING_PREFIX = ".tmp-export-"
+# Staging folders named before they carried a process id: removed once this old.
+UNOWNED_STAGING_AGE_SECONDS = 24 * 3600
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _staging_owner(name: str):
+    """(host, pid) from ``.tmp-export-<host>-<pid>-<random>``, or None for an older name."""
+    host, _, pid = name[len(STAGING_PREFIX):].rpartition("-")[0].rpartition("-")
+    return (host, int(pid)) if host and pid.isdigit() else None
+
+
+def remove_stale_staging(task_dir: Path) -> list[Path]:
+    """Remove the staging folders of killed exports: those of this host whose process is
+    gone (a live export's folder, or another host's, is left alone), and unowned ones
+    (from older lstmkit) untouched for a day. Returns what was removed."""
+    removed = []
+    if not task_dir.is_dir():
+        return removed
+    here = socket.gethostname()
+    for path in task_dir.glob(f"{STAGING_PREFIX}*"):
+        owner = _staging_owner(path.name)
+        if owner is None:
+            try:
+                stale = time.time() - path.stat().st_mtime > UNOWNED_STAGING_AGE_SECONDS
+            except FileNotFoundError:
+                continue
+        else:
+            stale = owner[0] == here and owner[1] != os.getpid() and not _process_alive(owner[1])
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _staging_folder(task_dir: Path) -> Path:
+    """A new hidden folder beside the versions, named after this host and process."""
+    task_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(task_dir)
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=task_dir))
+
+
+def _refuse_unfinished_or_diverged(task_name: str, run_dir: Path) -> None:
+    """Only a finished run with finite metrics is exported."""
+    if run_dir.name.endswith(runs.PARTIAL_SUFFIX) or not (run_dir / "metrics.json").is_file():
+        raise UserError(f"run {runs.run_id(run_dir)} is unfinished; finish it first: "
+                        f"python cli.py train {task_name} --resume {runs.run_id(run_dir)}")
+    metrics = runs.read_json(run_dir / "metrics.json")
+
+    def numbers(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                yield from numbers(item)
+        elif isinstance(value, float):
+            yield value
+
+    if not all(math.isfinite(number) for number in numbers(metrics)):
+        raise UserError(f"run {runs.run_id(run_dir)} has non-finite metrics (training diverged); "
+                        "train a new run with a lower train.learning_rate and export that")
+
+
+def _checked_export(function):
+    """What both exports refuse before loading anything (a --base-path that cannot be a
+    folder, an unfinished or diverged run), and a full disk as one line (the staging
+    folder is removed either way)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(task, run_dir, base_path="saved_models"):
+        runs.require_folder(base_path, "--base-path")
+        _refuse_unfinished_or_diverged(task.name, Path(run_dir))
+        try:
+            return function(task, run_dir, base_path)
+        except Exception as error:
+            if not runs.is_out_of_space(error):
+                raise
+            raise UserError(f"out of disk space exporting to {base_path}; free some space and export again") from None
+
+    return wrapper
 
 
 def _claim_next_version(task_dir: Path, staged: Path) -> Path:
@@ -52,12 +147,12 @@ def _write_saved_model(model, signatures: dict, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
+@_checked_export
 def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models") -> Path:
     """Export the best model of ``run_dir``; return the new version folder."""
     config, model = load_run(task, run_dir)
     task_dir = Path(base_path) / task.name
-    task_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=task_dir))
+    staging = _staging_folder(task_dir)
     try:
         saved_model = staging / "model"
         run_info = runs.read_json(run_dir / "run.json")
@@ -83,6 +178,7 @@ def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models"
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@_checked_export
 def export_tflite(task: Task, run_dir: Path, base_path: str | Path = "saved_models") -> Path:
     """Convert the best model of ``run_dir`` to TensorFlow Lite with built-in ops only;
     write ``BASE_PATH/<task>_tflite/<version>/`` holding ``model.tflite`` and
@@ -96,8 +192,7 @@ def export_tflite(task: Task, run_dir: Path, base_path: str | Path = "saved_mode
     if signature is None:
         raise UserError(f"{task.name} has no TensorFlow Lite export; use --format savedmodel")
     task_dir = Path(base_path) / f"{task.name}_tflite"
-    task_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=task_dir))
+    staging = _staging_folder(task_dir)
     try:
         # Converting from a SavedModel (not from concrete functions) freezes the
         # variables the LSTM's while loop reads; otherwise the interpreter cannot find them.

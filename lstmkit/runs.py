@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import importlib.metadata
 import json
 import os
 import platform
 import secrets
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,6 +26,18 @@ def new_run_id() -> str:
     return f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def require_folder(path: str | Path, option: str) -> None:
+    """Refuse a folder option (``--runs-dir``, ``--base-path``) that cannot become a
+    folder because it, or a folder above it, is a file; before any work is done."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists() or part.is_symlink():
+            if not part.is_dir():
+                where = "is a file" if part == path else f"is under {part}, which is a file"
+                raise UserError(f"{option} {path} {where}, not a folder; pass a folder")
+            return
+
+
 def new_run_dir(runs_root: Path, task_name: str) -> Path:
     """Create and return an empty ``.partial`` run directory with a fresh run id."""
     path = Path(runs_root) / task_name / f"{new_run_id()}{PARTIAL_SUFFIX}"
@@ -35,6 +49,36 @@ def finish_run_dir(partial: Path) -> Path:
     final = partial.with_name(partial.name[: -len(PARTIAL_SUFFIX)])
     os.rename(partial, final)
     return final
+
+
+def run_id(run_dir: Path) -> str:
+    """The id ``--run``/``--resume`` take: the folder's name without ``.partial``."""
+    name = Path(run_dir).name
+    return name[: -len(PARTIAL_SUFFIX)] if name.endswith(PARTIAL_SUFFIX) else name
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    """Whether ``error`` (or one it was raised from) says the disk or quota is full.
+    h5py and TensorFlow report it in their message, not in ``errno``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left on device" in text or "Disk quota exceeded" in text or "errno = 28" in text:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def remove_quietly(path: Path) -> None:
+    """Remove a file or folder if it is there (cleaning up after a failure)."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def find_run(runs_root: Path, task_name: str, run: str, partial: bool = False) -> Path:
@@ -69,8 +113,23 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` by a rename: a kill or a full disk leaves the old
+    file or the new one, never part of one."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: Path):

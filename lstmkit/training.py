@@ -5,7 +5,8 @@ A run writes ``runs/<task>/<run-id>/``: ``config.json`` (resolved config),
 versions), ``preprocessing.json`` (what was adapted on training data), ``history.csv``,
 ``tensorboard/``, ``best.keras`` (best checkpoint), ``metrics.json`` and
 ``training_curves.png``. Until it finishes it lives under ``<run-id>.partial`` with a
-``backup/`` that ``--resume`` continues from.
+``backup/`` that ``--resume`` continues from: from the last complete epoch, or, if
+training had ended, from the final evaluation.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import math
 import sys
 from pathlib import Path
 
@@ -116,11 +118,10 @@ def train(
     ``train.epochs`` with no validation, keeps the weights of its lowest training loss,
     and reports test metrics only.
     """
-    import keras
-
     from lstmkit import distribute
-    from lstmkit.callbacks import EpochTimer
 
+    # A --runs-dir that cannot be a folder is refused before any data is read.
+    runs.require_folder(runs_root, "--runs-dir")
     run_dir = None
     if resume is not None:
         run_dir = runs.find_run(runs_root, task.name, resume, partial=True)
@@ -135,7 +136,8 @@ def train(
     replicas = strategy.num_replicas_in_sync
 
     seed_everything(seed)
-    # Everything that can fail on bad input happens before a run directory exists.
+    # Everything that can fail on bad input (the data, the config, building the model)
+    # happens before a run directory exists.
     splits = task.load_data(data_source, config)
     if merge_validation:
         splits = dataclasses.replace(splits, train=splits.train.concatenate(splits.validation),
@@ -144,22 +146,6 @@ def train(
 
     if run_dir is None:
         preprocessing = task.adapt(config, splits.train)
-        run_dir = runs.new_run_dir(runs_root, task.name)
-        runs.write_json(run_dir / "preprocessing.json", preprocessing)
-        runs.write_json(run_dir / "config.json", config_lib.to_dict(config))
-        (run_dir / "command.txt").write_text(command + "\n", encoding="utf-8")
-        runs.write_json(run_dir / "run.json", {
-            "task": task.name,
-            "data": data_source,
-            "data_description": splits.description,
-            "seed": seed,
-            "strategy": strategy_name,
-            "validation_merged_into_train": merge_validation,
-            "replicas": replicas,
-            "train_fingerprint_sha256": train_fingerprint,
-            "started": datetime.datetime.now().isoformat(timespec="seconds"),
-            "versions": runs.library_versions(),
-        })
     elif info["train_fingerprint_sha256"] != train_fingerprint:
         raise UserError(
             f"the training data of {data_source} changed since run {run_dir.name} started; "
@@ -181,39 +167,135 @@ def train(
     with strategy.scope():
         model = task.build_model(config, preprocessing)
         compile_model(task, model, config, steps_per_epoch)
+
+    if run_dir is None:
+        run_dir = _create_run_dir(runs_root, task.name, {
+            "preprocessing.json": preprocessing,
+            "config.json": config_lib.to_dict(config),
+            "command.txt": command + "\n",
+            # Written last: a folder without run.json is not a run (find_run skips it).
+            "run.json": {
+                "task": task.name,
+                "data": data_source,
+                "data_description": splits.description,
+                "seed": seed,
+                "strategy": strategy_name,
+                "validation_merged_into_train": merge_validation,
+                "replicas": replicas,
+                "train_fingerprint_sha256": train_fingerprint,
+                "started": datetime.datetime.now().isoformat(timespec="seconds"),
+                "versions": runs.library_versions(),
+            },
+        })
+    try:
+        return _fit_and_finish(task, model, config, splits, preprocessing, run_dir, train_batches,
+                               validation_batches, merge_validation)
+    except Exception as error:
+        if runs.is_out_of_space(error):
+            raise UserError(f"out of disk space writing {run_dir}; free some space, then continue the run: "
+                            f"{resume_command(task.name, run_dir, runs_root)}") from None
+        from lstmkit.callbacks import RunBackup
+
+        if resume is None and not (run_dir / "backup" / RunBackup.STATE_FILE).exists():
+            # A new run that failed before it finished an epoch (a batch that cannot be
+            # made, a step that does not fit in memory) has nothing to resume: leave nothing.
+            runs.remove_quietly(run_dir)
+        raise
+
+
+def resume_command(task_name: str, run_dir: Path, runs_root) -> str:
+    """The command that continues the unfinished run ``run_dir``."""
+    where = "" if Path(runs_root) == Path("runs") else f" --runs-dir {runs_root}"
+    return f"python cli.py train {task_name} --resume {runs.run_id(run_dir)}{where}"
+
+
+def _create_run_dir(runs_root, task_name: str, files: dict) -> Path:
+    """A new ``.partial`` run folder holding ``files`` (JSON data, or text). On a full
+    disk nothing is left behind."""
+    run_dir = None
+    try:
+        run_dir = runs.new_run_dir(runs_root, task_name)
+        for name, content in files.items():
+            if isinstance(content, str):
+                runs.write_atomically(run_dir / name, content)
+            else:
+                runs.write_json(run_dir / name, content)
+        return run_dir
+    except OSError as error:
+        if run_dir is not None:
+            runs.remove_quietly(run_dir)
+        if runs.is_out_of_space(error):
+            raise UserError(f"out of disk space under {runs_root}; free some space and train again") from None
+        raise UserError(f"cannot create a run folder under {runs_root} ({error.strerror}); "
+                        "pass a writable --runs-dir") from None
+
+
+def non_finite_metrics(metrics: dict, prefix: str = "") -> list[str]:
+    """The names of the NaN or infinite numbers in a (nested) metrics dict."""
+    found = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            found += non_finite_metrics(value, f"{prefix}{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(f"{prefix}{key}")
+    return found
+
+
+def _fit_and_finish(task: Task, model, config, splits, preprocessing: dict, run_dir: Path, train_batches,
+                    validation_batches, merge_validation: bool) -> RunResult:
+    """Fit (or continue fitting) ``model`` in ``run_dir``, evaluate the best checkpoint
+    and turn the folder into a finished run."""
+    import keras
+
+    from lstmkit.callbacks import BestCheckpoint, EpochTimer, RunBackup
+
+    settings = config.train
     monitor, mode = ("loss", "min") if merge_validation else (task.objective, task.objective_direction)
     best_checkpoint = run_dir / "best.keras"
-    # Order matters: the backup holds the raw weights (and the EMA in the optimizer);
-    # with averaging on, the averaged weights are swapped in at each epoch's end, before
-    # early stopping and the checkpoint look at them.
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        *training_callbacks(settings, monitor, mode),
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, mode=mode, patience=settings.patience, restore_best_weights=True
-        ),
-        keras.callbacks.ModelCheckpoint(
-            str(best_checkpoint), monitor=monitor, mode=mode, save_best_only=True,
-            # After --resume, only beat what the run already reached.
-            initial_value_threshold=best_logged_value(run_dir / "history.csv", monitor, mode),
-        ),
-        keras.callbacks.TerminateOnNaN(),
-        EpochTimer(),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-    ]
-    model.fit(
-        train_batches,
-        validation_data=None if merge_validation else validation_batches,
-        epochs=settings.epochs,
-        callbacks=callbacks,
-        verbose=progress_verbosity(),
-        shuffle=False,  # the dataset is already shuffled, with the run's seed
-    )
+    history = run_dir / "history.csv"
+    shaping = training_callbacks(settings, monitor, mode)
+    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=settings.patience)
+    backup = RunBackup(run_dir / "backup", stateful_callbacks=[*shaping, early_stopping])
+    # What a killed process was writing when it died (a checkpoint, a JSON file).
+    for leftover in [*run_dir.glob(".*.tmp-*"), *run_dir.glob("backup/.*.tmp-*")]:
+        runs.remove_quietly(leftover)
+    if not backup.training_done:
+        # Epochs past the backup's last complete one (killed before it was recorded)
+        # are run again: forget what they logged.
+        _keep_history_epochs(history, backup.completed_epochs)
+        _skip_used_shuffles(train_batches, backup.completed_epochs)
+        # Order matters: the backup copies the raw weights (and the EMA in the optimizer)
+        # first; with averaging on, the averaged weights are then swapped in (at
+        # validation's start, or the epoch's end), so that validation, early stopping and
+        # the checkpoint see them. The backup's committer goes last: an epoch is done
+        # once its checkpoint and history line are written.
+        callbacks = [
+            backup,
+            *shaping,
+            early_stopping,
+            BestCheckpoint(best_checkpoint, monitor, mode,
+                           # After --resume, only beat what the run already reached.
+                           initial_best=best_logged_value(history, monitor, mode)),
+            keras.callbacks.TerminateOnNaN(),
+            EpochTimer(),
+            keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
+            keras.callbacks.CSVLogger(str(history), append=True),
+            backup.committer,
+        ]
+        model.fit(
+            train_batches,
+            validation_data=None if merge_validation else validation_batches,
+            epochs=settings.epochs,
+            initial_epoch=backup.completed_epochs,
+            callbacks=callbacks,
+            verbose=progress_verbosity(),
+            shuffle=False,  # the dataset is already shuffled, with the run's seed
+        )
+        backup.mark_training_done()
     if not best_checkpoint.exists():
         raise UserError(
             f"training never produced a finite {monitor} (the loss diverged?); "
-            f"lower train.learning_rate with --set. The unfinished run is in {run_dir}"
+            f"lower train.learning_rate with --set and start a new run. The unfinished run is in {run_dir}"
         )
     model.load_weights(str(best_checkpoint))
 
@@ -222,6 +304,49 @@ def train(
     metrics = {} if merge_validation else {
         "validation": task.evaluate(model, splits.validation, config, preprocessing)}
     metrics["test"] = task.evaluate(model, splits.test, config, preprocessing)
+    diverged = non_finite_metrics(metrics)
+    if diverged:
+        # Not finished, so neither exported nor served; the folder stays for inspection.
+        raise UserError(
+            f"the trained model gives non-finite metrics ({', '.join(diverged)}): training diverged; "
+            f"lower train.learning_rate with --set and start a new run. The unfinished run is in {run_dir}"
+        )
     runs.write_json(run_dir / "metrics.json", metrics)
-    plots.training_curves(run_dir / "history.csv", run_dir / "training_curves.png")
-    return RunResult(runs.finish_run_dir(run_dir), metrics)
+    plots.training_curves(history, run_dir / "training_curves.png")
+    finished = runs.finish_run_dir(run_dir)
+    # The backup has served its purpose; a kill before this line leaves it in a finished
+    # run, where it only takes space.
+    runs.remove_quietly(finished / "backup")
+    return RunResult(finished, metrics)
+
+
+def _skip_used_shuffles(train_batches, epochs: int) -> None:
+    """Draw the shuffles of the training data that ``epochs`` epochs have used, so that
+    a resumed run's next epoch sees the order an uninterrupted run would have seen.
+
+    Each iterator of a reshuffling dataset draws the next shuffle. Keras's ``fit``
+    makes one at each epoch's start and, when the number of batches is known, one
+    more at its end (see keras.src.trainers.epoch_iterator); a test that resumes a
+    killed run and compares it with an uninterrupted one guards this count.
+    """
+    per_epoch = 2 if int(train_batches.cardinality()) >= 0 else 1
+    for _ in range(per_epoch * epochs):
+        iter(train_batches)
+
+
+def _keep_history_epochs(history: Path, epochs: int) -> None:
+    """Keep the header and the first ``epochs`` epochs of a CSVLogger file."""
+    if not history.is_file():
+        return
+    with history.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epochs]
+    if len(kept) == len(rows):
+        return
+    from io import StringIO
+
+    text = StringIO()
+    csv.writer(text, lineterminator="\n").writerows(kept)
+    runs.write_atomically(history, text.getvalue())

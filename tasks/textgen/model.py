@@ -77,6 +77,12 @@ class CharacterModel(keras.Model):
     # Set by build_model for stream batching; None trains each window from a zero state.
     carried = None
 
+    @property
+    def backup_variables(self) -> list:
+        """The carried states, which lstmkit's run backup keeps: a resumed run carries
+        on from where the interrupted one was, as an uninterrupted run would."""
+        return [] if self.carried is None else self.carried.variables
+
     def train_step(self, data):
         import tensorflow as tf
 

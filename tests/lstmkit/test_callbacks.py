@@ -97,3 +97,24 @@ def test_conflicting_or_invalid_schedule_settings_are_user_errors():
         TrainingConfig(lr_schedule="plateau", warmup_epochs=1)
     with pytest.raises(UserError, match=r"plateau_factor must be in \(0, 1\), got 1.5"):
         TrainingConfig(plateau_factor=1.5)
+
+
+def test_best_checkpoint_saves_improvements_atomically_and_never_non_finite_weights(tmp_path):
+    from lstmkit.callbacks import BestCheckpoint
+
+    model = _model()
+    path = tmp_path / "best.keras"
+    checkpoint = BestCheckpoint(path, "val_accuracy", "max", initial_best=0.5)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_accuracy": 0.5})  # not better than before the resume
+    assert not path.exists()
+    checkpoint.on_epoch_end(1, {"val_accuracy": float("nan")})
+    assert not path.exists()
+    checkpoint.on_epoch_end(2, {"val_accuracy": 0.6})
+    saved = path.read_bytes()
+    assert checkpoint.best == 0.6
+    # Diverged weights with a metric that still looks better: not a checkpoint.
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    checkpoint.on_epoch_end(3, {"val_accuracy": 0.7})
+    assert path.read_bytes() == saved and checkpoint.best == 0.6
+    assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]  # no temporary file left
