@@ -123,9 +123,9 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
         if unfinished is None:
             click.echo("Interrupted before the run folder was written; nothing to resume.", err=True)
         else:
+            resume_line = cli_command("train", task.name, "--resume", runs.run_id(unfinished), runs_dir=runs_dir)
             click.echo(f"Interrupted; the unfinished run is {unfinished}. Continue it from its last finished "
-                       f"epoch with: {cli_command('train', task.name, '--resume', run_id(unfinished), runs_dir=runs_dir)}",
-                       err=True)
+                       f"epoch with: {resume_line}", err=True)
         sys.exit(130)
     monitor, direction = task.objective, task.objective_direction
     best = runs.best_epoch(result.run_dir / "history.csv", monitor, direction)
@@ -141,10 +141,6 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
     run = result.run_dir.name
     click.echo(f"next: {cli_command('evaluate', task.name, '--run', run, runs_dir=runs_dir)}\n"
                f"      {cli_command('export', task.name, '--run', run, runs_dir=runs_dir)}")
-
-
-def run_id(run_dir) -> str:
-    return run_dir.name.removesuffix(".partial")
 
 
 def format_metrics(metrics: dict) -> str:
