@@ -86,14 +86,9 @@ def progress_verbosity() -> int:
 
 
 def best_logged_value(history_csv: Path, monitor: str, direction: str):
-    """The best value of ``monitor`` in a CSVLogger file, or None."""
-    if not history_csv.is_file():
-        return None
-    with history_csv.open(newline="") as handle:
-        values = [float(row[monitor]) for row in csv.DictReader(handle) if row.get(monitor)]
-    if not values:
-        return None
-    return max(values) if direction == "max" else min(values)
+    """The best finite value of ``monitor`` in a CSVLogger file, or None."""
+    best = runs.best_epoch(history_csv, monitor, direction)
+    return None if best is None else best[1]
 
 
 def train(
