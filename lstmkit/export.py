@@ -48,12 +48,15 @@ def _write_saved_model(model, signatures: dict, path: Path) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, signature in signatures.items():
-        archive.add_endpoint(name, signature.build_fn(model), input_signature=signature.input_signature)
+        archive.add_endpoint(name, signature.endpoint(model), input_signature=signature.input_signature)
     archive.write_out(str(path), verbose=False)
 
 
-def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models") -> Path:
-    """Export the best model of ``run_dir``; return the new version folder."""
+def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models",
+               max_generated_length: int | None = None) -> Path:
+    """Export the best model of ``run_dir``; return the new version folder. A generative
+    signature produces at most ``max_generated_length`` per request (default:
+    ``MAX_SERVED_GENERATED_LENGTH``)."""
     config, model = load_run(task, run_dir)
     task_dir = Path(base_path) / task.name
     task_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +65,7 @@ def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models"
         saved_model = staging / "model"
         run_info = runs.read_json(run_dir / "run.json")
         preprocessing = runs.read_json(run_dir / "preprocessing.json")
-        signatures = task.serving_signatures(config, preprocessing)
+        signatures = task.serving_signatures(config, preprocessing, max_generated_length)
         _write_saved_model(model, signatures, saved_model)
         (saved_model / "assets.extra").mkdir(exist_ok=True)
         metrics_file = run_dir / "metrics.json"
@@ -76,7 +79,12 @@ def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models"
             "data": run_info["data"],
             "versions": runs.library_versions(),
             # For servers that join concurrent requests into one batch (cli.py serve).
-            "signatures": {name: {"batchable": signature.batchable} for name, signature in signatures.items()},
+            # The same input length limits the graph checks, for the server to refuse
+            # long inputs before the model runs.
+            "signatures": {name: {"batchable": signature.batchable,
+                                  "max_lengths": {input_name: list(limit)
+                                                  for input_name, limit in signature.max_lengths.items()}}
+                           for name, signature in signatures.items()},
         })
         return _claim_next_version(task_dir, saved_model)
     finally:
