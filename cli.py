@@ -423,10 +423,10 @@ def serve(model_base_path, host, port, max_body_bytes, max_batch_size, batch_max
     shown_host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
     root = f"http://{shown_host}:{listener.getsockname()[1]}"
     models = ", ".join(f"{name} (version {servable.version})" for name, servable in registry.serving.items())
-    click.echo(f"serving {models} on {root} (Ctrl+C stops)")
+    click.echo(f"serving {models} on {shown_host}:{listener.getsockname()[1]} (Ctrl+C stops)")
     for name in registry.serving:
-        click.echo(f"  {root}/v1/models/{name}  (status; POST {root}/v1/models/{name}:predict)")
-    click.echo(f"  {root}/readyz  {root}/metrics")
+        click.echo(f"  {name}: status {root}/v1/models/{name}  predict: POST {root}/v1/models/{name}:predict")
+    click.echo(f"  readiness {root}/readyz  metrics {root}/metrics")
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                       http=serving.timed_protocol(request_timeout),
