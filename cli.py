@@ -224,11 +224,11 @@ def generate(task_name, prompt, length, temperature, top_k, top_p, seed, run, ru
     task = get_task(task_name)
     if seed is None:
         seed = secrets.randbelow(2**31)
-    if temperature > 0:
-        click.echo(f"seed: {seed}", err=True)
     config, model = load_run(task, find_run(runs_dir, task.name, run))
     sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
-    pieces = task.generate(config, model, prompt, length, sampling, seed)
+    pieces = task.generate(config, model, prompt, length, sampling, seed)  # refuses a bad prompt first
+    if temperature > 0:
+        click.echo(f"seed: {seed}", err=True)
     click.echo(prompt, nl=False)
     for piece in pieces:
         click.echo(piece, nl=False)
