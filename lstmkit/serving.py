@@ -165,12 +165,13 @@ class ModelRegistry:
         found = self.scan()
         for name in set(self.serving) - set(found):  # the whole model folder is gone
             self._unload(name, "its folder was removed")
+        with self.lock:  # versions that failed to load and are gone are forgotten
+            for name, statuses in self.statuses.items():
+                for version in [version for version, status in statuses.items()
+                                if status.error_code != "OK" and version not in found.get(name, {})]:
+                    del statuses[version]
         for name, versions in found.items():
             statuses = self.statuses.setdefault(name, {})
-            with self.lock:  # versions that are gone and were never served are forgotten
-                for version in [version for version, status in statuses.items()
-                                if version not in versions and status.error_code != "OK"]:
-                    del statuses[version]
             current = self.serving.get(name)
             if current is not None and (current.version not in versions
                                         or version_files(versions[current.version]) != statuses[current.version].files):

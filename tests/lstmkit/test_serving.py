@@ -480,6 +480,10 @@ def test_errors_name_no_server_paths(tmp_path):
     message = registry.status("sentiment", None)["model_version_status"][0]["status"]["error_message"]
     assert "No such file or directory" in message and "sentiment/1" in message
     assert str(tmp_path) not in message and "/tmp" not in message
+    shutil.rmtree(tmp_path / "sentiment" / "1")  # a failed version that is gone is forgotten
+    registry.refresh()
+    with pytest.raises(serving.ServingError, match="Could not find any versions"):
+        registry.status("sentiment", None)
 
 
 def test_batch_queues_last_only_while_they_have_requests():
