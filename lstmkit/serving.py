@@ -20,8 +20,9 @@ Hostile requests are client errors, never crashes: inputs longer than the export
 ``max_lengths`` (also checked in the graph), JSON nested deeper than any input needs,
 strings that are not valid Unicode and versions that are not numbers get a 400 in
 TensorFlow Serving's ``{"error": ...}`` shape, and messages name no server path. Models
-run on their own pool of threads, at most ``Limits.signature_concurrency`` at once for
-any one signature, so a slow one (a long ``generate``) leaves threads for the others.
+run on their own pool of threads (``Runner``), a few at once for any one signature, so a
+slow one (a long ``generate``) leaves the others room. A served version whose folder is
+removed or replaced is unloaded.
 ``/healthz``, ``/readyz`` and ``/metrics`` (Prometheus text format) are for load
 balancers and monitoring.
 """
@@ -35,7 +36,6 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
-import math
 import os
 import re
 import threading

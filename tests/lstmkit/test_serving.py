@@ -1,6 +1,7 @@
 """cli.py serve: TensorFlow Serving's REST API over every task's export, on a free
 loopback port: answers equal the in-memory models', status and metadata, bad requests,
-new and broken versions on disk, and server-side batching."""
+new, broken, removed and replaced versions on disk, server-side batching, and hostile
+requests and connections (each a 400 or a closed connection, never a crash or a 500)."""
 
 import asyncio
 import base64
