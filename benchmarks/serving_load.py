@@ -14,8 +14,8 @@ traffic as the unbatched run while ``HOSTILE_CLIENTS`` more threads send, in a l
 the largest legal input of each task (a 10,000-residue chain, a 3 s WAV at 48 kHz, a
 10,000-character prompt, a 2,000-character ``generate``, a 1 MiB review) and malformed
 requests (a WAV header claiming 1 Hz, a 4 s clip, inputs one past each limit, JSON
-nested 900 deep, lone surrogates, ``versions/%C2%B2``, a 5,000-digit version, NaN, a
-body over the limit), and ``SLOW_CONNECTIONS`` sockets trickle headers a byte at a time.
+nested 900 deep, lone surrogates, ``versions/%C2%B2``, a 5,000-digit version and
+integer, NaN, a body over the limit), and ``SLOW_CONNECTIONS`` sockets trickle headers a byte at a time.
 Reported: whether the server survived, answers by status code (no 5xx expected),
 every hostile answer that was not the expected one, the server's peak and final
 resident memory, and the normal requests' p99 beside the clean run's.
@@ -192,6 +192,8 @@ def hostile_requests(data: Path) -> list[tuple[str, str, bytes | None, int]]:
         ("lone surrogate signature", model("sentiment"), b'{"signature_name": "\\ud800", "instances": ["a"]}',
          400),
         ("NaN waveform", model("speech_commands"), b'{"inputs": {"waveform": [[NaN, 0.5]]}}', 400),
+        ("5,000-digit length", model("textgen"), b'{"signature_name": "generate", "inputs": {"prompt": ["A"], '
+         b'"length": ' + b"9" * 5000 + b', "temperature": 0.0, "seed": 1}}', 400),
         ("superscript version", "/v1/models/sentiment/versions/%C2%B2", None, 400),
         ("5,000-digit version", "/v1/models/sentiment/versions/" + "9" * 5000 + ":predict",
          as_json({"instances": ["a"]}), 400),

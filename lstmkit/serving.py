@@ -346,8 +346,8 @@ class Prediction:
 def parse_predict(body: bytes, servable: Servable, max_batch_size: int) -> Prediction:
     try:
         request = json.loads(body, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ServingError(400, f"JSON Parse error: {error}") from None
+    except ValueError as error:  # not JSON, not UTF-8, or an integer of more than 4,300 digits
+        raise ServingError(400, f"JSON Parse error: {printable(str(error), 200)}") from None
     except RecursionError:
         raise _too_deep() from None
     if not isinstance(request, dict):

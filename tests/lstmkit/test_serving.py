@@ -213,6 +213,9 @@ def generate_request(prompt="A", length=5):
     ("/v1/models/sentiment:predict", b'{"instances": ["\\ud800"]}', "not valid Unicode"),
     ("/v1/models/sentiment:predict", b'{"signature_name": "\\ud800", "instances": ["a"]}', "not found"),
     ("/v1/models/speech_commands:predict", b'{"inputs": {"waveform": [[NaN, 0.5]]}}', "NaN is not a number"),
+    ("/v1/models/textgen:predict", b'{"signature_name": "generate", "inputs": {"prompt": ["A"], "length": '
+     + b"9" * 5000 + b', "temperature": 0.0, "seed": 1}}', "JSON Parse error"),
+    ("/v1/models/textgen:predict", generate_request(length=10**30), "out-of-range integer"),
     ("/v1/models/sentiment/versions/%C2%B2", None, "Failed to convert version"),
     ("/v1/models/sentiment/versions/%C2%B2:predict", {"instances": ["a"]}, "Failed to convert version"),
     ("/v1/models/sentiment/versions/" + "9" * 5000, None, "Failed to convert version"),
