@@ -19,8 +19,8 @@ from lstmkit.errors import UserError
 MAX_GENERATED_LENGTH = 100_000
 # The most an exported model generates per request unless ``export --max-generate-length``
 # says otherwise: a served request should answer in seconds. Eight concurrent requests of
-# 100,000 characters held a server's CPU for minutes (TensorFlow runs every model's ops
-# on one shared pool of threads, so no server-side limit can keep other models fast).
+# 100,000 characters held a server for minutes; this cap bounds each request, and serve's
+# per-signature concurrency how many run at once (TensorFlow Serving has only the cap).
 MAX_SERVED_GENERATED_LENGTH = 2_000
 
 
