@@ -529,7 +529,11 @@ def test_one_slow_signature_cannot_take_every_thread():
 
     async def main():
         slow_calls = [asyncio.ensure_future(runner(("textgen", "generate"), slow)) for _ in range(8)]
-        await asyncio.sleep(0.2)
+        for _ in range(100):  # until the first two have started (on a busy machine, a while)
+            if len(started) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # time for a third to start, were it allowed to
         fast = await asyncio.wait_for(runner(("sentiment", "serving_default"), lambda: "classified"), 5)
         running_at_once = len(started)
         release.set()
