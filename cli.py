@@ -17,7 +17,7 @@ import click
 
 import lstmkit
 from lstmkit.quiet import import_tensorflow_quietly
-from lstmkit.task import MAX_GENERATED_LENGTH
+from lstmkit.task import MAX_GENERATED_LENGTH, MAX_SERVED_GENERATED_LENGTH
 from tasks import TASK_NAMES
 
 TASK_ARGUMENT = click.argument("task_name", metavar="TASK", type=click.Choice(TASK_NAMES))
@@ -267,11 +267,11 @@ def generate(task_name, prompt, length, temperature, top_k, top_p, seed, run, ru
     task = get_task(task_name)
     if seed is None:
         seed = secrets.randbelow(2**31)
-    if temperature > 0:
-        click.echo(f"seed: {seed}", err=True)
     config, model = load_run(task, find_run(runs_dir, task.name, run))
     sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
-    pieces = task.generate(config, model, prompt, length, sampling, seed)
+    pieces = task.generate(config, model, prompt, length, sampling, seed)  # refuses a bad prompt first
+    if temperature > 0:
+        click.echo(f"seed: {seed}", err=True)
     click.echo(prompt, nl=False)
     for piece in pieces:
         click.echo(piece, nl=False)
@@ -286,8 +286,12 @@ def generate(task_name, prompt, length, temperature, top_k, top_p, seed, run, ru
               help="Export root (serve's --model-base-path); the model goes to BASE_PATH/TASK/<next version>/.")
 @click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite"]), default="savedmodel",
               show_default=True, help="tflite: a TensorFlow Lite file (built-in ops) in BASE_PATH/TASK_tflite/<version>/.")
+@click.option("--max-generate-length", type=click.IntRange(1, MAX_GENERATED_LENGTH),
+              default=MAX_SERVED_GENERATED_LENGTH, show_default=True,
+              help="Generative tasks: the most the exported model generates per request (checked in the graph, "
+                   "so that one request cannot hold a server for minutes).")
 @RUNS_DIR_OPTION
-def export(task_name, run, base_path, export_format, runs_dir):
+def export(task_name, run, base_path, export_format, max_generate_length, runs_dir):
     """Export a trained run as a SavedModel for TensorFlow Serving (or TensorFlow Lite)."""
     import_tensorflow_quietly()
     from lstmkit.export import export_run, export_tflite
@@ -295,8 +299,12 @@ def export(task_name, run, base_path, export_format, runs_dir):
     from tasks import get_task
 
     task = get_task(task_name)
-    exporter = export_tflite if export_format == "tflite" else export_run
-    click.echo(f"exported: {exporter(task, find_run(runs_dir, task.name, run), base_path)}")
+    run_dir = find_run(runs_dir, task.name, run)
+    if export_format == "tflite":
+        exported = export_tflite(task, run_dir, base_path)
+    else:
+        exported = export_run(task, run_dir, base_path, max_generate_length)
+    click.echo(f"exported: {exported}")
 
 
 @cli.command(epilog=TASK_EPILOG)
@@ -387,7 +395,8 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
 
 
 @cli.command()
-@click.option("--model-base-path", default="saved_models", show_default=True, type=click.Path(file_okay=False),
+@click.option("--model-base-path", "--base-path", "model_base_path", default="saved_models", show_default=True,
+              type=click.Path(file_okay=False),
               help="The folder of exports: one folder per model, holding integer versions.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0: every interface; put TLS and auth in front first).")
@@ -402,10 +411,23 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
 @click.option("--batch-timeout-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="With batching: how long the first request waits for others.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
-              help="How often the base path is checked for new versions.")
+              help="How often the base path is checked for new, removed and replaced versions.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Open connections (or requests in progress) at most; past it, requests get 503.")
+@click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a client has to send a request's headers, and then its body; slower "
+                   "connections are closed (headers) or answered 408 (body).")
+@click.option("--keep-alive-timeout", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Seconds an idle connection stays open after an answer.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads that run models (default: CPU cores + 4).")
+@click.option("--signature-concurrency", type=click.IntRange(min=1), default=None,
+              help="Requests one model signature runs at once (default: half the CPU cores, at least 1); "
+                   "more wait their turn, so a slow signature (a long generate) leaves the CPU to the others.")
 def serve(model_base_path, host, port, max_body_bytes, max_batch_size, batch_max_size, batch_timeout_ms,
-          poll_seconds):
-    """Serve every model under --model-base-path over TensorFlow Serving's REST API."""
+          poll_seconds, max_connections, request_timeout, keep_alive_timeout, threads, signature_concurrency):
+    """Serve every model under --model-base-path over TensorFlow Serving's REST API,
+    with /healthz, /readyz and /metrics (Prometheus) beside it."""
     import_tensorflow_quietly()
     import logging
     import socket
@@ -435,14 +457,28 @@ def serve(model_base_path, host, port, max_body_bytes, max_batch_size, batch_max
         listener.listen(2048)  # connections wait in the backlog until uvicorn has started
     except OSError as error:
         raise UserError(f"cannot listen on {host}:{port} ({error.strerror}); choose another --port or --host")
-    batcher = serving.Batcher(batch_max_size, batch_timeout_ms) if batch_max_size > 1 else None
-    app = serving.create_app(registry, serving.Limits(max_body_bytes, max_batch_size), batcher)
+    threads = threads or (os.cpu_count() or 1) + 4
+    # TensorFlow runs every model's ops on one shared pool of threads, one per core: a
+    # signature running on more threads than half the cores slows every other model.
+    runner = serving.Runner(threads, signature_concurrency or max(1, (os.cpu_count() or 1) // 2))
+    batcher = serving.Batcher(batch_max_size, batch_timeout_ms, runner) if batch_max_size > 1 else None
+    app = serving.create_app(registry, serving.Limits(max_body_bytes, max_batch_size, request_timeout), batcher,
+                             runner)
     stop = threading.Event()
     threading.Thread(target=serving.poll, args=(registry, poll_seconds, stop), daemon=True).start()
+    # An address clients can use: a wildcard one is reached as localhost here.
+    shown_host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+    root = f"http://{shown_host}:{listener.getsockname()[1]}"
     models = ", ".join(f"{name} (version {servable.version})" for name, servable in registry.serving.items())
-    click.echo(f"serving {models} on http://{host}:{listener.getsockname()[1]}/v1/models/ (Ctrl+C stops)")
+    click.echo(f"serving {models} on {shown_host}:{listener.getsockname()[1]} (Ctrl+C stops)")
+    for name in registry.serving:
+        click.echo(f"  {name}: status {root}/v1/models/{name}  predict: POST {root}/v1/models/{name}:predict")
+    click.echo(f"  readiness {root}/readyz  metrics {root}/metrics")
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listener])
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                      http=serving.timed_protocol(request_timeout),
+                                      limit_concurrency=max_connections,
+                                      timeout_keep_alive=keep_alive_timeout)).run(sockets=[listener])
     finally:
         stop.set()
 

@@ -8,14 +8,28 @@ Then 16 client threads, each on its own keep-alive connection, send one-row
 bytes, TS115 chains, tiny shakespeare lines) until the task's request count is reached
 or its time budget is spent. Latency is measured at the client, from sending a request
 to having read its answer; every answer other than 200 counts as an error.
+
+Then the hostile phase, on a fresh server with the default options: the same normal
+traffic as the unbatched run while ``HOSTILE_CLIENTS`` more threads send, in a loop,
+the largest legal input of each task (a 10,000-residue chain, a 3 s WAV at 48 kHz, a
+10,000-character prompt, a 2,000-character ``generate``, a 1 MiB review) and malformed
+requests (a WAV header claiming 1 Hz, a 4 s clip, inputs one past each limit, JSON
+nested 900 deep, lone surrogates, ``versions/%C2%B2``, a 5,000-digit version and
+integer, NaN, a body over the limit), and ``SLOW_CONNECTIONS`` sockets trickle headers a byte at a time.
+Reported: whether the server survived, answers by status code (no 5xx expected),
+every hostile answer that was not the expected one, the server's peak and final
+resident memory, and the normal requests' p99 beside the clean run's.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import http.client
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -31,6 +45,8 @@ TASKS = ("sentiment", "speech_commands", "protein_ss", "textgen")
 CLIENTS = 16
 SECONDS_PER_TASK = 300  # a bound, so that a slow machine still ends
 BATCHING = ["--batch-max-size", "16", "--batch-timeout-ms", "2"]
+HOSTILE_CLIENTS = 4
+SLOW_CONNECTIONS = 20
 
 
 def tiny_sources(data: Path) -> dict:
@@ -130,6 +146,148 @@ def load(port: int, model: str, bodies: list[bytes], total: int) -> dict:
             "p99_ms": round(float(np.percentile(milliseconds, 99)), 1)}
 
 
+def wav_file(rate: int, samples: int) -> bytes:
+    """A mono 16-bit PCM WAV whose header says ``rate`` Hz."""
+    pcm = (np.sin(np.arange(samples) / 7) * 8000).astype("<i2").tobytes()
+    header = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    return (b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + header
+            + b"data" + struct.pack("<I", len(pcm)) + pcm)
+
+
+def hostile_requests(data: Path) -> list[tuple[str, str, bytes | None, int]]:
+    """(name, path, body or None for GET, the status expected) of the hostile phase."""
+    from tasks.protein_ss.config import MAX_RESIDUES
+    from tasks.textgen.config import MAX_PROMPT_CHARACTERS
+
+    from lstmkit.task import MAX_SERVED_GENERATED_LENGTH
+
+    as_json = lambda body: json.dumps(body).encode()  # noqa: E731
+    wav = lambda clip: as_json({"signature_name": "wav_bytes",  # noqa: E731
+                                "instances": [{"b64": base64.b64encode(clip).decode()}]})
+    generate = lambda prompt, length: as_json({"signature_name": "generate", "inputs": {  # noqa: E731
+        "prompt": [prompt], "length": length, "temperature": 0.8, "seed": 1}})
+    words = (data / "mr_polarity" / "rt-polarity.neg").read_bytes().decode("latin-1").split()
+    review = " ".join(words)[:1024 * 1024]
+    prompt = (data / "tinyshakespeare" / "input.txt").read_text()[:MAX_PROMPT_CHARACTERS]
+    chain = ("MKTAYIAKQRQISFVKSHFSRQ" * 1000)[:MAX_RESIDUES]
+    model = "/v1/models/{}:predict".format
+    return [
+        # The largest legal inputs: answered.
+        ("largest protein chain", model("protein_ss"), as_json({"instances": [chain]}), 200),
+        ("3 s WAV at 48 kHz", model("speech_commands"), wav(wav_file(48_000, 3 * 48_000)), 200),
+        ("3 s waveform", model("speech_commands"), as_json({"inputs": {"waveform": [[0.1] * 48_000]}}), 200),
+        ("longest prompt", model("textgen"), as_json({"instances": [prompt]}), 200),
+        ("longest generate", model("textgen"), generate(prompt, MAX_SERVED_GENERATED_LENGTH), 200),
+        ("1 MiB review", model("sentiment"), as_json({"instances": [review]}), 200),
+        # Malformed or over a limit: refused.
+        ("WAV header claiming 1 Hz", model("speech_commands"), wav(wav_file(1, 300)), 400),
+        ("4 s WAV", model("speech_commands"), wav(wav_file(16_000, 4 * 16_000)), 400),
+        ("waveform over 3 s", model("speech_commands"), as_json({"inputs": {"waveform": [[0.1] * 48_001]}}), 400),
+        ("chain over the limit", model("protein_ss"), as_json({"instances": [chain + "M"]}), 400),
+        ("prompt over the limit", model("textgen"), as_json({"instances": [prompt + "a"]}), 400),
+        ("generate over the limit", model("textgen"), generate("a", MAX_SERVED_GENERATED_LENGTH + 1), 400),
+        ("JSON nested 900 deep", model("sentiment"), b'{"instances": ' + b"[" * 900 + b'"a"' + b"]" * 900 + b"}",
+         400),
+        ("lone surrogate", model("sentiment"), b'{"instances": ["\\ud800"]}', 400),
+        ("lone surrogate signature", model("sentiment"), b'{"signature_name": "\\ud800", "instances": ["a"]}',
+         400),
+        ("NaN waveform", model("speech_commands"), b'{"inputs": {"waveform": [[NaN, 0.5]]}}', 400),
+        ("5,000-digit length", model("textgen"), b'{"signature_name": "generate", "inputs": {"prompt": ["A"], '
+         b'"length": ' + b"9" * 5000 + b', "temperature": 0.0, "seed": 1}}', 400),
+        ("superscript version", "/v1/models/sentiment/versions/%C2%B2", None, 400),
+        ("5,000-digit version", "/v1/models/sentiment/versions/" + "9" * 5000 + ":predict",
+         as_json({"instances": ["a"]}), 400),
+        ("body over the limit", model("sentiment"), as_json({"instances": ["x" * 1024] * 9000}), 413),
+    ]
+
+
+def hostile_traffic(port: int, requests: list, stop: threading.Event) -> dict:
+    """Send ``requests`` round and round from HOSTILE_CLIENTS threads, and keep
+    SLOW_CONNECTIONS sockets trickling headers, until ``stop`` is set."""
+    codes, unexpected, lock = collections.Counter(), collections.Counter(), threading.Lock()
+    trickled = {"connections": 0, "closed_by_server": 0}
+
+    def client(offset: int):
+        index = offset
+        while not stop.is_set():
+            name, path, body, expected = requests[index % len(requests)]
+            index += 1
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            try:
+                connection.request("GET" if body is None else "POST", path, body,
+                                   {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                answer = response.read()
+                code = response.status
+            except (OSError, http.client.HTTPException) as error:
+                code, answer = error.__class__.__name__, b""
+            finally:
+                connection.close()
+            with lock:
+                codes[str(code)] += 1
+                if code != expected:
+                    unexpected[f"{name}: {code} {answer[:120]!r}"] += 1
+
+    def trickler():
+        while not stop.is_set():
+            try:
+                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+                with lock:
+                    trickled["connections"] += 1
+                for byte in b"POST /v1/models/sentiment:predict HTTP/1.1\r\nX-Slow: " + b"x" * 10_000:
+                    if stop.wait(0.5):
+                        break
+                    connection.send(bytes([byte]))
+                connection.close()
+            except OSError:  # closed by the server: what it should do
+                with lock:
+                    trickled["closed_by_server"] += 1
+
+    threads = [threading.Thread(target=client, args=(offset * 5,), daemon=True) for offset in range(HOSTILE_CLIENTS)]
+    threads += [threading.Thread(target=trickler, daemon=True) for _ in range(SLOW_CONNECTIONS)]
+    for thread in threads:
+        thread.start()
+    stop.wait()
+    for thread in threads:
+        thread.join(150)
+    return {"codes": dict(codes), "unexpected": dict(unexpected.most_common(10)), "slow_connections": trickled}
+
+
+def memory_mib(pid: int) -> dict:
+    """The process's peak (VmHWM) and current (VmRSS) resident memory, from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return {"peak_rss_mib": fields.get("VmHWM"), "rss_mib": fields.get("VmRSS")}
+
+
+def hostile_phase(base: Path, data: Path, bodies: dict, total: int) -> dict:
+    server, port = start_server(base, [])
+    stop = threading.Event()
+    try:
+        for name in TASKS:
+            load(port, name, bodies[name], CLIENTS)
+        idle = memory_mib(server.pid)
+        hostile = {}
+        attacker = threading.Thread(target=lambda: hostile.update(hostile_traffic(port, hostile_requests(data), stop)))
+        attacker.start()
+        normal = {name: load(port, name, bodies[name], total) for name in TASKS}
+        stop.set()
+        attacker.join(300)
+        alive = server.poll() is None
+        memory = memory_mib(server.pid) if alive else {}
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(30)
+    fivexx = sum(count for code, count in hostile.get("codes", {}).items() if code.startswith("5"))
+    return {"server_survived": alive, "hostile_5xx": fivexx,
+            "normal_errors": sum(result["errors"] for result in normal.values()),
+            "rss_mib_before": idle["rss_mib"], **memory, "hostile": hostile, "normal": normal}
+
+
 def start_server(base: Path, options: list[str]) -> tuple[subprocess.Popen, int]:
     from lstmkit.distribute import free_loopback_ports
 
@@ -173,6 +331,8 @@ def run(data: Path, quick: bool, seed: int) -> dict:
             finally:
                 server.terminate()
                 server.wait(30)
+        hostile = hostile_phase(base, data, bodies, total)
+        print(json.dumps({"hostile": hostile}), flush=True)
     unbatched, batched = pooled(modes["unbatched"]), pooled(modes["batched"])
     first = modes["unbatched"]["sentiment"]
     return {
@@ -181,6 +341,17 @@ def run(data: Path, quick: bool, seed: int) -> dict:
         "p50_ms": first["p50_ms"], "p99_ms": first["p99_ms"],  # sentiment, unbatched: the headline task
         "requests_per_second": unbatched["requests_per_second"],
         "unbatched": unbatched, "batched": batched, "by_task": modes,
+        "hostile": {
+            "server_survived": hostile["server_survived"], "crashes": 0 if hostile["server_survived"] else 1,
+            "hostile_5xx": hostile["hostile_5xx"], "normal_errors": hostile["normal_errors"],
+            "hostile_answers": hostile["hostile"].get("codes", {}),
+            "unexpected_answers": hostile["hostile"].get("unexpected", {}),
+            "slow_connections": hostile["hostile"].get("slow_connections", {}),
+            "server_rss_mib_before": hostile["rss_mib_before"], "server_peak_rss_mib": hostile.get("peak_rss_mib"),
+            "server_rss_mib_after": hostile.get("rss_mib"),
+            "normal_p99_ms_by_task": {name: result["p99_ms"] for name, result in hostile["normal"].items()},
+            "clean_p99_ms_by_task": unbatched["p99_ms_by_task"],
+        },
         "clients": CLIENTS, "requests_per_task": total, "batching_options": " ".join(BATCHING),
         "models": origin,
         "note": "one-row :predict requests over loopback; clients and server share the machine's cores",

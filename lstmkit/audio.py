@@ -65,6 +65,27 @@ def read_wav(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarray,
     return samples, rate
 
 
+def decode_wav_in_graph(contents, max_seconds: float):
+    """``tf.audio.decode_wav`` of one WAV file (channels averaged) with ``read_wav``'s
+    checks on what the header claims, for exported models: a sample rate outside
+    ``STANDARD_SAMPLE_RATES`` or more than ``max_seconds`` of audio stops the graph with
+    InvalidArgument before anything is resampled (a header claiming 1 Hz would
+    otherwise make ``resample`` allocate 16,000 outputs per input sample)."""
+    import tensorflow as tf
+
+    audio, rate = tf.audio.decode_wav(contents)
+    rates = ", ".join(map(str, STANDARD_SAMPLE_RATES))
+    seconds = tf.cast(tf.shape(audio)[0], tf.float64) / tf.cast(tf.maximum(rate, 1), tf.float64)
+    checks = [
+        tf.debugging.Assert(tf.reduce_any(tf.equal(rate, STANDARD_SAMPLE_RATES)),
+                            [f"the WAV sample rate is not one of {rates} Hz; {CONVERT_HINT}"]),
+        tf.debugging.Assert(seconds <= max_seconds,
+                            [f"the WAV file is longer than {max_seconds:g} s; cut the keyword out first"]),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.reduce_mean(audio, axis=1), tf.identity(rate)
+
+
 # Zero crossings of the windowed sinc on each side of a resampled point: more is
 # sharper (and slower); 16 keeps the passband within 0.1 dB and aliasing below -60 dB.
 SINC_ZERO_CROSSINGS = 16

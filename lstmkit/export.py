@@ -110,11 +110,11 @@ def _checked_export(function):
     import functools
 
     @functools.wraps(function)
-    def wrapper(task, run_dir, base_path="saved_models"):
+    def wrapper(task, run_dir, base_path="saved_models", *args, **kwargs):
         runs.require_folder(base_path, "--base-path")
         _refuse_unfinished_or_diverged(task.name, Path(run_dir))
         try:
-            return function(task, run_dir, base_path)
+            return function(task, run_dir, base_path, *args, **kwargs)
         except Exception as error:
             if not runs.is_out_of_space(error):
                 raise
@@ -143,13 +143,16 @@ def _write_saved_model(model, signatures: dict, path: Path) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, signature in signatures.items():
-        archive.add_endpoint(name, signature.build_fn(model), input_signature=signature.input_signature)
+        archive.add_endpoint(name, signature.endpoint(model), input_signature=signature.input_signature)
     archive.write_out(str(path), verbose=False)
 
 
 @_checked_export
-def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models") -> Path:
-    """Export the best model of ``run_dir``; return the new version folder."""
+def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models",
+               max_generated_length: int | None = None) -> Path:
+    """Export the best model of ``run_dir``; return the new version folder. A generative
+    signature produces at most ``max_generated_length`` per request (default:
+    ``MAX_SERVED_GENERATED_LENGTH``)."""
     config, model = load_run(task, run_dir)
     task_dir = Path(base_path) / task.name
     staging = _staging_folder(task_dir)
@@ -157,7 +160,7 @@ def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models"
         saved_model = staging / "model"
         run_info = runs.read_json(run_dir / "run.json")
         preprocessing = runs.read_json(run_dir / "preprocessing.json")
-        signatures = task.serving_signatures(config, preprocessing)
+        signatures = task.serving_signatures(config, preprocessing, max_generated_length)
         _write_saved_model(model, signatures, saved_model)
         (saved_model / "assets.extra").mkdir(exist_ok=True)
         metrics_file = run_dir / "metrics.json"
@@ -171,7 +174,12 @@ def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models"
             "data": run_info["data"],
             "versions": runs.library_versions(),
             # For servers that join concurrent requests into one batch (cli.py serve).
-            "signatures": {name: {"batchable": signature.batchable} for name, signature in signatures.items()},
+            # The same input length limits the graph checks, for the server to refuse
+            # long inputs before the model runs.
+            "signatures": {name: {"batchable": signature.batchable,
+                                  "max_lengths": {input_name: list(limit)
+                                                  for input_name, limit in signature.max_lengths.items()}}
+                           for name, signature in signatures.items()},
         })
         return _claim_next_version(task_dir, saved_model)
     finally:

@@ -15,15 +15,28 @@ request are only looked up among what the poller found on disk, never joined int
 
 With ``batch_max_size`` set, concurrent requests to a signature that the export marks
 batchable (``assets.extra/lstmkit.json``) are run as one batch.
+
+Hostile requests are client errors, never crashes: inputs longer than the export's
+``max_lengths`` (also checked in the graph), JSON nested deeper than any input needs,
+strings that are not valid Unicode and versions that are not numbers get a 400 in
+TensorFlow Serving's ``{"error": ...}`` shape, and messages name no server path. Models
+run on their own pool of threads (``Runner``), a few at once for any one signature, so a
+slow one (a long ``generate``) leaves the others room. A served version whose folder is
+removed or replaced is unloaded.
+``/healthz``, ``/readyz`` and ``/metrics`` (Prometheus text format) are for load
+balancers and monitoring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import collections
+import concurrent.futures
 import dataclasses
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -33,7 +46,12 @@ logger = logging.getLogger("lstmkit.serving")
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 ROUTE = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<verb>:predict|/metadata)?\Z")
+# TensorFlow Serving's versions are int64: ASCII digits only ("²" is a digit to str.isdigit).
+VERSION = re.compile(r"[0-9]{1,18}\Z")
 DEFAULT_SIGNATURE = "serving_default"
+# Deeper JSON than any input needs (a [batch, time, features] tensor in rows is 4 deep):
+# refused before Python's recursion limit turns it into an internal error.
+MAX_JSON_DEPTH = 32
 
 
 class ServingError(Exception):
@@ -42,6 +60,18 @@ class ServingError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
+
+
+def printable(text: str, most: int = 80) -> str:
+    """Client-supplied text for an error message: cut short, and with lone surrogates
+    (valid in JSON, not in UTF-8) escaped so the answer can be encoded."""
+    text = text if len(text) <= most else text[:most] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_version(version: str | None) -> None:
+    if version is not None and not VERSION.match(version):
+        raise ServingError(400, f"Failed to convert version: {printable(version, 20)} to numeric.")
 
 
 @dataclasses.dataclass
@@ -53,6 +83,7 @@ class Servable:
     signature_defs: dict  # signature name -> SignatureDef as TensorFlow Serving's JSON
     batchable: frozenset  # signature names whose rows are independent of each other
     loaded: object  # keeps the SavedModel's variables alive
+    max_lengths: dict = dataclasses.field(default_factory=dict)  # signature -> {input: (most, unit)}
 
 
 @dataclasses.dataclass
@@ -90,8 +121,19 @@ def load_servable(path: Path, version: int) -> Servable:
     loaded = tf.saved_model.load(str(path), tags=["serve"])
     info_file = path / "assets.extra" / "lstmkit.json"
     info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
-    batchable = frozenset(name for name, signature in info.get("signatures", {}).items() if signature.get("batchable"))
-    return Servable(version, dict(loaded.signatures), signature_defs, batchable, loaded)
+    signatures = info.get("signatures", {})
+    batchable = frozenset(name for name, signature in signatures.items() if signature.get("batchable"))
+    max_lengths = {name: {input_name: tuple(limit) for input_name, limit in signature.get("max_lengths", {}).items()}
+                   for name, signature in signatures.items()}
+    return Servable(version, dict(loaded.signatures), signature_defs, batchable, loaded, max_lengths)
+
+
+def without_paths(message: str, folder: Path, shown_as: str) -> str:
+    """``message`` with ``folder`` (and any other absolute path) replaced: clients
+    learn what failed, not where the server keeps its files."""
+    for form in {str(folder), str(folder.resolve())}:
+        message = message.replace(form, shown_as)
+    return re.sub(r"(?<![\w.])/[^\s'\"]+", "<path>", message)
 
 
 class ModelRegistry:
@@ -118,10 +160,25 @@ class ModelRegistry:
 
     def refresh(self) -> None:
         """Load each model's newest version if it is not the one served and has not
-        already failed with the same files."""
-        for name, versions in self.scan().items():
+        already failed with the same files; unload a version whose folder was removed
+        or replaced (then serve the newest one left that loads, as TensorFlow Serving does)."""
+        found = self.scan()
+        for name in set(self.serving) - set(found):  # the whole model folder is gone
+            self._unload(name, "its folder was removed")
+        with self.lock:  # versions that failed to load and are gone are forgotten
+            for name, statuses in self.statuses.items():
+                for version in [version for version, status in statuses.items()
+                                if status.error_code != "OK" and version not in found.get(name, {})]:
+                    del statuses[version]
+        for name, versions in found.items():
             statuses = self.statuses.setdefault(name, {})
             current = self.serving.get(name)
+            if current is not None and (current.version not in versions
+                                        or version_files(versions[current.version]) != statuses[current.version].files):
+                # Removed, or replaced by another export with the same number: what is in
+                # memory is no longer what is on disk.
+                self._unload(name, "its version folder was removed or replaced")
+                current = None
             for version in sorted(versions, reverse=True):
                 if current is not None and version <= current.version:
                     break
@@ -132,6 +189,13 @@ class ModelRegistry:
                 if self._load(name, version, versions[version], files):
                     break
 
+    def _unload(self, name: str, reason: str) -> None:
+        with self.lock:
+            servable = self.serving.pop(name)
+            statuses = self.statuses.setdefault(name, {})
+            statuses[servable.version] = VersionStatus(servable.version, "END")
+        logger.info("unloaded %s version %s: %s", name, servable.version, reason)
+
     def _load(self, name: str, version: int, path: Path, files: tuple) -> bool:
         statuses = self.statuses[name]
         with self.lock:
@@ -141,9 +205,10 @@ class ModelRegistry:
         except Exception as error:  # any failure to load is reported, never served
             text = str(error).strip()
             message = f"{error.__class__.__name__}: {text.splitlines()[0] if text else ''}"
+            shown = without_paths(message, path, f"{name}/{version}")
             with self.lock:
                 statuses[version] = VersionStatus(version, "END", "UNKNOWN", f"failed to load {name} version "
-                                                  f"{version}: {message}", files)
+                                                  f"{version}: {shown}", files)
             logger.warning("%s version %s failed to load (%s); still serving %s", name, version, message,
                            self.serving[name].version if name in self.serving else "nothing")
             return False
@@ -152,8 +217,8 @@ class ModelRegistry:
             self.serving[name] = servable
             statuses[version] = VersionStatus(version, "AVAILABLE", files=files)
             if previous is not None:  # unloaded, as TensorFlow Serving does with older versions
-                statuses[previous.version] = VersionStatus(previous.version, "END",
-                                                           files=statuses[previous.version].files)
+                # No files recorded: loaded again if the newer one goes away.
+                statuses[previous.version] = VersionStatus(previous.version, "END")
         logger.info("serving %s version %s", name, version)
         return True
 
@@ -165,7 +230,8 @@ class ModelRegistry:
         if version is None:
             shown = sorted(statuses.values(), key=lambda status: -status.version)
         else:
-            shown = [statuses[int(version)]] if version.isdigit() and int(version) in statuses else []
+            check_version(version)
+            shown = [statuses[int(version)]] if int(version) in statuses else []
             if not shown:
                 raise ServingError(404, f"Could not find version {version} of model {name}")
         return {"model_version_status": [status.as_json() for status in shown]}
@@ -177,7 +243,8 @@ class ModelRegistry:
             if servable is None:
                 raise ServingError(404, f"Servable not found for request: Latest({name})")
             return servable
-        if servable is None or not version.isdigit() or int(version) != servable.version:
+        check_version(version)
+        if servable is None or int(version) != servable.version:
             raise ServingError(404, f"Servable not found for request: Specific({name}, {version})")
         return servable
 
@@ -190,10 +257,16 @@ def metadata(name: str, servable: Servable) -> dict:
 # Requests -------------------------------------------------------------------------
 
 
-def _decode_strings(value):
+def _too_deep() -> ServingError:
+    return ServingError(400, f"JSON nested more than {MAX_JSON_DEPTH} deep; no input of these models needs that")
+
+
+def _decode_strings(value, depth: int = 0):
     """JSON strings as UTF-8 bytes; ``{"b64": ...}`` as the bytes it encodes."""
     if isinstance(value, list):
-        return [_decode_strings(item) for item in value]
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        return [_decode_strings(item, depth + 1) for item in value]
     if isinstance(value, dict):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
             raise ServingError(400, 'a binary value must be {"b64": "<base64 string>"}')
@@ -202,8 +275,12 @@ def _decode_strings(value):
         except ValueError:
             raise ServingError(400, "a b64 value is not valid base64") from None
     if isinstance(value, str):
-        return value.encode("utf-8")
-    raise ServingError(400, f"expected a string, got {json.dumps(value)[:40]}")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON allows lone surrogates ("\ud800"); UTF-8 does not
+            raise ServingError(400, f"the string '{printable(value, 40)}' is not valid Unicode (a lone "
+                                    "surrogate); send text as UTF-8, or binary data as {\"b64\": ...}") from None
+    raise ServingError(400, f"expected a string, got {printable(json.dumps(value), 40)}")
 
 
 def _tensor(name: str, value, spec):
@@ -223,10 +300,33 @@ def _tensor(name: str, value, spec):
     return tensor
 
 
-def _holds_strings(value) -> bool:
+def _holds_strings(value, depth: int = 0) -> bool:
     if isinstance(value, list):
-        return any(_holds_strings(item) for item in value)
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        return any(_holds_strings(item, depth + 1) for item in value)
     return isinstance(value, (str, dict))
+
+
+def _check_lengths(tensors: dict, max_lengths: dict) -> None:
+    """The export's input length limits (the graph checks them too), before the model runs."""
+    import tensorflow as tf
+
+    for name, (most, unit) in max_lengths.items():
+        tensor = tensors.get(name)
+        if tensor is None or (tensor.dtype != tf.string and tensor.shape.rank < 2):
+            continue
+        if tensor.dtype == tf.string:
+            length = int(tf.reduce_max(tf.strings.length(tensor, unit="UTF8_CHAR"))) if tf.size(tensor) else 0
+        else:
+            length = int(tensor.shape[1])
+        if length > most:
+            raise ServingError(400, f"input '{name}' has a row of {length:,} {unit}; at most {most:,} {unit} "
+                                    "per row are accepted")
+
+
+def _refuse_constant(name: str):
+    raise ServingError(400, f"{name} is not a number; send finite numbers")
 
 
 def _shape(spec) -> str:
@@ -245,15 +345,24 @@ class Prediction:
 
 def parse_predict(body: bytes, servable: Servable, max_batch_size: int) -> Prediction:
     try:
-        request = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ServingError(400, f"JSON Parse error: {error}") from None
+        request = json.loads(body, parse_constant=_refuse_constant)
+    except ValueError as error:  # not JSON, not UTF-8, or an integer of more than 4,300 digits
+        raise ServingError(400, f"JSON Parse error: {printable(str(error), 200)}") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(request, dict):
         raise ServingError(400, "the request body must be a JSON object")
     signature = request.get("signature_name", DEFAULT_SIGNATURE)
     if not isinstance(signature, str) or signature not in servable.functions:
-        raise ServingError(400, f'Serving signature name: "{signature}" not found in signature def '
+        shown = printable(signature if isinstance(signature, str) else json.dumps(signature)[:80])
+        raise ServingError(400, f'Serving signature name: "{shown}" not found in signature def '
                                 f"(signatures: {', '.join(sorted(servable.functions))})")
+    prediction = _parse_inputs(request, signature, servable, max_batch_size)
+    _check_lengths(prediction.tensors, servable.max_lengths.get(signature, {}))
+    return prediction
+
+
+def _parse_inputs(request: dict, signature: str, servable: Servable, max_batch_size: int) -> Prediction:
     specs = servable.functions[signature].structured_input_signature[1]
     if ("instances" in request) == ("inputs" in request):
         raise ServingError(400, "Missing 'inputs' or 'instances' key" if "inputs" not in request
@@ -302,7 +411,7 @@ def _columns_from_rows(instances: list, specs: dict) -> dict:
 def _check_names(given: set, specs: dict, signature: str) -> None:
     unknown, missing = sorted(given - set(specs)), sorted(set(specs) - given)
     if unknown:
-        raise ServingError(400, f"input '{unknown[0]}' is not an input of {signature!s} "
+        raise ServingError(400, f"input '{printable(unknown[0])}' is not an input of {signature!s} "
                                 f"(its inputs: {', '.join(specs)})")
     if missing:
         raise ServingError(400, f"missing input '{missing[0]}' (inputs: {', '.join(specs)})")
@@ -315,9 +424,25 @@ def run(servable: Servable, prediction: Prediction) -> dict:
     try:
         return servable.functions[prediction.signature](**prediction.tensors)
     except tf.errors.InvalidArgumentError as error:
-        raise ServingError(400, error.message.strip()[:2000]) from None
+        raise ServingError(400, _op_message(error)) from None
+    except tf.errors.ResourceExhaustedError as error:  # too big for memory: the request, not the server
+        raise ServingError(400, f"the request needs more memory than the server has ({_op_message(error)})") \
+            from None
     except tf.errors.OpError as error:
-        raise ServingError(500, error.message.strip()[:2000]) from None
+        raise ServingError(500, _op_message(error)) from None
+
+
+def _op_message(error) -> str:
+    """What a TensorFlow error says, in one line: a ``tf.debugging.Assert``'s own
+    message, or the first line that is not the graph's framing (node names, traces)."""
+    text = error.message or ""
+    assertion = re.search(r"assertion failed: \[(.*?)\]\s*(?:\n|$)", text)
+    if assertion:
+        return assertion[1][:500]
+    framing = ("Graph execution error", "Detected at node", "<stack traces", "[[{{node")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(framing)]
+    line = lines[0] if lines else error.__class__.__name__
+    return re.sub(r"\s*\[\[\{\{node .*|\s*\[Op:.*", "", line)[:500]
 
 
 def answer(outputs: dict, prediction: Prediction) -> dict:
@@ -347,35 +472,59 @@ def _json_value(name: str, value):
     return value
 
 
+# Running models ----------------------------------------------------------------------
+
+
+class Runner:
+    """Runs signatures on ``threads`` threads of their own, at most ``per_signature``
+    at once for any one model signature: requests past that wait their turn, so one
+    slow signature (eight ``generate`` calls of 100,000 characters) cannot hold every
+    thread while other models' requests wait."""
+
+    def __init__(self, threads: int, per_signature: int):
+        self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="lstmkit-model")
+        self.per_signature = per_signature
+        self.slots: dict[tuple, asyncio.Semaphore] = {}  # (model, signature) -> its turns
+
+    async def __call__(self, key: tuple, function, *arguments):
+        slots = self.slots.setdefault(key, asyncio.Semaphore(self.per_signature))
+        async with slots:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, function, *arguments)
+
+
 # Server-side batching -------------------------------------------------------------
 
 
 class Batcher:
     """Runs concurrent requests to one signature as one batch: waits up to
     ``timeout_ms`` after the first request for others, up to ``max_size`` rows;
-    requests whose inputs differ in shape past the batch dimension run apart."""
+    requests whose inputs differ in shape past the batch dimension run apart. A
+    shape's queue lasts only while it has requests (waveforms of 6,000 lengths must
+    not leave 6,000 queues behind)."""
 
-    def __init__(self, max_size: int, timeout_ms: float):
+    def __init__(self, max_size: int, timeout_ms: float, runner: Runner | None = None):
         self.max_size, self.timeout = max_size, timeout_ms / 1000
+        self.runner = runner or Runner(4, 4)
         self.queues: dict[tuple, asyncio.Queue] = {}
 
-    async def run(self, servable: Servable, prediction: Prediction) -> dict:
+    async def run(self, servable: Servable, prediction: Prediction, model: str = "") -> dict:
         batched = all(tensor.shape.rank for tensor in prediction.tensors.values())
+        slot = (model, prediction.signature)
         if prediction.signature not in servable.batchable or not batched or prediction.batch >= self.max_size:
-            return await asyncio.to_thread(run, servable, prediction)
+            return await self.runner(slot, run, servable, prediction)
         key = (id(servable), prediction.signature,
                tuple((name, tuple(tensor.shape[1:])) for name, tensor in sorted(prediction.tensors.items())))
+        done = asyncio.get_running_loop().create_future()
         if key not in self.queues:
             self.queues[key] = asyncio.Queue()
-            asyncio.get_running_loop().create_task(self._serve(key, servable))
-        done = asyncio.get_running_loop().create_future()
-        await self.queues[key].put((prediction, done))
+            asyncio.get_running_loop().create_task(self._serve(key, servable, slot))
+        self.queues[key].put_nowait((prediction, done))
         return await done
 
-    async def _serve(self, key, servable: Servable) -> None:
+    async def _serve(self, key, servable: Servable, slot: tuple) -> None:
         queue = self.queues[key]
-        while True:
-            waiting = [await queue.get()]
+        while not queue.empty():
+            waiting = [queue.get_nowait()]
             rows = waiting[0][0].batch
             deadline = time.monotonic() + self.timeout
             while rows < self.max_size:
@@ -389,11 +538,11 @@ class Batcher:
                 waiting.append(item)
                 rows += item[0].batch
             try:
-                results = await asyncio.to_thread(self._run_batch, servable, [item[0] for item in waiting])
+                results = await self.runner(slot, self._run_batch, servable, [item[0] for item in waiting])
             except ServingError:
                 # One bad request (e.g. a WAV that does not decode) must not fail the
                 # others: run each alone for its own answer.
-                results = [await asyncio.to_thread(_outcome, servable, item[0]) for item in waiting]
+                results = [await self.runner(slot, _outcome, servable, item[0]) for item in waiting]
             except Exception as failure:  # never leave a client waiting
                 logger.exception("a batch failed")
                 results = [ServingError(500, f"{failure.__class__.__name__}: {failure}")] * len(waiting)
@@ -404,6 +553,9 @@ class Batcher:
                     done.set_exception(result)
                 else:
                     done.set_result(result)
+        # Nothing waits: no await between the check above and here, so no request
+        # can have joined this queue in between.
+        del self.queues[key]
 
     @staticmethod
     def _run_batch(servable: Servable, predictions: list) -> list:
@@ -429,6 +581,61 @@ def _outcome(servable, prediction):
         return error
 
 
+# Monitoring ------------------------------------------------------------------------
+
+
+class Metrics:
+    """Request counts and latencies in Prometheus's text format (``GET /metrics``).
+
+    Labelled by model (only names the registry serves; anything else is counted as
+    ``model=""``, so hostile paths cannot grow the label set), route and status code."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = collections.Counter()  # (model, route, code) -> count
+        self.latency = {}  # (model, route) -> [bucket counts..., sum, count]
+
+    def observe(self, model: str, route: str, code: int, seconds: float) -> None:
+        with self.lock:
+            self.requests[(model, route, str(code))] += 1
+            series = self.latency.setdefault((model, route), [0] * len(self.BUCKETS) + [0.0, 0])
+            for index, bound in enumerate(self.BUCKETS):
+                if seconds <= bound:
+                    series[index] += 1
+            series[-2] += seconds
+            series[-1] += 1
+
+    def text(self, gauges: dict) -> str:
+        lines = ["# HELP lstmkit_requests_total Requests answered, by model, route and HTTP status code.",
+                 "# TYPE lstmkit_requests_total counter"]
+        with self.lock:
+            requests, latency = dict(self.requests), {key: list(value) for key, value in self.latency.items()}
+        for (model, route, code), count in sorted(requests.items()):
+            lines.append(f'lstmkit_requests_total{{model="{model}",route="{route}",code="{code}"}} {count}')
+        lines += ["# HELP lstmkit_request_duration_seconds Time from a request's arrival to its answer.",
+                  "# TYPE lstmkit_request_duration_seconds histogram"]
+        for (model, route), series in sorted(latency.items()):
+            labels = f'model="{model}",route="{route}"'
+            for bound, count in zip(self.BUCKETS, series):
+                lines.append(f'lstmkit_request_duration_seconds_bucket{{{labels},le="{bound}"}} {count}')
+            lines.append(f'lstmkit_request_duration_seconds_bucket{{{labels},le="+Inf"}} {series[-1]}')
+            lines.append(f"lstmkit_request_duration_seconds_sum{{{labels}}} {series[-2]:.6f}")
+            lines.append(f"lstmkit_request_duration_seconds_count{{{labels}}} {series[-1]}")
+        for name, (help_text, value) in gauges.items():
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+        return "\n".join(lines) + "\n"
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux), 0 where unknown."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 # The ASGI application ---------------------------------------------------------------
 
 
@@ -436,58 +643,164 @@ def _outcome(servable, prediction):
 class Limits:
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_size: int = 256
+    # Seconds a client has to send a request's body once its headers are in (the
+    # headers themselves: ``request_timeout`` of ``TimedH11Protocol``).
+    request_timeout_s: float = 30.0
 
 
-def create_app(registry: ModelRegistry, limits: Limits = Limits(), batcher: Batcher | None = None):
+def create_app(registry: ModelRegistry, limits: Limits = Limits(), batcher: Batcher | None = None,
+               runner: Runner | None = None):
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
+    runner = runner or (batcher.runner if batcher is not None else Runner(4, 2))
+    metrics = Metrics()
+
+    class Answer(JSONResponse):
+        def render(self, content) -> bytes:
+            # NaN outputs are written as NaN (as TensorFlow Serving does), not an error.
+            return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+        return Answer({"error": printable(message, 2000)}, status_code=status)
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
             raise ServingError(413, f"request body of {int(declared):,} bytes; at most {limits.max_body_bytes:,}")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.max_body_bytes:
-                raise ServingError(413, f"request body over {limits.max_body_bytes:,} bytes")
+
+        async def receive():
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limits.max_body_bytes:
+                    raise ServingError(413, f"request body over {limits.max_body_bytes:,} bytes")
+
+        try:  # a body trickled in must not hold a connection for ever
+            await asyncio.wait_for(receive(), limits.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise ServingError(408, f"the request body did not arrive within {limits.request_timeout_s:g} s") \
+                from None
         return bytes(body)
 
+    async def handle(request: Request, match) -> JSONResponse:
+        if match is None or not MODEL_NAME.match(match["name"]):
+            raise ServingError(404, f"Malformed request: {request.method} {printable(request.url.path)}")
+        name, version, verb = match["name"], match["version"], match["verb"]
+        if verb == ":predict":
+            if request.method != "POST":
+                raise ServingError(405, f"Malformed request: {request.method} {printable(request.url.path)}; "
+                                        "use POST")
+            servable = registry.get(name, version)
+            prediction = await asyncio.to_thread(parse_predict, await read_body(request), servable,
+                                                 limits.max_batch_size)
+            if batcher is None:
+                outputs = await runner((name, prediction.signature), run, servable, prediction)
+            else:
+                outputs = await batcher.run(servable, prediction, name)
+            return Answer(await asyncio.to_thread(answer, outputs, prediction))
+        if request.method != "GET":
+            raise ServingError(405, f"Malformed request: {request.method} {printable(request.url.path)}; use GET")
+        if verb == "/metadata":
+            return Answer(metadata(name, registry.get(name, version)))
+        return Answer(registry.status(name, version))
+
     async def models(request: Request) -> JSONResponse:
+        started = time.perf_counter()
         match = ROUTE.match(request.url.path)
         try:
-            if match is None or not MODEL_NAME.match(match["name"]):
-                raise ServingError(404, f"Malformed request: {request.method} {request.url.path}")
-            name, version, verb = match["name"], match["version"], match["verb"]
-            if verb == ":predict":
-                if request.method != "POST":
-                    raise ServingError(405, f"Malformed request: {request.method} {request.url.path}; use POST")
-                servable = registry.get(name, version)
-                prediction = await asyncio.to_thread(parse_predict, await read_body(request), servable,
-                                                     limits.max_batch_size)
-                if batcher is None:
-                    outputs = await asyncio.to_thread(run, servable, prediction)
-                else:
-                    outputs = await batcher.run(servable, prediction)
-                return JSONResponse(await asyncio.to_thread(answer, outputs, prediction))
-            if request.method != "GET":
-                raise ServingError(405, f"Malformed request: {request.method} {request.url.path}; use GET")
-            if verb == "/metadata":
-                return JSONResponse(metadata(name, registry.get(name, version)))
-            return JSONResponse(registry.status(name, version))
+            response = await handle(request, match)
         except ServingError as failure:
-            return error(failure.status, failure.message)
+            response = error(failure.status, failure.message)
+        except Exception:  # a bug, not the client's fault: logged, and answered in the same shape
+            logger.exception("%s %s failed", request.method, printable(request.url.path))
+            response = error(500, "internal error; the server's log has the details")
+        known = match is not None and match["name"] in registry.serving
+        route = "predict" if match is not None and match["verb"] == ":predict" else \
+            "metadata" if match is not None and match["verb"] == "/metadata" else "status"
+        metrics.observe(match["name"] if known else "", route, response.status_code, time.perf_counter() - started)
+        return response
 
-    return Starlette(routes=[Route("/v1/models/{path:path}", models, methods=["GET", "POST"])],
-                     exception_handlers={404: lambda request, exc: error(404, f"Malformed request: "
-                                                                              f"{request.method} {request.url.path}"),
-                                         405: lambda request, exc: error(405, f"Malformed request: "
-                                                                              f"{request.method} {request.url.path}")})
+    async def healthz(request: Request) -> JSONResponse:
+        return Answer({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        with registry.lock:
+            serving = {name: str(servable.version) for name, servable in registry.serving.items()}
+        # Ready while some model is served: a load balancer sends traffic here only then.
+        return Answer({"status": "ready" if serving else "no model loaded", "models": serving},
+                      status_code=200 if serving else 503)
+
+    async def prometheus(request: Request) -> PlainTextResponse:
+        gauges = {
+            "lstmkit_models_served": ("Models with a version being served.", len(registry.serving)),
+            "lstmkit_batch_queues": ("Server-side batching queues alive (one per input shape with requests).",
+                                     len(batcher.queues) if batcher is not None else 0),
+            "lstmkit_resident_memory_bytes": ("Resident memory of the server process.", resident_bytes()),
+        }
+        return PlainTextResponse(metrics.text(gauges), media_type="text/plain; version=0.0.4")
+
+    def unmatched(request, exc) -> JSONResponse:
+        code = getattr(exc, "status_code", 500)
+        if code not in (404, 405):
+            logger.error("%s %s failed: %r", request.method, printable(request.url.path), exc)
+            return error(500, "internal error; the server's log has the details")
+        return error(code, f"Malformed request: {request.method} {printable(request.url.path)}")
+
+    return Starlette(routes=[Route("/v1/models/{path:path}", models, methods=["GET", "POST"]),
+                             Route("/healthz", healthz, methods=["GET"]),
+                             Route("/readyz", readyz, methods=["GET"]),
+                             Route("/metrics", prometheus, methods=["GET"])],
+                     exception_handlers={404: unmatched, 405: unmatched, Exception: unmatched})
+
+
+def timed_protocol(request_timeout_s: float):
+    """uvicorn's h11 protocol with a deadline for each request's headers.
+
+    uvicorn times out only the idle gap after an answer (``timeout_keep_alive``): a
+    connection that never sends a request, or trickles its headers a byte at a time,
+    would be held open for ever (200 such connections held a server). Here the clock
+    starts when the connection opens and again after each answer, and the connection
+    is closed if a request's headers are not all in by ``request_timeout_s``."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):
+        header_deadline = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self.header_deadline = self.loop.call_later(request_timeout_s, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self.header_deadline is not None:
+                self.header_deadline.cancel()
+                self.header_deadline = None
+
+        def _headers_too_slow(self) -> None:
+            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._disarm()  # the headers are in; the body has its own deadline
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+                self._arm()
+
+    return TimedH11Protocol
 
 
 def poll(registry: ModelRegistry, every_s: float, stop: threading.Event) -> None:

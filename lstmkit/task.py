@@ -17,6 +17,11 @@ from lstmkit.errors import UserError
 # The most a generative task produces per request: more is almost certainly a typo
 # (and would hold a server for minutes).
 MAX_GENERATED_LENGTH = 100_000
+# The most an exported model generates per request unless ``export --max-generate-length``
+# says otherwise: a served request should answer in seconds. Eight concurrent requests of
+# 100,000 characters held a server for minutes; this cap bounds each request, and serve's
+# per-signature concurrency how many run at once (TensorFlow Serving has only the cap).
+MAX_SERVED_GENERATED_LENGTH = 2_000
 
 
 @dataclasses.dataclass
@@ -49,6 +54,42 @@ class ServingSignature:
     input_signature: list
     build_fn: Callable[[Any], Callable[..., dict]]
     batchable: bool = True
+    #: Input name -> (most, unit): the longest a row of that input may be, in characters
+    #: for strings, in values along the second dimension for numbers. Checked in the
+    #: exported graph (``endpoint``), so TensorFlow Serving refuses longer inputs too,
+    #: and by ``cli.py serve`` before the model runs.
+    max_lengths: dict = dataclasses.field(default_factory=dict)
+
+    def endpoint(self, model) -> Callable:
+        """``build_fn(model)`` behind the ``max_lengths`` checks, taking the inputs by
+        position in ``input_signature`` order."""
+        serve = self.build_fn(model)
+        names = [spec.name for spec in self.input_signature]
+
+        def checked(*inputs):
+            return serve(*check_input_lengths(dict(zip(names, inputs)), self.max_lengths).values())
+
+        return checked
+
+
+def check_input_lengths(inputs: dict, max_lengths: dict) -> dict:
+    """``inputs`` again, computed only after every ``max_lengths`` check has passed: a
+    too-long input stops the graph with InvalidArgument before the model allocates
+    anything for it."""
+    import tensorflow as tf
+
+    checks = []
+    for name, (most, unit) in max_lengths.items():
+        tensor = inputs[name]
+        if tensor.dtype == tf.string:
+            lengths = tf.reshape(tf.strings.length(tensor, unit="UTF8_CHAR"), [-1])
+            length = tf.reduce_max(tf.concat([[0], lengths], axis=0))
+        else:
+            length = tf.shape(tensor)[1]
+        checks.append(tf.debugging.Assert(length <= most, [f"input {name} is longer than {most:,} {unit}; "
+                                                           f"send at most {most:,} {unit} per row"]))
+    with tf.control_dependencies(checks):
+        return {name: tf.identity(tensor) for name, tensor in inputs.items()}
 
 
 class Task(abc.ABC):
@@ -172,8 +213,11 @@ class Task(abc.ABC):
                                       config.train.batch_size)
 
     @abc.abstractmethod
-    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
-        """Named endpoints for export; must include ``serving_default``."""
+    def serving_signatures(self, config, preprocessing: dict,
+                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
+        """Named endpoints for export; must include ``serving_default``. A generative
+        endpoint refuses to produce more than ``max_generated_length`` per request
+        (default ``MAX_SERVED_GENERATED_LENGTH``)."""
 
     def tflite_signature(self, config, preprocessing: dict) -> ServingSignature | None:
         """The one endpoint of a TensorFlow Lite export (fixed shapes, built-in ops),

@@ -187,7 +187,8 @@ class ProteinTask(Task):
             metrics["q3"] = float((to_three[truth] == to_three[guess]).mean())
         return metrics
 
-    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
+    def serving_signatures(self, config, preprocessing: dict,
+                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
         letters = tf.constant(list(state_letters(config)))
@@ -214,7 +215,10 @@ class ProteinTask(Task):
             inputs.append(tf.TensorSpec(shape=(None, None, profile_features), dtype=tf.float32, name="profile"))
         # Per-residue outputs are padded to the batch's longest chain: rows of joined
         # requests would come back longer than they were sent.
-        return {"serving_default": ServingSignature(inputs, build, batchable=False)}
+        max_lengths = {"sequence": (MAX_RESIDUES, "residues")}
+        if profile_features:
+            max_lengths["profile"] = (MAX_RESIDUES, "residues")
+        return {"serving_default": ServingSignature(inputs, build, batchable=False, max_lengths=max_lengths)}
 
     def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
         if preprocessing.get("profile_features"):

@@ -80,7 +80,8 @@ class SentimentTask(ClassificationTask):
     def label_names(self, config, preprocessing: dict) -> list[str]:
         return list(sentiment_data.LABEL_NAMES)
 
-    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
+    def serving_signatures(self, config, preprocessing: dict,
+                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
         outputs = self.classifier_outputs(config, preprocessing)

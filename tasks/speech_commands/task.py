@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmkit.audio import AudioFileError, read_wav, resample
+from lstmkit.audio import AudioFileError, decode_wav_in_graph, read_wav, resample
 from lstmkit.data import load_tfds, read_bytes
 from lstmkit.errors import UserError
 from lstmkit.layers import FixedLength
@@ -206,7 +206,8 @@ class SpeechCommandsTask(ClassificationTask):
     def label_names(self, config, preprocessing: dict) -> list[str]:
         return list(preprocessing["labels"])
 
-    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
+    def serving_signatures(self, config, preprocessing: dict,
+                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
         outputs = self.classifier_outputs(config, preprocessing)
@@ -220,9 +221,9 @@ class SpeechCommandsTask(ClassificationTask):
 
         def from_wav_bytes(model):
             def decode(contents):
-                # Channels are averaged; decode_wav itself refuses anything but 16-bit PCM.
-                audio, rate = tf.audio.decode_wav(contents)
-                return to_clip(tf.reduce_mean(audio, axis=1), rate, samples)
+                # decode_wav itself refuses anything but 16-bit PCM.
+                waveform, rate = decode_wav_in_graph(contents, config.data.max_seconds)
+                return to_clip(waveform, rate, samples)
 
             def serve(wav):
                 waveforms = tf.map_fn(decode, wav, fn_output_signature=tf.TensorSpec([samples], tf.float32))
@@ -232,7 +233,9 @@ class SpeechCommandsTask(ClassificationTask):
 
         return {
             "serving_default": ServingSignature(
-                [tf.TensorSpec(shape=(None, None), dtype=tf.float32, name="waveform")], from_waveforms),
+                [tf.TensorSpec(shape=(None, None), dtype=tf.float32, name="waveform")], from_waveforms,
+                # As long as the longest WAV file accepted (the model crops it to clip_seconds).
+                max_lengths={"waveform": (int(config.data.max_seconds * SAMPLE_RATE), "samples")}),
             "wav_bytes": ServingSignature(
                 [tf.TensorSpec(shape=(None,), dtype=tf.string, name="wav")], from_wav_bytes),
         }

@@ -9,6 +9,11 @@ from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_
 from lstmkit.errors import UserError
 from lstmkit.layers import LSTMStackConfig
 
+# The longest prompt read, on the command line and by an exported model: the model reads
+# one character per step, and a prompt far beyond its training windows only holds a
+# server (a 7 MB one held a worker for 172 s).
+MAX_PROMPT_CHARACTERS = 10_000
+
 # A 512-unit LSTM memorizes tiny shakespeare within a few epochs under light dropout
 # (0.1 each: training loss 1.48, validation 1.73 after 4 epochs; BENCHMARKS.md), so
 # the defaults regularize harder, weight drop most: the recurrent path is where it memorized.

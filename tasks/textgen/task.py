@@ -13,6 +13,7 @@ from lstmkit.task import DataSplits, ServingSignature, Task
 from tasks.textgen import config as textgen_config
 from tasks.textgen import data as textgen_data
 from tasks.textgen import model as textgen_model
+from tasks.textgen.config import MAX_PROMPT_CHARACTERS
 from tasks.textgen.hypermodel import search_space
 
 
@@ -142,11 +143,14 @@ class TextgenTask(Task):
         return {"examples": windows, "characters": int(characters), "loss": nats,
                 "nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
 
-    def serving_signatures(self, config, preprocessing: dict) -> dict[str, ServingSignature]:
+    def serving_signatures(self, config, preprocessing: dict,
+                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
-        from lstmkit.task import MAX_GENERATED_LENGTH
+        from lstmkit.task import MAX_SERVED_GENERATED_LENGTH
         from tasks.textgen.generation import CharacterSampler
+
+        most = max_generated_length or MAX_SERVED_GENERATED_LENGTH
 
         def next_character(model):
             sampler = CharacterSampler(model)
@@ -170,10 +174,10 @@ class TextgenTask(Task):
 
             def serve(prompt, length, temperature, seed):
                 checks = [
-                    tf.debugging.assert_positive(length, message="length must be >= 1"),
-                    tf.debugging.assert_less_equal(
-                        length, MAX_GENERATED_LENGTH, message=f"length must be <= {MAX_GENERATED_LENGTH}"),
-                    tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0"),
+                    tf.debugging.Assert(length >= 1, ["length must be >= 1"]),
+                    tf.debugging.Assert(length <= most, [f"length must be <= {most:,} (this export's most; "
+                                                         "export --max-generate-length raises it)"]),
+                    tf.debugging.Assert(temperature >= 0, ["temperature must be >= 0"]),
                 ]
                 with tf.control_dependencies(checks):
                     generated = sampler.generate(prompt, length, temperature, tf.constant(0),
@@ -182,20 +186,30 @@ class TextgenTask(Task):
 
             return serve
 
+        prompt_limit = (MAX_PROMPT_CHARACTERS, "characters")
         return {
             "serving_default": ServingSignature(
-                [tf.TensorSpec(shape=(None,), dtype=tf.string, name="text")], next_character),
+                [tf.TensorSpec(shape=(None,), dtype=tf.string, name="text")], next_character,
+                max_lengths={"text": prompt_limit}),
             "generate": ServingSignature([
                 tf.TensorSpec(shape=(None,), dtype=tf.string, name="prompt"),
                 tf.TensorSpec(shape=(), dtype=tf.int32, name="length"),
                 tf.TensorSpec(shape=(), dtype=tf.float32, name="temperature"),
                 tf.TensorSpec(shape=(), dtype=tf.int64, name="seed"),
-            ], generate, batchable=False),  # random draws depend on the whole batch
+            ], generate, batchable=False,  # random draws depend on the whole batch
+                max_lengths={"prompt": prompt_limit}),
         }
+
+    def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
+        return {item: f"{len(item):,} characters; at most {MAX_PROMPT_CHARACTERS:,} are read (keep the end of it)"
+                for item in items if len(item) > MAX_PROMPT_CHARACTERS}
 
     def generate(self, config, model, prompt: str, length: int, sampling: dict, seed: int):
         from tasks.textgen.generation import CharacterSampler
 
+        if len(prompt) > MAX_PROMPT_CHARACTERS:
+            raise UserError(f"--prompt has {len(prompt):,} characters; at most {MAX_PROMPT_CHARACTERS:,} are read "
+                            "(keep the end of it)")
         return CharacterSampler(model).stream(prompt, length, seed=seed, **sampling)
 
     def parse_predict_inputs(self, config, items: list[str]):

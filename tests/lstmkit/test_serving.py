@@ -1,12 +1,16 @@
 """cli.py serve: TensorFlow Serving's REST API over every task's export, on a free
 loopback port: answers equal the in-memory models', status and metadata, bad requests,
-new and broken versions on disk, and server-side batching."""
+new, broken, removed and replaced versions on disk, server-side batching, and hostile
+requests and connections (each a 400 or a closed connection, never a crash or a 500)."""
 
 import asyncio
 import base64
 import json
 import os
+import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -176,6 +180,168 @@ def test_bad_requests_get_tensorflow_serving_errors_and_the_server_keeps_serving
     assert server.request("/v1/models/sentiment:predict", {"instances": ["still here"]})[0] == 200
 
 
+def wav_file(rate, samples):
+    """A mono 16-bit PCM WAV whose header says ``rate`` Hz."""
+    pcm = b"\x00\x01" * samples
+    header = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    return (b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + header
+            + b"data" + struct.pack("<I", len(pcm)) + pcm)
+
+
+def wav_request(wav):
+    return {"signature_name": "wav_bytes", "instances": [{"b64": base64.b64encode(wav).decode()}]}
+
+
+def generate_request(prompt="A", length=5):
+    return {"signature_name": "generate", "inputs": {"prompt": [prompt], "length": length, "temperature": 0.0,
+                                                      "seed": 1}}
+
+
+# Each was a 500 (with a traceback in the log), a crash, minutes of work or gigabytes of
+# memory before: now a 400 in TensorFlow Serving's shape, in well under a second.
+@pytest.mark.parametrize("path, body, message", [
+    # A 644-byte WAV whose header says 1 Hz took 5 GiB; 4 s is over data.max_seconds (3 s).
+    ("/v1/models/speech_commands:predict", wav_request(wav_file(1, 300)), "sample rate is not one of"),
+    ("/v1/models/speech_commands:predict", wav_request(wav_file(16_000, 4 * 16_000)), "longer than 3 s"),
+    ("/v1/models/speech_commands:predict", {"inputs": {"waveform": [[0.0] * 48_001]}}, "at most 48,000 samples"),
+    ("/v1/models/protein_ss:predict", {"instances": ["M" * 10_001]}, "at most 10,000 residues"),
+    ("/v1/models/textgen:predict", {"instances": ["a" * 10_001]}, "at most 10,000 characters"),
+    ("/v1/models/textgen:predict", generate_request(prompt="a" * 10_001), "at most 10,000 characters"),
+    ("/v1/models/textgen:predict", generate_request(length=2_001), "length must be <= 2,000"),
+    ("/v1/models/sentiment:predict", b'{"instances": ' + b"[" * 900 + b'"a"' + b"]" * 900 + b"}", "nested"),
+    ("/v1/models/sentiment:predict", b"[" * 5000 + b"]" * 5000, "nested"),
+    ("/v1/models/sentiment:predict", b'{"instances": ["\\ud800"]}', "not valid Unicode"),
+    ("/v1/models/sentiment:predict", b'{"signature_name": "\\ud800", "instances": ["a"]}', "not found"),
+    ("/v1/models/speech_commands:predict", b'{"inputs": {"waveform": [[NaN, 0.5]]}}', "NaN is not a number"),
+    ("/v1/models/textgen:predict", b'{"signature_name": "generate", "inputs": {"prompt": ["A"], "length": '
+     + b"9" * 5000 + b', "temperature": 0.0, "seed": 1}}', "JSON Parse error"),
+    ("/v1/models/textgen:predict", generate_request(length=10**30), "out-of-range integer"),
+    ("/v1/models/sentiment/versions/%C2%B2", None, "Failed to convert version"),
+    ("/v1/models/sentiment/versions/%C2%B2:predict", {"instances": ["a"]}, "Failed to convert version"),
+    ("/v1/models/sentiment/versions/" + "9" * 5000, None, "Failed to convert version"),
+    ("/v1/models/sentiment/versions/" + "9" * 5000 + ":predict", {"instances": ["a"]}, "Failed to convert version"),
+])
+def test_hostile_requests_get_a_400_and_the_server_keeps_serving(server, path, body, message):
+    raw = body if isinstance(body, bytes) else None
+    started = time.monotonic()
+    got, answer = server.request(path, None if raw else body, raw=raw, method="POST" if body is not None else "GET")
+    assert (got, message in answer["error"]) == (400, True), answer
+    assert time.monotonic() - started < 30
+    assert server.request("/v1/models/sentiment:predict", {"instances": ["still here"]})[0] == 200
+    assert server.process.poll() is None and "Traceback" not in "".join(server.output)
+
+
+def test_the_exported_graph_refuses_what_the_server_refuses(exports):
+    """TensorFlow Serving runs the SavedModel without lstmkit's Python: the limits are in the graph."""
+    speech = tf.saved_model.load(str(exports / "speech_commands" / "1")).signatures
+    for wav, message in [(wav_file(1, 20), "sample rate is not one of"), (wav_file(8_000, 4 * 8_000), "longer than 3 s")]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            speech["wav_bytes"](wav=tf.constant([wav]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longer than 48,000 samples"):
+        speech["serving_default"](waveform=tf.zeros([1, 48_001]))
+    assert speech["serving_default"](waveform=tf.zeros([1, 48_000]))["label"].shape == (1,)
+    protein = tf.saved_model.load(str(exports / "protein_ss" / "1")).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longer than 10,000 residues"):
+        protein(sequence=tf.constant(["MK", "M" * 10_001]))
+    textgen = tf.saved_model.load(str(exports / "textgen" / "1")).signatures
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longer than 10,000 characters"):
+        textgen["serving_default"](text=tf.constant(["漢" * 10_001]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="length must be <= 2,000"):
+        textgen["generate"](prompt=tf.constant(["a"]), length=tf.constant(2_001), temperature=tf.constant(0.0),
+                            seed=tf.constant(1, tf.int64))
+
+
+def test_health_readiness_metrics_and_the_printed_urls_work(server):
+    printed = re.findall(r"http://\S+", "".join(server.output))
+    assert len(printed) == 2 * 4 + 2, server.output
+    for url in printed:
+        assert url.startswith(f"http://127.0.0.1:{server.port}/")
+        path = url.split(str(server.port), 1)[1]
+        if path.endswith(":predict"):
+            name = path.split("/")[3].split(":")[0]
+            body = [body for _, body, _ in requests_for(name, None) if "instances" in body][0] if name != \
+                "speech_commands" else {"inputs": {"waveform": [[0.0] * 100]}}
+            assert server.request(path, body)[0] == 200, url
+        else:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                assert response.status == 200, url
+    assert server.request("/healthz") == (200, {"status": "ok"})
+    status, ready = server.request("/readyz")
+    assert status == 200 and set(ready["models"]) == {"sentiment", "speech_commands", "protein_ss", "textgen"}
+    server.request("/v1/models/sentiment:predict", {"instances": ["counted"]})
+    server.request("/v1/models/no_such_model_%ff:predict", {"instances": ["counted"]})
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.read().decode()
+    counted = re.search(r'lstmkit_requests_total\{model="sentiment",route="predict",code="200"\} (\d+)', text)
+    assert counted and int(counted[1]) >= 1, text
+    assert 'lstmkit_request_duration_seconds_bucket{model="sentiment",route="predict",le="+Inf"}' in text
+    assert "no_such_model" not in text  # unknown names are counted as model=""
+    assert re.search(r"lstmkit_resident_memory_bytes [1-9]", text)
+
+
+def test_versions_removed_or_replaced_on_disk_are_unloaded(exports, tmp_path):
+    base = tmp_path / "models"
+    shutil.copytree(exports / "sentiment", base / "sentiment")
+    shutil.copytree(exports / "protein_ss", base / "protein_ss")
+    running = Server(base, "--poll-seconds", "0.2")
+    try:
+        assert "predictions" in running.request("/v1/models/sentiment:predict", {"instances": ["fine"]})[1]
+        shutil.rmtree(base / "sentiment" / "1")
+        status = wait_for(running, lambda versions: versions.get("1", {}).get("state") == "END")
+        assert running.request("/v1/models/sentiment:predict", {"instances": ["fine"]})[0] == 404
+        # A new export with the same version number (rm -rf saved_models/sentiment, export
+        # again): another model's files, so its answers show which one is served.
+        shutil.copytree(exports / "textgen" / "1", base / "sentiment" / "1")
+        wait_for(running, lambda versions: versions.get("1", {}).get("state") == "AVAILABLE")
+        status, answer = running.request("/v1/models/sentiment:predict", {"instances": ["fine"]})
+        assert status == 200 and "next_character" in answer["predictions"][0]
+        shutil.rmtree(base / "sentiment")
+        wait_for(running, lambda versions: versions.get("1", {}).get("state") == "END")
+        assert running.request("/v1/models/sentiment:predict", {"instances": ["fine"]})[0] == 404
+        assert running.request("/readyz")[1]["models"] == {"protein_ss": "1"}
+        shutil.rmtree(base / "protein_ss")
+        deadline = time.time() + 30
+        while running.request("/readyz")[0] != 503 and time.time() < deadline:
+            time.sleep(0.2)
+        assert running.request("/readyz")[0] == 503
+    finally:
+        running.stop()
+
+
+def test_idle_and_trickling_connections_are_closed_and_connections_are_capped(exports, tmp_path):
+    base = tmp_path / "models"
+    shutil.copytree(exports / "sentiment", base / "sentiment")
+    running = Server(base, "--request-timeout", "3", "--max-connections", "4")
+
+    def status_code():  # uvicorn answers the connection limit in plain text
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{running.port}/healthz", timeout=20) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    try:
+        held = [socket.create_connection(("127.0.0.1", running.port), timeout=20) for _ in range(4)]
+        assert status_code() == 503
+        for connection in held:
+            connection.close()
+        time.sleep(0.5)
+        assert status_code() == 200
+        idle = socket.create_connection(("127.0.0.1", running.port), timeout=20)
+        started = time.monotonic()
+        assert idle.recv(100) == b"" and time.monotonic() - started < 15  # closed by the server
+        trickle = socket.create_connection(("127.0.0.1", running.port), timeout=20)
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"x" * 300:
+                trickle.send(bytes([byte]))
+                time.sleep(0.05)
+        assert time.monotonic() - started < 15
+    finally:
+        running.stop()
+
+
 def test_new_versions_are_picked_up_and_a_broken_one_never_replaces_a_working_one(exports, tmp_path):
     base = tmp_path / "models"
     shutil.copytree(exports / "sentiment", base / "sentiment")
@@ -304,3 +470,74 @@ def test_the_registry_serves_the_newest_version_that_loads(tmp_path):
     assert registry.status("sentiment", "3")["model_version_status"][0]["state"] == "END"
     with pytest.raises(serving.ServingError, match="Specific"):
         registry.get("sentiment", "3")
+
+
+def test_errors_name_no_server_paths(tmp_path):
+    (tmp_path / "sentiment" / "1").mkdir(parents=True)
+    (tmp_path / "sentiment" / "1" / "saved_model.pb").write_bytes(b"")
+
+    def loader(path, version):
+        raise FileNotFoundError(f"No such file or directory: '{path / 'saved_model.pb'}'; also {path.parent}/x")
+
+    registry = serving.ModelRegistry(tmp_path, loader)
+    registry.refresh()
+    message = registry.status("sentiment", None)["model_version_status"][0]["status"]["error_message"]
+    assert "No such file or directory" in message and "sentiment/1" in message
+    assert str(tmp_path) not in message and "/tmp" not in message
+    shutil.rmtree(tmp_path / "sentiment" / "1")  # a failed version that is gone is forgotten
+    registry.refresh()
+    with pytest.raises(serving.ServingError, match="Could not find any versions"):
+        registry.status("sentiment", None)
+
+
+def test_batch_queues_last_only_while_they_have_requests():
+    seen = []
+
+    def function(waveform):
+        seen.append(tuple(waveform.shape))
+        return {"size": tf.fill([tf.shape(waveform)[0]], tf.shape(waveform)[1])}
+
+    function.structured_input_signature = ((), {"waveform": tf.TensorSpec([None, None], tf.float32,
+                                                                          name="waveform")})
+    servable = serving.Servable(1, {"serving_default": function}, {}, frozenset({"serving_default"}), None)
+    batcher = serving.Batcher(max_size=4, timeout_ms=5)
+
+    async def main():
+        async def one(length):
+            body = json.dumps({"inputs": {"waveform": [[0.0] * length]}}).encode()
+            prediction = serving.parse_predict(body, servable, 16)
+            return serving.answer(await batcher.run(servable, prediction), prediction)
+
+        answers = await asyncio.gather(*(one(length) for length in range(1, 41)))
+        await asyncio.sleep(0.05)
+        return answers
+
+    answers = asyncio.run(main())
+    assert answers == [{"outputs": [length]} for length in range(1, 41)]
+    assert batcher.queues == {}  # 40 shapes, no queue left behind
+
+
+def test_one_slow_signature_cannot_take_every_thread():
+    runner = serving.Runner(threads=4, per_signature=2)
+    release = threading.Event()
+    started = []
+
+    def slow():
+        started.append(1)
+        release.wait(30)
+        return "generated"
+
+    async def main():
+        slow_calls = [asyncio.ensure_future(runner(("textgen", "generate"), slow)) for _ in range(8)]
+        for _ in range(100):  # until the first two have started (on a busy machine, a while)
+            if len(started) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # time for a third to start, were it allowed to
+        fast = await asyncio.wait_for(runner(("sentiment", "serving_default"), lambda: "classified"), 5)
+        running_at_once = len(started)
+        release.set()
+        return fast, running_at_once, await asyncio.gather(*slow_calls)
+
+    fast, running_at_once, slow_answers = asyncio.run(main())
+    assert fast == "classified" and running_at_once == 2 and slow_answers == ["generated"] * 8

@@ -97,6 +97,10 @@ def test_export_round_trip_both_signatures(textgen_run, run_cli, tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match="length must be >= 1"):
         exported.signatures["generate"](prompt=tf.constant(["a"]), length=tf.constant(0),
                                         temperature=tf.constant(0.8), seed=tf.constant(3, tf.int64))
+    # Served generation is capped in the graph (export --max-generate-length raises it).
+    with pytest.raises(tf.errors.InvalidArgumentError, match="length must be <= 2,000"):
+        exported.signatures["generate"](prompt=tf.constant(["a"]), length=tf.constant(2001),
+                                        temperature=tf.constant(0.8), seed=tf.constant(3, tf.int64))
 
 
 @pytest.mark.parametrize("options, message", [
@@ -144,3 +148,13 @@ def test_evaluate_scores_a_text_too_short_to_train_on(textgen_run, run_cli, tmp_
     saved = json.loads((textgen_run / "evaluation-all.json").read_text())
     # 792 training characters make 24 windows of 32 (+1), the 88 validation ones 1 of 64.
     assert saved["characters"] == 24 * 32 + 64
+
+
+def test_prompts_over_the_limit_are_refused_in_one_line(textgen_run, run_cli):
+    from tasks.textgen.config import MAX_PROMPT_CHARACTERS
+
+    long_prompt = "a" * (MAX_PROMPT_CHARACTERS + 1)
+    code, out, err = run_cli("generate", "textgen", "--run", textgen_run, "--prompt", long_prompt, "--length", "5")
+    assert code == 2 and f"at most {MAX_PROMPT_CHARACTERS:,}" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli("predict", "textgen", "--run", textgen_run, long_prompt, "ROMEO:")
+    assert code == 2 and f"at most {MAX_PROMPT_CHARACTERS:,}" in err and out.count("\n") == 1
