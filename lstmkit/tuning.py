@@ -266,6 +266,7 @@ def tune(
 
     from lstmkit import distributed_search
 
+    runs.require_folder(runs_root, "--runs-dir")
     directory = None
     if resume is not None:
         directory = find_search(runs_root, task.name, resume)

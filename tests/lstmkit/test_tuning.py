@@ -83,6 +83,13 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(run_cli
     assert len({entry["pid"] for entry in memory if entry["trial"] != first["trial_id"]}) == 1
 
 
+def test_a_runs_dir_under_a_file_is_one_line(run_cli, shared_data, tmp_path):
+    (tmp_path / "afile").write_text("")
+    code, out, err = run_cli("tune", "sentiment", "--data", shared_data / "mr_polarity", *TINY_MR,
+                             "--runs-dir", tmp_path / "afile" / "runs")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "which is a file, not a folder" in err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--tuner", "grid"], "'grid' is not one of"),
     (["--objective", "val_f1"], "unknown objective 'val_f1' for sentiment; choose one of: val_accuracy, val_loss"),

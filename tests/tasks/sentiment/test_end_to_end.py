@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -130,37 +128,6 @@ def test_tune_writes_a_best_config_that_train_accepts(shared_data, tmp_path, run
     trained = json.loads(next((tmp_path / "runs" / "sentiment").iterdir()).joinpath("config.json").read_text())
     best_values = json.loads(best.read_text())
     assert trained["lstm"] == best_values["lstm"] and trained["pooling"] == best_values["pooling"]
-
-
-def test_a_killed_run_resumes_from_its_last_epoch(shared_data, tmp_path):
-    """kill -9 during epoch 3 of 4; --resume finishes with epochs 3 and 4 only."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, str(ROOT / "cli.py"), "train", "sentiment", "--preset", "tiny",
-               "--data", str(shared_data / "mr_polarity"), "--runs-dir", str(tmp_path),
-               "--set", "train.epochs=4", "--set", "train.patience=10",
-               "--set", "data.max_train_examples=3000"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    history = None
-    while time.time() < deadline and process.poll() is None:
-        found = list(tmp_path.glob("sentiment/*.partial/history.csv"))
-        if found and len(found[0].read_text().strip().splitlines()) >= 3:  # epochs 1 and 2 done
-            history = found[0]
-            break
-        time.sleep(0.2)
-    assert history is not None, "training did not reach epoch 2 in time"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    partial = history.parent
-    assert partial.name.endswith(".partial") and (partial / "backup").is_dir()
-    resumed = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "sentiment", "--resume", "latest",
-                              "--runs-dir", str(tmp_path)], env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    finished = partial.with_name(partial.name[: -len(".partial")])
-    assert finished.is_dir() and not partial.exists()
-    epochs = [line.split(",")[0] for line in (finished / "history.csv").read_text().strip().splitlines()[1:]]
-    # The killed epoch (if it had started) is redone; no finished epoch is repeated.
-    assert epochs[-1] == "3" and len(epochs) == len(set(epochs)) and epochs[:2] == ["0", "1"]
 
 
 @pytest.mark.parametrize("file_option", [[], ["--file", "-"]])

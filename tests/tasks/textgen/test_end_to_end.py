@@ -38,7 +38,8 @@ def test_evaluate_on_a_text_file(textgen_run, run_cli, shared_data, tmp_path):
     code, out, err = run_cli("evaluate", "textgen", "--run", textgen_run, "--data", other)
     assert code == 0, err
     assert "bits_per_char" in out and "perplexity" in out
-    saved = json.loads((textgen_run / "evaluation-test.json").read_text())
+    (report,) = textgen_run.glob("evaluation-test-other.txt-*.json")  # an outside file: a report of its own
+    saved = json.loads(report.read_text())
     # No test part of its own: the validation part (last 10%: 2,000 characters) is the test.
     assert saved["characters"] == (2_000 - 1) // 64 * 64
 
@@ -145,7 +146,8 @@ def test_evaluate_scores_a_text_too_short_to_train_on(textgen_run, run_cli, tmp_
     short.write_text("To be, or not to be, that is the question. " * 20, encoding="utf-8")  # 880 characters
     code, out, err = run_cli("evaluate", "textgen", "--run", textgen_run, "--data", short, "--split", "all")
     assert code == 0, err
-    saved = json.loads((textgen_run / "evaluation-all.json").read_text())
+    (report,) = textgen_run.glob("evaluation-all-short.txt-*.json")
+    saved = json.loads(report.read_text())
     # 792 training characters make 24 windows of 32 (+1), the 88 validation ones 1 of 64.
     assert saved["characters"] == 24 * 32 + 64
 
