@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import concurrent.futures
 import dataclasses
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -585,55 +583,39 @@ def _outcome(servable, prediction):
 
 
 class Metrics:
-    """Request counts and latencies in Prometheus's text format (``GET /metrics``).
+    """Request counts and latencies for ``GET /metrics``, kept by ``prometheus_client``
+    in a registry of this app's own (with the standard ``process_*`` metrics).
 
     Labelled by model (only names the registry serves; anything else is counted as
     ``model=""``, so hostile paths cannot grow the label set), route and status code."""
 
     BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.requests = collections.Counter()  # (model, route, code) -> count
-        self.latency = {}  # (model, route) -> [bucket counts..., sum, count]
+    def __init__(self, registry: ModelRegistry, batcher: Batcher | None):
+        import prometheus_client
+
+        self.registry = prometheus_client.CollectorRegistry()
+        self.requests = prometheus_client.Counter(
+            "lstmkit_requests", "Requests answered, by model, route and HTTP status code.",
+            ["model", "route", "code"], registry=self.registry)
+        self.latency = prometheus_client.Histogram(
+            "lstmkit_request_duration_seconds", "Time from a request's arrival to its answer.",
+            ["model", "route"], buckets=self.BUCKETS, registry=self.registry)
+        prometheus_client.Gauge("lstmkit_models_served", "Models with a version being served.",
+                                registry=self.registry).set_function(lambda: len(registry.serving))
+        prometheus_client.Gauge(
+            "lstmkit_batch_queues", "Server-side batching queues alive (one per input shape with requests).",
+            registry=self.registry).set_function(lambda: len(batcher.queues) if batcher is not None else 0)
+        prometheus_client.ProcessCollector(registry=self.registry)
 
     def observe(self, model: str, route: str, code: int, seconds: float) -> None:
-        with self.lock:
-            self.requests[(model, route, str(code))] += 1
-            series = self.latency.setdefault((model, route), [0] * len(self.BUCKETS) + [0.0, 0])
-            for index, bound in enumerate(self.BUCKETS):
-                if seconds <= bound:
-                    series[index] += 1
-            series[-2] += seconds
-            series[-1] += 1
+        self.requests.labels(model, route, str(code)).inc()
+        self.latency.labels(model, route).observe(seconds)
 
-    def text(self, gauges: dict) -> str:
-        lines = ["# HELP lstmkit_requests_total Requests answered, by model, route and HTTP status code.",
-                 "# TYPE lstmkit_requests_total counter"]
-        with self.lock:
-            requests, latency = dict(self.requests), {key: list(value) for key, value in self.latency.items()}
-        for (model, route, code), count in sorted(requests.items()):
-            lines.append(f'lstmkit_requests_total{{model="{model}",route="{route}",code="{code}"}} {count}')
-        lines += ["# HELP lstmkit_request_duration_seconds Time from a request's arrival to its answer.",
-                  "# TYPE lstmkit_request_duration_seconds histogram"]
-        for (model, route), series in sorted(latency.items()):
-            labels = f'model="{model}",route="{route}"'
-            for bound, count in zip(self.BUCKETS, series):
-                lines.append(f'lstmkit_request_duration_seconds_bucket{{{labels},le="{bound}"}} {count}')
-            lines.append(f'lstmkit_request_duration_seconds_bucket{{{labels},le="+Inf"}} {series[-1]}')
-            lines.append(f"lstmkit_request_duration_seconds_sum{{{labels}}} {series[-2]:.6f}")
-            lines.append(f"lstmkit_request_duration_seconds_count{{{labels}}} {series[-1]}")
-        for name, (help_text, value) in gauges.items():
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
-        return "\n".join(lines) + "\n"
+    def text(self) -> bytes:
+        import prometheus_client
 
-
-def resident_bytes() -> int:
-    """This process's resident memory (Linux), 0 where unknown."""
-    try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+        return prometheus_client.generate_latest(self.registry)
 
 
 # The ASGI application ---------------------------------------------------------------
@@ -652,11 +634,11 @@ def create_app(registry: ModelRegistry, limits: Limits = Limits(), batcher: Batc
                runner: Runner | None = None):
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     runner = runner or (batcher.runner if batcher is not None else Runner(4, 2))
-    metrics = Metrics()
+    metrics = Metrics(registry, batcher)
 
     class Answer(JSONResponse):
         def render(self, content) -> bytes:
@@ -733,14 +715,10 @@ def create_app(registry: ModelRegistry, limits: Limits = Limits(), batcher: Batc
         return Answer({"status": "ready" if serving else "no model loaded", "models": serving},
                       status_code=200 if serving else 503)
 
-    async def prometheus(request: Request) -> PlainTextResponse:
-        gauges = {
-            "lstmkit_models_served": ("Models with a version being served.", len(registry.serving)),
-            "lstmkit_batch_queues": ("Server-side batching queues alive (one per input shape with requests).",
-                                     len(batcher.queues) if batcher is not None else 0),
-            "lstmkit_resident_memory_bytes": ("Resident memory of the server process.", resident_bytes()),
-        }
-        return PlainTextResponse(metrics.text(gauges), media_type="text/plain; version=0.0.4")
+    async def prometheus(request: Request) -> Response:
+        import prometheus_client
+
+        return Response(metrics.text(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     def unmatched(request, exc) -> JSONResponse:
         code = getattr(exc, "status_code", 500)

@@ -273,11 +273,16 @@ def test_health_readiness_metrics_and_the_printed_urls_work(server):
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=30) as response:
         assert response.headers["content-type"].startswith("text/plain")
         text = response.read().decode()
-    counted = re.search(r'lstmkit_requests_total\{model="sentiment",route="predict",code="200"\} (\d+)', text)
-    assert counted and int(counted[1]) >= 1, text
-    assert 'lstmkit_request_duration_seconds_bucket{model="sentiment",route="predict",le="+Inf"}' in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(text) for sample in family.samples}
+    predictions = (("code", "200"), ("model", "sentiment"), ("route", "predict"))
+    assert samples[("lstmkit_requests_total", predictions)] >= 1, text
+    assert samples[("lstmkit_request_duration_seconds_bucket", (("le", "+Inf"),) + predictions[1:])] >= 1
     assert "no_such_model" not in text  # unknown names are counted as model=""
-    assert re.search(r"lstmkit_resident_memory_bytes [1-9]", text)
+    assert samples[("lstmkit_models_served", ())] == 4
+    assert samples[("process_resident_memory_bytes", ())] > 0
 
 
 def test_versions_removed_or_replaced_on_disk_are_unloaded(exports, tmp_path):
