@@ -109,6 +109,7 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
         raise click.UsageError("--resume continues a run with its own data and config; drop --data/--config/--set/--preset")
     config = resolve_config(task, preset, config_file, overrides)
     from lstmkit import runs
+    from lstmkit.training import resume_command
     from lstmkit.training import train as train_task
 
     source = data_source or task.default_data
@@ -123,7 +124,7 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
         if unfinished is None:
             click.echo("Interrupted before the run folder was written; nothing to resume.", err=True)
         else:
-            resume_line = cli_command("train", task.name, "--resume", runs.run_id(unfinished), runs_dir=runs_dir)
+            resume_line = resume_command(task.name, unfinished, runs_dir)
             click.echo(f"Interrupted; the unfinished run is {unfinished}. Continue it from its last finished "
                        f"epoch with: {resume_line}", err=True)
         sys.exit(130)
@@ -490,6 +491,7 @@ def list_runs(task_name, runs_dir):
     """List the runs and searches of TASK (default: every task): id, start, data,
     headline test metric, and whether each finished."""
     from lstmkit import runs
+    from lstmkit.training import resume_command
 
     shown = 0
     for name in [task_name] if task_name else TASK_NAMES:
@@ -506,9 +508,10 @@ def list_runs(task_name, runs_dir):
             score = f"{headline} {value:.4f}" if isinstance(value, float) else "-"
             if summary.finished:
                 state = "finished" if summary.kind == "run" else "search finished"
+            elif summary.kind == "run":
+                state = f"unfinished: {resume_command(name, summary.id, runs_dir)}"
             else:
-                verb = "train" if summary.kind == "run" else "tune"
-                state = f"unfinished: {cli_command(verb, name, '--resume', summary.id, runs_dir=runs_dir)}"
+                state = f"unfinished: {cli_command('tune', name, '--resume', summary.id, runs_dir=runs_dir)}"
             click.echo(f"  {summary.id:<28} {summary.started[:16].replace('T', ' '):<17} {score:<22} "
                        f"{shorten(summary.data, 40):<40}  {state}")
             shown += 1

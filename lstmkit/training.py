@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import datetime
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -199,9 +200,9 @@ def train(
 
 
 def resume_command(task_name: str, run_dir: Path, runs_root) -> str:
-    """The command that continues the unfinished run ``run_dir``."""
-    where = "" if Path(runs_root) == Path("runs") else f" --runs-dir {runs_root}"
-    return f"python cli.py train {task_name} --resume {runs.run_id(run_dir)}{where}"
+    """The command that continues the unfinished run ``run_dir`` (shell-quoted)."""
+    where = [] if Path(runs_root) == Path("runs") else ["--runs-dir", str(runs_root)]
+    return shlex.join(["python", "cli.py", "train", task_name, "--resume", runs.run_id(run_dir), *where])
 
 
 def _create_run_dir(runs_root, task_name: str, files: dict) -> Path:
