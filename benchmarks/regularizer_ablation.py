@@ -41,7 +41,7 @@ VARIANTS = {
 def run(base_overrides: list[str], source, seeds: list[int], only: list[str] | None = None) -> dict:
     from lstmkit import config as config_lib
     from lstmkit.training import train
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     task = get_task("sentiment")
     rows = {}

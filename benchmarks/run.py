@@ -139,8 +139,8 @@ def protein_cb513(quick: bool, seed: int, overrides: list[str]) -> dict:
     from lstmkit.evaluation import load_run
     from lstmkit.runs import read_json
     from lstmkit.training import train
-    from tasks import get_task
-    from tasks.protein_ss import data as protein_data
+    from lstmkit.registry import get_task
+    from lstmkit.tasks.protein_ss import data as protein_data
 
     task = get_task("protein_ss")
     config = config_lib.apply_overrides(task.default_config(), (PROTEIN_QUICK if quick else PROTEIN_FULL) + overrides)
@@ -177,7 +177,7 @@ def speech_cross_validation(quick: bool, seed: int, overrides: list[str]) -> dic
 
     from lstmkit import config as config_lib
     from lstmkit.training import train
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     task = get_task("speech_commands")
     folds = []
@@ -243,7 +243,7 @@ def main() -> None:
 
     from lstmkit import config as config_lib
     from lstmkit.training import train
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     task_name, source, full, quick, data_note = BENCHMARKS[args.name]
     task = get_task(task_name)

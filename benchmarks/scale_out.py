@@ -27,8 +27,8 @@ def tune_sentiment_mr(data: Path, base_overrides: list[str], quick: bool, seed: 
 
     from lstmkit import config as config_lib
     from lstmkit.training import train
-    from lstmkit.tuning import SearchSettings, memory_mb, tune
-    from tasks import get_task
+    from lstmkit.tuning.search import SearchSettings, memory_mb, tune
+    from lstmkit.registry import get_task
 
     task = get_task("sentiment")
     config = config_lib.apply_overrides(task.default_config(), base_overrides)
@@ -75,7 +75,7 @@ def tune_sentiment_mr(data: Path, base_overrides: list[str], quick: bool, seed: 
 
 def _train_workers(count: int, data: Path, overrides: list[str], seed: int, runs_root: Path) -> list[dict]:
     """Train with ``count`` multiworker processes; each worker's epoch times."""
-    from lstmkit.distribute import free_loopback_ports
+    from lstmkit.training.strategy import free_loopback_ports
 
     workers = [f"127.0.0.1:{port}" for port in free_loopback_ports(count)]
     processes = []
@@ -103,7 +103,7 @@ def _train_workers(count: int, data: Path, overrides: list[str], seed: int, runs
 def multiworker_throughput(data: Path, base_overrides: list[str], quick: bool, seed: int) -> dict:
     from lstmkit import config as config_lib
     from lstmkit.data import count
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     task = get_task("sentiment")
     epochs = 2 if quick else 3

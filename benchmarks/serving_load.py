@@ -59,7 +59,7 @@ def prepare_models(data: Path, base: Path, runs_root: Path, seed: int) -> dict:
     from lstmkit import config as config_lib
     from lstmkit.export import existing_versions, export_run
     from lstmkit.training import train
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     origin = {}
     for name in TASKS:
@@ -78,7 +78,7 @@ def prepare_models(data: Path, base: Path, runs_root: Path, seed: int) -> dict:
 
 def request_bodies(data: Path, count: int = 64) -> dict[str, list[bytes]]:
     """One-row requests of real inputs for each task, cycled through by the clients."""
-    from tasks.protein_ss import data as protein_data
+    from lstmkit.tasks.protein_ss import data as protein_data
 
     sentences = (data / "mr_polarity" / "rt-polarity.pos").read_bytes().decode("latin-1").splitlines()[:count]
     clips = []
@@ -156,8 +156,8 @@ def wav_file(rate: int, samples: int) -> bytes:
 
 def hostile_requests(data: Path) -> list[tuple[str, str, bytes | None, int]]:
     """(name, path, body or None for GET, the status expected) of the hostile phase."""
-    from tasks.protein_ss.config import MAX_RESIDUES
-    from tasks.textgen.config import MAX_PROMPT_CHARACTERS
+    from lstmkit.tasks.protein_ss.config import MAX_RESIDUES
+    from lstmkit.tasks.textgen.config import MAX_PROMPT_CHARACTERS
 
     from lstmkit.task import MAX_SERVED_GENERATED_LENGTH
 
@@ -289,7 +289,7 @@ def hostile_phase(base: Path, data: Path, bodies: dict, total: int) -> dict:
 
 
 def start_server(base: Path, options: list[str]) -> tuple[subprocess.Popen, int]:
-    from lstmkit.distribute import free_loopback_ports
+    from lstmkit.training.strategy import free_loopback_ports
 
     (port,) = free_loopback_ports(1)
     server = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--model-base-path", str(base),

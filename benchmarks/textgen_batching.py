@@ -63,7 +63,7 @@ def _train(arm, config, vocabulary, train_ids, epochs, seed):
     import keras
     import tensorflow as tf
 
-    from tasks.textgen.model import build_model
+    from lstmkit.tasks.textgen.model import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model(config, vocabulary)
@@ -113,8 +113,8 @@ def _score(model, ids, window, carry):
 
 def run(text: str, overrides: list[str], epochs: int, seed: int, arms=("windows", "tbptt")) -> dict:
     from lstmkit import config as config_lib
-    from tasks.textgen.config import TextgenConfig
-    from tasks.textgen.data import split_text
+    from lstmkit.tasks.textgen.config import TextgenConfig
+    from lstmkit.tasks.textgen.data import split_text
 
     config = config_lib.apply_overrides(TextgenConfig(), overrides)
     corpus = split_text(text, config.data.validation_fraction, 0.0, "benchmark")

@@ -38,7 +38,7 @@ FileKind = Literal["config", "data", "input"]
 # The most bytes read from one file of each kind (the README lists them). A config is a
 # small JSON object (best_config.json is under 1 KiB). A data file (one text, CSV/TSV or
 # FASTA file, a .txt.gz once decompressed, one member of an archive) is held in memory
-# whole, as are all of predict's inputs (--file, --fasta, standard input, one WAV).
+# whole, as are all of predict's inputs (a file of lines, a FASTA file, standard input, one WAV).
 MAX_BYTES: dict[str, int] = {"config": 1 << 20, "data": 1 << 30, "input": 64 << 20}
 # Python's csv module refuses fields over 131,072 characters. A legitimate field (a
 # review, a chain's per-residue tokens) is far below 2**20; a longer one is nearly always
@@ -187,6 +187,18 @@ def read_fasta(text: str, name: str) -> list[tuple[str, list[str]]]:
     if not records:
         raise UserError(f"{name} has no FASTA records ('>' header lines)")
     return records
+
+
+def read_fasta_sequences(path: str) -> list[str]:
+    """The sequence of every record of the FASTA file ``path`` (its lines joined), for
+    prediction; a record without a sequence is refused."""
+    checked = require_path(path, "FASTA file", "check the FASTA file's path")
+    sequences = []
+    for header, lines in read_fasta(read_text(checked, "input"), str(checked)):
+        if not lines:
+            raise UserError(f"{checked}: record {header or '(no name)'} has no sequence; remove it or add one")
+        sequences.append("".join(lines))
+    return sequences
 
 
 def is_archive(path: Path) -> bool:

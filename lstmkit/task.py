@@ -92,6 +92,18 @@ def check_input_lengths(inputs: dict, max_lengths: dict) -> dict:
         return {name: tf.identity(tensor) for name, tensor in inputs.items()}
 
 
+@dataclasses.dataclass(frozen=True)
+class InputFileOption:
+    """A task's own way for ``predict`` to read inputs from a file: the CLI offers it as
+    ``--<name> FILE`` (protein chains from a FASTA file...). ``read(path)`` returns the
+    inputs the file holds, as command-line items, and raises ``UserError`` for a file it
+    cannot read."""
+
+    name: str
+    help: str
+    read: Callable[[str], list[str]]
+
+
 class Task(abc.ABC):
     """One machine-learning task, as the shared machinery sees it.
 
@@ -108,6 +120,14 @@ class Task(abc.ABC):
     objective_direction: ClassVar[str] = "max"
     #: The test metric (a key of ``evaluate``'s result) that sums a run up in listings.
     headline_metric: ClassVar[str] = "accuracy"
+    #: What ``evaluate`` reports, in order: the keys of ``evaluate``'s result shown as
+    #: figures (those a result lacks are left out: precision and recall exist for two
+    #: classes only).
+    reported_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "precision", "recall", "f1", "macro_f1", "loss")
+    #: Counts besides ``examples`` that ``evaluate`` reports: result key -> what it counts.
+    reported_counts: ClassVar[dict[str, str]] = {}
+    #: Extra ways ``predict`` reads inputs from files.
+    input_file_options: ClassVar[tuple[InputFileOption, ...]] = ()
     #: The ``--data`` value used when none is given.
     default_data: ClassVar[str]
 
@@ -207,7 +227,7 @@ class Task(abc.ABC):
 
     def evaluate(self, model, dataset, config, preprocessing: dict) -> dict:
         """Metrics of ``model`` on an unbatched dataset; classification by default."""
-        from lstmkit.evaluation import classification_metrics
+        from lstmkit.scoring import classification_metrics
 
         return classification_metrics(model, dataset, self.label_names(config, preprocessing),
                                       config.train.batch_size)

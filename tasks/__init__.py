@@ -1,18 +1,7 @@
-"""The tasks lstmkit knows, each in its own folder.
+"""lstmkit's own tasks, installed as ``lstmkit.tasks`` (this folder is mapped to that
+package name by ``pyproject.toml``, so nothing of ours is installed as ``tasks``).
 
-Each ``tasks/<name>/task.py`` defines ``TASK``, an instance of ``lstmkit.task.Task``.
-The registry below names them without importing them, so ``cli.py --help`` stays fast.
+Each ``<name>/task.py`` defines ``TASK``, an instance of ``lstmkit.task.Task``, and
+``pyproject.toml`` registers it in the ``lstmkit.tasks`` entry-point group, the same
+way a package of someone else's adds a task (see ``lstmkit.registry``).
 """
-
-import importlib
-
-TASK_NAMES = ("sentiment", "textgen", "speech_commands", "protein_ss")
-
-
-def get_task(name: str):
-    """Import and return the task object registered as ``name``."""
-    if name not in TASK_NAMES:
-        from lstmkit.errors import UserError
-
-        raise UserError(f"unknown task {name!r}; choose one of: {', '.join(TASK_NAMES)}")
-    return importlib.import_module(f"tasks.{name}.task").TASK

@@ -27,7 +27,7 @@ def shared_data() -> Path:
 def run_cli(capfd):
     """Run ``cli.main(args)`` in-process; return (exit code, stdout, stderr) as the
     terminal would show them (file-descriptor level, so library logs count too)."""
-    import cli
+    from lstmkit import cli
 
     def run(*args):
         code = 0
@@ -44,7 +44,7 @@ def run_cli(capfd):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, shared_data):
     """One tiny sentiment run on a 400-sentence slice of MR, trained once per session."""
-    import cli
+    from lstmkit import cli
 
     runs = tmp_path_factory.mktemp("runs")
     try:

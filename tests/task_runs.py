@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lstmkit.data import read_fasta
-from tasks.protein_ss import data as protein_data
+from lstmkit.tasks.protein_ss import data as protein_data
 
 SPEECH_ARCHIVE = "speech_commands_v002_test/speech_commands_test_set_v0.02.tar.xz"
 
@@ -49,7 +49,7 @@ def netsurfp_small(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def protein_run(tmp_path_factory, netsurfp_small):
-    import cli
+    from lstmkit import cli
 
     runs = tmp_path_factory.mktemp("runs")
     try:
@@ -83,7 +83,7 @@ TINY_SETTINGS = ["--set", "data.validation_percentage=25", "--set", "data.testin
 
 @pytest.fixture(scope="session")
 def speech_run(tmp_path_factory, speech_slice):
-    import cli
+    from lstmkit import cli
 
     runs = tmp_path_factory.mktemp("runs")
     try:
@@ -107,7 +107,7 @@ def shakespeare_slice(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def textgen_run(tmp_path_factory, shakespeare_slice):
-    import cli
+    from lstmkit import cli
 
     runs = tmp_path_factory.mktemp("runs")
     try:
@@ -123,7 +123,7 @@ def textgen_run(tmp_path_factory, shakespeare_slice):
 def exports(tmp_path_factory, tiny_run, speech_run, protein_run, textgen_run):
     """Every task's tiny run exported as version 1 under one base path."""
     from lstmkit.export import export_run
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     base = tmp_path_factory.mktemp("saved_models")
     for name, run_dir in [("sentiment", tiny_run), ("speech_commands", speech_run), ("protein_ss", protein_run),

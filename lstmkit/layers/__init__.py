@@ -4,7 +4,7 @@ Every layer here is registered serializable under the ``lstmkit`` package, so mo
 that use them save to and load from ``.keras`` files once ``lstmkit.layers`` is imported.
 """
 
-from lstmkit.layers.audio import FixedLength, LogMelSpectrogram, SpecAugment
+from lstmkit.layers.spectrogram import FixedLength, LogMelSpectrogram, SpecAugment
 from lstmkit.layers.embedding_dropout import EmbeddingDropout
 from lstmkit.layers.locked_dropout import LockedDropout
 from lstmkit.layers.masking import PaddingMask

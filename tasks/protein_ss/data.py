@@ -211,7 +211,7 @@ def warn_unknown(letters: set, source) -> None:
 
 def read_tfds(name: str) -> list[Chain]:
     """Chains of a TFDS dataset with ``sequence`` and ``dssp8`` (and ``profile``) features."""
-    from tasks.protein_ss import cullpdb_profile  # noqa: F401  (registers tfds:cullpdb_profile)
+    from lstmkit.tasks.protein_ss import cullpdb_profile  # noqa: F401  (registers tfds:cullpdb_profile)
 
     splits = load_tfds(name, ["train", "validation", "test"], TFDS_HINT, as_supervised=False)
     if not {"sequence", "dssp8"} <= set(splits[0].element_spec):

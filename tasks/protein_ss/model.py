@@ -9,8 +9,8 @@ a fixed vocabulary of ``ALPHABET`` plus padding and an out-of-vocabulary id) →
 import keras
 
 from lstmkit.layers import LockedDropout, PaddingMask, scaled_rate
-from tasks.protein_ss.config import ProteinConfig
-from tasks.protein_ss.data import ALPHABET
+from lstmkit.tasks.protein_ss.config import ProteinConfig
+from lstmkit.tasks.protein_ss.data import ALPHABET
 
 # TextVectorization's ids: 0 padding, 1 out of vocabulary, then ALPHABET in order.
 SPECIAL_IDS = 2

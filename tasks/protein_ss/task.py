@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmkit.data import seeded_split
+from lstmkit.data import read_fasta_sequences, seeded_split
 from lstmkit.errors import UserError
-from lstmkit.task import DataSplits, ServingSignature, Task
-from tasks.protein_ss import config as protein_config
-from tasks.protein_ss import data as protein_data
+from lstmkit.task import DataSplits, InputFileOption, ServingSignature, Task
+from lstmkit.tasks.protein_ss import config as protein_config
+from lstmkit.tasks.protein_ss import data as protein_data
 
 # Imported here, not lazily: it registers what a saved model needs.
-from tasks.protein_ss import model as protein_model
-from tasks.protein_ss.config import MAX_RESIDUES
-from tasks.protein_ss.hypermodel import search_space
-from tasks.protein_ss.metrics import sov
+from lstmkit.tasks.protein_ss import model as protein_model
+from lstmkit.tasks.protein_ss.config import MAX_RESIDUES
+from lstmkit.tasks.protein_ss.search_space import search_space
+from lstmkit.tasks.protein_ss.metrics import sov
 
 # Labels of residues that are not scored (unresolved, or padding).
 NOT_SCORED = -1
@@ -32,6 +32,10 @@ class ProteinTask(Task):
     objective = "val_accuracy"
     headline_metric = "q3"
     objective_direction = "max"
+    reported_metrics = ("accuracy", "macro_f1", "loss", "q3", "q8", "per_chain_accuracy", "sov")
+    reported_counts = {"residues": "scored residues"}
+    input_file_options = (InputFileOption(
+        "fasta", "Read one input per FASTA record (its sequence lines joined) from FILE.", read_fasta_sequences),)
     default_data = "../shared/data/protein_netsurfp2_flip"
 
     def tiny_config(self):
@@ -156,7 +160,7 @@ class ProteinTask(Task):
         per-state precision/recall, and the confusion matrix."""
         import tensorflow as tf
 
-        from lstmkit.evaluation import confusion_metrics
+        from lstmkit.scoring import confusion_metrics
 
         batches = self.evaluation_batches(dataset, config).map(
             lambda features, labels: (model_features(features, preprocessing), labels))

@@ -8,8 +8,8 @@ from lstmkit.layers import (
     TruncateSequence,
     scaled_rate,
 )
-from tasks.sentiment.config import SentimentConfig
-from tasks.sentiment.data import LABEL_NAMES
+from lstmkit.tasks.sentiment.config import SentimentConfig
+from lstmkit.tasks.sentiment.data import LABEL_NAMES
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")

@@ -7,13 +7,13 @@ import numpy as np
 from lstmkit.data import seeded_split, take
 from lstmkit.errors import UserError
 from lstmkit.task import ClassificationTask, DataSplits, ServingSignature
-from tasks.sentiment import config as sentiment_config
-from tasks.sentiment import data as sentiment_data
+from lstmkit.tasks.sentiment import config as sentiment_config
+from lstmkit.tasks.sentiment import data as sentiment_data
 
 # Imported here, not lazily: loading a saved sentiment model needs the custom objects
 # this module registers with Keras (its text standardization).
-from tasks.sentiment import model as sentiment_model
-from tasks.sentiment.hypermodel import search_space
+from lstmkit.tasks.sentiment import model as sentiment_model
+from lstmkit.tasks.sentiment.search_space import search_space
 
 
 def examples_dataset(examples):

@@ -1,7 +1,7 @@
 """Reading keyword clips: Speech Commands and Free Spoken Digit folders or archives,
 TensorFlow Datasets' ``speech_commands``, and synthetic ``builtin`` clips.
 
-Every clip is read with ``lstmkit.audio.read_wav``; files it refuses are listed (with
+Every clip is read with ``lstmkit.wav.read_wav``; files it refuses are listed (with
 a count) and skipped, never silently. Clips keep their own sample rate here; the task
 resamples them to 16 kHz with the same graph code the exported model uses.
 """
@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from lstmkit.audio import AudioFileError, read_wav
+from lstmkit.wav import AudioFileError, read_wav
 from lstmkit.data import is_archive, iter_archive_files, read_bytes, require_path
 from lstmkit.errors import UserError
 

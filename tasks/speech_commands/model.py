@@ -15,7 +15,7 @@ from lstmkit.layers import (
     SpecAugment,
     scaled_rate,
 )
-from tasks.speech_commands.config import SAMPLE_RATE, SpeechConfig
+from lstmkit.tasks.speech_commands.config import SAMPLE_RATE, SpeechConfig
 
 
 def front_end(config: SpeechConfig) -> list:

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmkit.audio import AudioFileError, decode_wav_in_graph, read_wav, resample
+from lstmkit.wav import AudioFileError, decode_wav_in_graph, read_wav, resample
 from lstmkit.data import load_tfds, read_bytes
 from lstmkit.errors import UserError
 from lstmkit.layers import FixedLength
 from lstmkit.task import ClassificationTask, DataSplits, ServingSignature
-from tasks.speech_commands import config as speech_config
-from tasks.speech_commands import data as speech_data
+from lstmkit.tasks.speech_commands import config as speech_config
+from lstmkit.tasks.speech_commands import data as speech_data
 
 # Imported here, not lazily: loading a saved model needs the front-end layers it registers.
-from tasks.speech_commands import model as speech_model
-from tasks.speech_commands.config import SAMPLE_RATE
-from tasks.speech_commands.hypermodel import search_space
+from lstmkit.tasks.speech_commands import model as speech_model
+from lstmkit.tasks.speech_commands.config import SAMPLE_RATE
+from lstmkit.tasks.speech_commands.search_space import search_space
 
 # The 12 classes of the Speech Commands benchmark (and of --data builtin).
 SPEECH_COMMANDS_12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
@@ -54,7 +54,7 @@ class SpeechCommandsTask(ClassificationTask):
             return self._load_tfds(source[len("tfds:"):], config)
         settings = config.data
         if source == "builtin":
-            from tasks.speech_commands import synthesis
+            from lstmkit.tasks.speech_commands import synthesis
 
             try:
                 waveforms, labels, speakers = synthesis.keyword_clips(settings.builtin_clips_per_class,

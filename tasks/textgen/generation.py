@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tasks.textgen.model import PADDING_ID, SPECIAL_IDS, output_logits, run_layers
+from lstmkit.tasks.textgen.model import PADDING_ID, SPECIAL_IDS, output_logits, run_layers
 
 # An empty prompt starts a new line of text.
 EMPTY_PROMPT = "\n"

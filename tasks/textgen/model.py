@@ -11,7 +11,7 @@ run the plain functional model: every window or prompt starts from a zero state.
 import keras
 
 from lstmkit.layers import EmbeddingDropout, RegularizedLSTM, scaled_rate
-from tasks.textgen.config import TextgenConfig
+from lstmkit.tasks.textgen.config import TextgenConfig
 
 # TextVectorization's own first two ids: 0 pads (and masks), 1 is out of vocabulary.
 PADDING_ID, OUT_OF_VOCABULARY_ID = 0, 1

@@ -10,11 +10,11 @@ import numpy as np
 from lstmkit import data as data_lib
 from lstmkit.errors import UserError
 from lstmkit.task import DataSplits, ServingSignature, Task
-from tasks.textgen import config as textgen_config
-from tasks.textgen import data as textgen_data
-from tasks.textgen import model as textgen_model
-from tasks.textgen.config import MAX_PROMPT_CHARACTERS
-from tasks.textgen.hypermodel import search_space
+from lstmkit.tasks.textgen import config as textgen_config
+from lstmkit.tasks.textgen import data as textgen_data
+from lstmkit.tasks.textgen import model as textgen_model
+from lstmkit.tasks.textgen.config import MAX_PROMPT_CHARACTERS
+from lstmkit.tasks.textgen.search_space import search_space
 
 
 class TextgenTask(Task):
@@ -24,6 +24,8 @@ class TextgenTask(Task):
     config_class = textgen_config.TextgenConfig
     objective = "val_loss"
     headline_metric = "bits_per_char"
+    reported_metrics = ("loss", "nats_per_char", "bits_per_char", "perplexity")
+    reported_counts = {"characters": "characters"}
     objective_direction = "min"
     default_data = "tfds:tiny_shakespeare"
 
@@ -148,7 +150,7 @@ class TextgenTask(Task):
         import tensorflow as tf
 
         from lstmkit.task import MAX_SERVED_GENERATED_LENGTH
-        from tasks.textgen.generation import CharacterSampler
+        from lstmkit.tasks.textgen.generation import CharacterSampler
 
         most = max_generated_length or MAX_SERVED_GENERATED_LENGTH
 
@@ -205,7 +207,7 @@ class TextgenTask(Task):
                 for item in items if len(item) > MAX_PROMPT_CHARACTERS}
 
     def generate(self, config, model, prompt: str, length: int, sampling: dict, seed: int):
-        from tasks.textgen.generation import CharacterSampler
+        from lstmkit.tasks.textgen.generation import CharacterSampler
 
         if len(prompt) > MAX_PROMPT_CHARACTERS:
             raise UserError(f"--prompt has {len(prompt):,} characters; at most {MAX_PROMPT_CHARACTERS:,} are read "
@@ -215,7 +217,7 @@ class TextgenTask(Task):
     def parse_predict_inputs(self, config, items: list[str]):
         import tensorflow as tf
 
-        from tasks.textgen.generation import EMPTY_PROMPT
+        from lstmkit.tasks.textgen.generation import EMPTY_PROMPT
 
         return tf.constant([item or EMPTY_PROMPT for item in items], tf.string)
 

@@ -7,8 +7,8 @@ import pytest
 from lstmkit import config as config_lib
 from lstmkit.config import TrainingConfig
 from lstmkit.errors import UserError
-from tasks import TASK_NAMES, get_task
-from tasks.sentiment.config import SentimentConfig
+from lstmkit.registry import get_task, task_names
+from lstmkit.tasks.sentiment.config import SentimentConfig
 
 
 def test_overrides_are_typed_and_nested():
@@ -78,7 +78,7 @@ def _numeric_fields(cls, prefix=""):
             yield f"{prefix}{field.name}", field, kind
 
 
-@pytest.mark.parametrize("task_name", TASK_NAMES)
+@pytest.mark.parametrize("task_name", task_names())
 def test_every_numeric_key_declares_a_range_its_presets_respect(task_name):
     task = get_task(task_name)
     fields = list(_numeric_fields(task.config_class))
@@ -89,7 +89,7 @@ def test_every_numeric_key_declares_a_range_its_presets_respect(task_name):
         assert config_lib.from_dict(task.config_class, config_lib.to_dict(preset)) == preset
 
 
-@pytest.mark.parametrize("task_name", TASK_NAMES)
+@pytest.mark.parametrize("task_name", task_names())
 def test_every_range_is_checked_and_the_error_names_the_whole_key(task_name):
     """Values just outside each end, and NaN, are refused for every numeric key; the
     check runs in each config class, so one that forgot it would fail here."""

@@ -20,7 +20,7 @@ def assert_one_line_error(code, out, err, *fragments):
 
 @pytest.fixture
 def sentiment_task_class():
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     return type(get_task("sentiment"))
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from lstmkit.errors import UserError
-from tasks.protein_ss import cullpdb_profile, data
+from lstmkit.tasks.protein_ss import cullpdb_profile, data
 
 # The layout as the dataset's README states it, written out here on purpose (not taken
 # from the module under test): residues one-hot in this order then NoSeq, labels one-hot
@@ -103,7 +103,7 @@ def test_without_files_or_network_it_fails_fast_naming_the_manual_folder(offline
 
 @pytest.fixture(scope="module")
 def profile_run(cullpdb_manual, tmp_path_factory):
-    import cli
+    from lstmkit import cli
 
     runs = tmp_path_factory.mktemp("runs")
     try:
@@ -117,7 +117,7 @@ def profile_run(cullpdb_manual, tmp_path_factory):
 
 def test_a_model_trained_with_profiles_reads_them(profile_run):
     from lstmkit.evaluation import load_run
-    from tasks.protein_ss.task import TASK
+    from lstmkit.tasks.protein_ss.task import TASK
 
     preprocessing = json.loads((profile_run / "preprocessing.json").read_text())
     assert preprocessing["profile_features"] == 21
@@ -134,7 +134,7 @@ def test_a_model_trained_with_profiles_reads_them(profile_run):
 def test_export_takes_sequences_and_profiles(profile_run, tmp_path, batch, length):
     from lstmkit.evaluation import load_run
     from lstmkit.export import export_run
-    from tasks.protein_ss.task import TASK
+    from lstmkit.tasks.protein_ss.task import TASK
 
     config, model = load_run(TASK, profile_run)
     version = export_run(TASK, profile_run, tmp_path)

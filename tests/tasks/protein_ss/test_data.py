@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from lstmkit.errors import UserError
-from tasks.protein_ss import data
+from lstmkit.tasks.protein_ss import data
 
 
 def slice_fasta(source, target, records):

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.protein_ss import data
+from lstmkit.tasks.protein_ss import data
 
 
 def loaded(run_dir):
     from lstmkit.evaluation import load_run
-    from tasks.protein_ss.task import TASK
+    from lstmkit.tasks.protein_ss.task import TASK
 
     return (TASK, *load_run(TASK, run_dir))
 
@@ -32,7 +32,7 @@ def test_loss_goes_down_and_metrics_count_scored_residues_only(protein_run, nets
 
 def test_unscored_residues_change_neither_loss_nor_metrics(protein_run):
     """Relabel every unscored position: a leak would move the figures."""
-    from tasks.protein_ss.task import NOT_SCORED
+    from lstmkit.tasks.protein_ss.task import NOT_SCORED
 
     task, config, model = loaded(protein_run)
     sequences = tf.constant(["MKVLAAGIVGLLLAAHS", "GSHMTTEK"])

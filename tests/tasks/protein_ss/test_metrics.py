@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.protein_ss.metrics import segments, sov
+from lstmkit.tasks.protein_ss.metrics import segments, sov
 
 
 def test_segments_are_runs():

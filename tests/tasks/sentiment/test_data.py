@@ -5,8 +5,8 @@ import tarfile
 import pytest
 
 from lstmkit.errors import UserError
-from tasks.sentiment import data
-from tasks.sentiment.task import TASK
+from lstmkit.tasks.sentiment import data
+from lstmkit.tasks.sentiment.task import TASK
 
 
 def _write_aclimdb(root, per_folder=3):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.sentiment.config import SentimentConfig
-from tasks.sentiment.model import build_model, lower_and_split_punctuation, vectorizer
-from tasks.sentiment.task import TASK
+from lstmkit.tasks.sentiment.config import SentimentConfig
+from lstmkit.tasks.sentiment.model import build_model, lower_and_split_punctuation, vectorizer
+from lstmkit.tasks.sentiment.task import TASK
 
 
 def test_standardization_splits_punctuation_and_drops_html_breaks():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from lstmkit.errors import UserError
-from tasks.speech_commands import data as speech_data
-from tasks.speech_commands.config import DataConfig, SpeechConfig
-from tasks.speech_commands.task import TASK
-from tests.lstmkit.test_audio import wav_bytes
+from lstmkit.tasks.speech_commands import data as speech_data
+from lstmkit.tasks.speech_commands.config import DataConfig, SpeechConfig
+from lstmkit.tasks.speech_commands.task import TASK
+from tests.lstmkit.test_wav import wav_bytes
 
 # 96 clips are too few for 10% validation and test splits by speaker.
 QUARTERS = SpeechConfig(data=DataConfig(validation_percentage=25, testing_percentage=25))

@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.lstmkit.test_audio import wav_bytes
+from tests.lstmkit.test_wav import wav_bytes
 
 
 @pytest.fixture(scope="session")
 def exported(speech_run, tmp_path_factory):
     from lstmkit.export import export_run
-    from tasks.speech_commands.task import TASK
+    from lstmkit.tasks.speech_commands.task import TASK
 
     return export_run(TASK, speech_run, tmp_path_factory.mktemp("saved_models"))
 
 
 def loaded_model(run_dir):
     from lstmkit.evaluation import load_run
-    from tasks.speech_commands.task import TASK
+    from lstmkit.tasks.speech_commands.task import TASK
 
     return load_run(TASK, run_dir)
 
@@ -76,8 +76,8 @@ def test_exported_waveform_signature_matches_the_model(speech_run, exported, bat
 @pytest.mark.parametrize("batch", [1, 3])
 def test_exported_wav_signature_decodes_and_resamples_by_itself(speech_run, exported, speech_slice,
                                                                fsdd_slice, batch):
-    from lstmkit.audio import read_wav
-    from tasks.speech_commands.task import to_clip
+    from lstmkit.wav import read_wav
+    from lstmkit.tasks.speech_commands.task import to_clip
 
     _, model = loaded_model(speech_run)
     serve = tf.saved_model.load(str(exported)).signatures["wav_bytes"]
@@ -92,9 +92,9 @@ def test_exported_wav_signature_decodes_and_resamples_by_itself(speech_run, expo
 
 
 def test_tflite_export_uses_builtin_ops_and_matches_keras(speech_run, tmp_path, speech_slice):
-    from lstmkit.audio import read_wav
+    from lstmkit.wav import read_wav
     from lstmkit.export import export_tflite
-    from tasks.speech_commands.task import TASK
+    from lstmkit.tasks.speech_commands.task import TASK
 
     version = export_tflite(TASK, speech_run, tmp_path)
     assert version == tmp_path / "speech_commands_tflite" / "1"

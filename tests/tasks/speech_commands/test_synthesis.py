@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from tasks.speech_commands import synthesis
-from tasks.speech_commands.synthesis import (
+from lstmkit.tasks.speech_commands import synthesis
+from lstmkit.tasks.speech_commands.synthesis import (
     COMMAND_WORDS,
     SAMPLE_RATE,
     SynthesisUnavailable,

@@ -5,9 +5,9 @@ import gzip
 import pytest
 
 from lstmkit.errors import UserError
-from tasks import get_task
-from tasks.textgen import data
-from tasks.textgen.config import TINY, DataConfig
+from lstmkit.registry import get_task
+from lstmkit.tasks.textgen import data
+from lstmkit.tasks.textgen.config import TINY, DataConfig
 
 
 def test_windows_are_inputs_and_their_next_characters():

@@ -153,7 +153,7 @@ def test_evaluate_scores_a_text_too_short_to_train_on(textgen_run, run_cli, tmp_
 
 
 def test_prompts_over_the_limit_are_refused_in_one_line(textgen_run, run_cli):
-    from tasks.textgen.config import MAX_PROMPT_CHARACTERS
+    from lstmkit.tasks.textgen.config import MAX_PROMPT_CHARACTERS
 
     long_prompt = "a" * (MAX_PROMPT_CHARACTERS + 1)
     code, out, err = run_cli("generate", "textgen", "--run", textgen_run, "--prompt", long_prompt, "--length", "5")

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from lstmkit.errors import UserError
-from tasks.textgen.config import TINY, TextgenConfig
-from tasks.textgen.generation import CharacterSampler
-from tasks.textgen.model import build_model
+from lstmkit.tasks.textgen.config import TINY, TextgenConfig
+from lstmkit.tasks.textgen.generation import CharacterSampler
+from lstmkit.tasks.textgen.model import build_model
 
 VOCABULARY = list("\n !',.:;?abcdefghijklmnopqrstuvwxyz")
 
@@ -119,7 +119,7 @@ def test_stream_gives_the_same_text_as_the_graph_loop():
 
 def test_training_carries_each_rows_state_to_the_next_batch():
     from lstmkit.config import TrainingConfig
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     # No dropout and a zero learning rate: the carried states after two batches must be
     # those of running each stream's two windows as one text from a zero state.
@@ -139,7 +139,7 @@ def test_training_carries_each_rows_state_to_the_next_batch():
     model = task.build_model(config, {"vocabulary": VOCABULARY})
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=task.loss(config))
     model.fit(batches, epochs=1, verbose=0, shuffle=False)
-    from tasks.textgen.model import run_layers
+    from lstmkit.tasks.textgen.model import run_layers
 
     ids = model.get_layer("characters")(tf.constant([windows[0] + windows[1], windows[2] + windows[3]]))
     _, expected = run_layers(model, ids)
@@ -148,7 +148,7 @@ def test_training_carries_each_rows_state_to_the_next_batch():
 
 
 def test_activation_regularization_adds_to_the_training_loss():
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     task = get_task("textgen")
     losses = []
@@ -165,7 +165,7 @@ def test_activation_regularization_adds_to_the_training_loss():
 
 def test_window_batching_shuffles_and_keeps_no_state():
     from lstmkit.config import TrainingConfig
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     task = get_task("textgen")
     config = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, batching="windows"),

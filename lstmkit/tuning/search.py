@@ -15,7 +15,7 @@ process). Keras Tuner clears the Keras session before each trial, yet a process 
 fits model after model still grows by tens of MiB per model (a Keras/TensorFlow leak,
 see BENCHMARKS.md); a process that exits gives all of it back. The processes are
 workers of Keras Tuner's distributed mode against an oracle served on loopback by this
-process (``lstmkit.distributed_search``), which also runs searches across machines.
+process (``lstmkit.tuning.cluster``), which also runs searches across machines.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from lstmkit import data as data_lib
 from lstmkit import runs
 from lstmkit.errors import UserError
 from lstmkit.task import Task
-from lstmkit.training import (
+from lstmkit.training.fit import (
     compile_model,
     fit_datasets,
     progress_verbosity,
@@ -42,48 +42,6 @@ from lstmkit.training import (
 )
 
 TUNERS = ("hyperband", "random", "bayesian")
-
-
-def choice(hp, name: str, values: list, current):
-    """``hp.Choice`` whose default is the current config value when it is a choice."""
-    return hp.Choice(name, values, default=current if current in values else None)
-
-
-def rate(hp, name: str, current: float, high: float = 0.5, step: float = 0.05):
-    """A dropout-like rate in [0, high], defaulting to the current value."""
-    return hp.Float(name, 0.0, high, step=step, default=min(current, high))
-
-
-def lstm_space(hp, lstm, units: list[int], layers: list[int], rates: tuple[str, ...], bidirectional: bool = True):
-    """The searched copy of ``lstm`` (an ``LSTMStackConfig``): width, depth, direction
-    (unless ``bidirectional`` is False: a language model reads left to right) and the
-    dropout-like ``rates`` a task tunes, each named ``lstm.<key>``."""
-    searched = {"units": choice(hp, "lstm.units", units, lstm.units),
-                "layers": choice(hp, "lstm.layers", layers, lstm.layers)}
-    if bidirectional:
-        searched["bidirectional"] = hp.Boolean("lstm.bidirectional", default=lstm.bidirectional)
-    searched.update({name: rate(hp, f"lstm.{name}", getattr(lstm, name)) for name in rates})
-    return dataclasses.replace(lstm, **searched)
-
-
-def training_space(hp, train, learning_rates: tuple[float, float], batch_sizes: list[int]):
-    """The searched copy of ``train``: a log-uniform learning rate and a batch size."""
-    low, high = learning_rates
-    return dataclasses.replace(
-        train,
-        learning_rate=hp.Float("train.learning_rate", low, high, sampling="log",
-                               default=min(max(train.learning_rate, low), high)),
-        batch_size=choice(hp, "train.batch_size", batch_sizes, train.batch_size),
-    )
-
-
-def dropout_multiplier(hp, lstm, current: float):
-    """The one knob that scales every dropout rate (``dropout_multiplier``). Its top
-    keeps the largest scaled rate of ``lstm`` (an ``LSTMStackConfig``) at 0.95 or below;
-    searched rates stay <= 0.5, so 0.5 is the largest assumed for them."""
-    largest = max(0.5, *(getattr(lstm, name) for name in lstm.RATES))
-    top = max(round(0.95 / largest, 2), 0.5)
-    return hp.Float("dropout_multiplier", 0.5, top, default=min(max(current, 0.5), top))
 
 
 def _hypermodel_class():
@@ -259,12 +217,12 @@ def tune(
     by ``max_epochs``). With ``resume`` ('latest' or a
     search folder) an interrupted search continues with its own settings, config and
     data; trials that were running are run again. ``cluster`` (a
-    ``distributed_search.SearchCluster``) makes this process the chief or a worker of
+    ``cluster_lib.SearchCluster``) makes this process the chief or a worker of
     a distributed search; a worker with ``trial_budget`` raises ``TrialBudgetSpent``
     after that many trials.
     """
 
-    from lstmkit import distributed_search
+    from lstmkit.tuning import cluster as cluster_lib
 
     runs.require_folder(runs_root, "--runs-dir")
     directory = None
@@ -278,13 +236,13 @@ def tune(
     local = cluster is None and settings.trials_per_process > 0
     if local:
         # This process holds the oracle; trials run in worker processes it starts.
-        from lstmkit.distribute import free_loopback_ports
+        from lstmkit.training.strategy import free_loopback_ports
 
         (port,) = free_loopback_ports(1)
-        cluster = distributed_search.SearchCluster("chief", "127.0.0.1", port)
+        cluster = cluster_lib.SearchCluster("chief", "127.0.0.1", port)
     if cluster is not None:
-        distributed_search.configure(cluster)
-    with distributed_search.keras_tuner_environment(cluster):
+        cluster_lib.configure(cluster)
+    with cluster_lib.keras_tuner_environment(cluster):
         return _search(task, config, data_source, settings, objective, direction, directory=directory,
                        runs_root=runs_root, command=command, cluster=cluster, local=local,
                        trial_budget=trial_budget)
@@ -295,7 +253,7 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
     import keras
     import keras_tuner
 
-    from lstmkit import distributed_search
+    from lstmkit.tuning import cluster as cluster_lib
 
     seed_everything(settings.seed)
     splits = task.load_data(data_source, config)
@@ -319,7 +277,7 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
     tuner_class = {"hyperband": keras_tuner.Hyperband, "random": keras_tuner.RandomSearch,
                    "bayesian": keras_tuner.BayesianOptimization}[settings.tuner]
     if cluster is not None and cluster.role == "worker":
-        tuner_class = distributed_search.with_heartbeat(tuner_class)
+        tuner_class = cluster_lib.with_heartbeat(tuner_class)
     memory_log = directory / "memory.jsonl"
     tuner_class = recording_trials(tuner_class, memory_log, trial_budget)
     common = dict(objective=keras_tuner.Objective(objective, direction=direction), seed=settings.seed,
@@ -348,14 +306,14 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
 
             # "spawn": a fresh interpreter, not a fork of this one's TensorFlow state.
             context = multiprocessing.get_context("spawn")
-            local_workers = distributed_search.LocalWorkers(lambda worker_id: context.Process(
+            local_workers = cluster_lib.LocalWorkers(lambda worker_id: context.Process(
                 target=_trial_process, name=f"trial-{worker_id}",
                 args=(pickle.dumps(task), str(directory), cluster.host, cluster.port, worker_id,
                       settings.trials_per_process, os.getpid())))
         search.save()
-        distributed_search.serve_oracle(search.oracle, cluster, workers=local_workers)
+        cluster_lib.serve_oracle(search.oracle, cluster, workers=local_workers)
     elif cluster is not None:
-        with distributed_search.chief_errors(cluster):
+        with cluster_lib.chief_errors(cluster):
             search.search(callbacks=callbacks, **search_kwargs)
     else:
         search.search(callbacks=callbacks, **search_kwargs)
@@ -388,24 +346,38 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
     return TuneResult(runs.finish_run_dir(directory), best_config, trials, memory, data_source, settings)
 
 
+def retrain_best(task: Task, result: TuneResult, *, runs_root: str | Path = "runs", command: str = ""):
+    """Train the best configuration of a finished search on train+validation for as many
+    epochs as its best trial needed to reach its best score, and evaluate it once on
+    test. Returns the run and the number of epochs."""
+    from lstmkit.training import train
+
+    epochs = next(trial["best_epoch"] for trial in result.trials if trial["status"] == "COMPLETED") or 1
+    best = result.best_config
+    best = dataclasses.replace(best, train=dataclasses.replace(best.train, epochs=epochs, patience=epochs))
+    run = train(task, best, result.data_source, runs_root=runs_root, seed=result.settings.seed, command=command,
+                merge_validation=True)
+    return run, epochs
+
+
 def _trial_process(pickled_task: bytes, directory: str, host: str, port: int, worker_id: str, budget: int,
                    parent_pid: int) -> None:
     """A local search's worker process (``multiprocessing`` target): runs ``budget``
     trials of the search in ``directory`` against the chief at ``host:port``. The task
     comes pickled: unpickling it imports its modules, and with them TensorFlow, which
     must happen after its start-up lines are muted."""
-    from lstmkit import distributed_search
+    from lstmkit.tuning import cluster as cluster_lib
     from lstmkit.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     task = pickle.loads(pickled_task)
 
-    distributed_search.die_with_parent(parent_pid)
-    cluster = distributed_search.SearchCluster("worker", host, port, worker_id)
+    cluster_lib.die_with_parent(parent_pid)
+    cluster = cluster_lib.SearchCluster("worker", host, port, worker_id)
     try:
         tune(task, None, "", resume=directory, cluster=cluster, trial_budget=budget)
     except TrialBudgetSpent:
-        sys.exit(distributed_search.EXIT_TRIAL_BUDGET_SPENT)
+        sys.exit(cluster_lib.EXIT_TRIAL_BUDGET_SPENT)
     except UserError as error:
         print(f"Error: {error}", file=sys.stderr)
-        sys.exit(distributed_search.EXIT_BAD_INPUT)
+        sys.exit(cluster_lib.EXIT_BAD_INPUT)

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from lstmkit.distribute import free_loopback_ports
-from tasks import TASK_NAMES
+from lstmkit.training.strategy import free_loopback_ports
+from lstmkit.registry import task_names
 from tests.conftest import ROOT
 
 TINY_MR = ["--preset", "tiny", "--set", "data.max_train_examples=200", "--set", "vocab_size=500"]
@@ -173,13 +173,13 @@ def test_a_worker_killed_mid_trial_neither_hangs_the_chief_nor_loses_trials(shar
     assert sorted(trial for _, trial in begun(output)).count(killed_trial) == 1
 
 
-@pytest.mark.parametrize("task_name", TASK_NAMES)
+@pytest.mark.parametrize("task_name", task_names())
 def test_every_task_has_a_search_space_that_builds(task_name):
     """The contract makes tuning automatic: any registered task's hypermodel builds a
     model from Keras Tuner's choices, and searches the shared knobs."""
     import keras_tuner
 
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     task = get_task(task_name)
     hp = keras_tuner.HyperParameters()

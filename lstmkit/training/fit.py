@@ -108,13 +108,13 @@ def train(
 
     With ``resume`` (a run id, folder or 'latest'), continue an unfinished run from its
     last completed epoch, with that run's own config, data, seed and strategy.
-    ``strategy`` is a ``lstmkit.distribute`` strategy name (default: "default");
+    ``strategy`` is a ``lstmkit.training.strategy`` strategy name (default: "default");
     ``train.batch_size`` is per replica. With ``merge_validation`` the validation split
     joins the training data (a final fit after tuning): the run trains for
     ``train.epochs`` with no validation, keeps the weights of its lowest training loss,
     and reports test metrics only.
     """
-    from lstmkit import distribute
+    from lstmkit.training import strategy as strategy_lib
 
     # A --runs-dir that cannot be a folder is refused before any data is read.
     runs.require_folder(runs_root, "--runs-dir")
@@ -128,7 +128,7 @@ def train(
         merge_validation = info.get("validation_merged_into_train", False)
     strategy_name = strategy or "default"
     # A bad TF_CONFIG is reported before any data is read.
-    strategy = distribute.make_strategy(strategy_name)
+    strategy = strategy_lib.make_strategy(strategy_name)
     replicas = strategy.num_replicas_in_sync
 
     seed_everything(seed)
@@ -158,8 +158,8 @@ def train(
     train_batches, validation_batches, steps_per_epoch = fit_datasets(
         task, splits, global_config, preprocessing, seed)
     if strategy_name == "multiworker":
-        train_batches = distribute.shard_by_batch(train_batches)
-        validation_batches = distribute.shard_by_batch(validation_batches)
+        train_batches = strategy_lib.shard_by_batch(train_batches)
+        validation_batches = strategy_lib.shard_by_batch(validation_batches)
     with strategy.scope():
         model = task.build_model(config, preprocessing)
         compile_model(task, model, config, steps_per_epoch)

@@ -6,8 +6,8 @@ config's (it sets what the validation loss measures), so neither is searched.
 
 import dataclasses
 
-from lstmkit.tuning import choice, dropout_multiplier, lstm_space, rate, training_space
-from tasks.textgen.config import TextgenConfig
+from lstmkit.tuning.space import choice, dropout_multiplier, lstm_space, rate, training_space
+from lstmkit.tasks.textgen.config import TextgenConfig
 
 
 def search_space(hp, config: TextgenConfig) -> TextgenConfig:

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from lstmkit import distribute
+from lstmkit.training import strategy as strategy_lib
 from lstmkit.errors import UserError
 from tests.conftest import ROOT
 
@@ -17,7 +17,7 @@ GOOD = {"cluster": {"worker": ["127.0.0.1:2001", "127.0.0.1:2002"]}, "task": {"t
 
 
 def test_a_good_tf_config_passes():
-    assert distribute.check_tf_config(json.dumps(GOOD)) == GOOD
+    assert strategy_lib.check_tf_config(json.dumps(GOOD)) == GOOD
 
 
 @pytest.mark.parametrize("text, message", [
@@ -32,7 +32,7 @@ def test_a_good_tf_config_passes():
 ])
 def test_bad_tf_config_is_one_clear_error(text, message):
     with pytest.raises(UserError, match=message):
-        distribute.check_tf_config(text)
+        strategy_lib.check_tf_config(text)
 
 
 def test_train_refuses_a_bad_tf_config_before_reading_data(run_cli, monkeypatch, tmp_path, shared_data):
@@ -45,9 +45,9 @@ def test_train_refuses_a_bad_tf_config_before_reading_data(run_cli, monkeypatch,
 
 def test_two_multiworker_processes_finish_with_identical_weights(shared_data, tmp_path):
     from lstmkit.evaluation import load_run
-    from tasks.sentiment.task import TASK
+    from lstmkit.tasks.sentiment.task import TASK
 
-    workers = [f"127.0.0.1:{port}" for port in distribute.free_loopback_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in strategy_lib.free_loopback_ports(2)]
     processes = []
     for index in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=json.dumps(

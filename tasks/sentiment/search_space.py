@@ -7,8 +7,8 @@ config's value where that value is one of the choices.
 
 import dataclasses
 
-from lstmkit.tuning import choice, dropout_multiplier, lstm_space, rate, training_space
-from tasks.sentiment.config import SentimentConfig
+from lstmkit.tuning.space import choice, dropout_multiplier, lstm_space, rate, training_space
+from lstmkit.tasks.sentiment.config import SentimentConfig
 
 
 def search_space(hp, config: SentimentConfig) -> SentimentConfig:

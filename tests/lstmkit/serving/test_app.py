@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 
 from lstmkit import serving
-from lstmkit.distribute import free_loopback_ports
+from lstmkit.training.strategy import free_loopback_ports
 from tests.conftest import ROOT
 
 
@@ -114,7 +114,7 @@ def assert_same(served, expected):
 def test_predict_answers_equal_the_in_memory_models(server, task_name, speech_slice, request, exports):
     from lstmkit import runs
     from lstmkit.evaluation import load_run
-    from tasks import get_task
+    from lstmkit.registry import get_task
 
     task = get_task(task_name)
     run_dir = request.getfixturevalue({"sentiment": "tiny_run", "speech_commands": "speech_run",

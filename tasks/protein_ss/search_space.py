@@ -5,8 +5,8 @@ The number of states is what the labels hold, so it is not searched.
 
 import dataclasses
 
-from lstmkit.tuning import choice, dropout_multiplier, lstm_space, rate, training_space
-from tasks.protein_ss.config import ProteinConfig
+from lstmkit.tuning.space import choice, dropout_multiplier, lstm_space, rate, training_space
+from lstmkit.tasks.protein_ss.config import ProteinConfig
 
 
 def search_space(hp, config: ProteinConfig) -> ProteinConfig:

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from lstmkit import distributed_search
-from lstmkit.distributed_search import (
+from lstmkit.tuning import cluster as cluster_lib
+from lstmkit.tuning.cluster import (
     EXIT_TRIAL_BUDGET_SPENT,
     LocalWorkers,
     keras_tuner_environment,
@@ -87,7 +87,7 @@ def test_a_process_that_dies_mid_trial_has_its_trial_retried_and_two_failures_st
 
 
 def test_bad_input_in_a_trial_process_stops_at_once():
-    workers, _ = workers_with([distributed_search.EXIT_BAD_INPUT])
+    workers, _ = workers_with([cluster_lib.EXIT_BAD_INPUT])
     workers.poll(FakeOracle(3), search_over=False)
     with pytest.raises(UserError, match="stopped on the error above"):
         workers.poll(FakeOracle(3), search_over=False)
@@ -95,7 +95,7 @@ def test_bad_input_in_a_trial_process_stops_at_once():
 
 def test_keras_tuner_variables_are_set_for_a_search_and_restored_after(monkeypatch):
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "stale")
-    cluster = distributed_search.SearchCluster("worker", "127.0.0.1", 9999, worker_id="7")
+    cluster = cluster_lib.SearchCluster("worker", "127.0.0.1", 9999, worker_id="7")
     with keras_tuner_environment(cluster):
         assert os.environ["KERASTUNER_TUNER_ID"] == "worker-7" and os.environ["KERASTUNER_ORACLE_PORT"] == "9999"
     with keras_tuner_environment(None):  # a search in this process only

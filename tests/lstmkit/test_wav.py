@@ -6,7 +6,7 @@ import wave
 import numpy as np
 import pytest
 
-from lstmkit.audio import AudioFileError, read_wav, resample
+from lstmkit.wav import AudioFileError, read_wav, resample
 
 
 def wav_bytes(samples=None, rate=16_000, channels=1, width=2, frames=None):

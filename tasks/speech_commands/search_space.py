@@ -6,8 +6,8 @@ normalization statistics are adapted on it once.
 
 import dataclasses
 
-from lstmkit.tuning import choice, dropout_multiplier, lstm_space, rate, training_space
-from tasks.speech_commands.config import SpeechConfig
+from lstmkit.tuning.space import choice, dropout_multiplier, lstm_space, rate, training_space
+from lstmkit.tasks.speech_commands.config import SpeechConfig
 
 
 def search_space(hp, config: SpeechConfig) -> SpeechConfig:
