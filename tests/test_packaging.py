@@ -13,6 +13,7 @@ the fresh environment borrows this one's installed dependencies.
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import os
 import random
@@ -163,3 +164,76 @@ def test_the_installed_package_trains_and_predicts_outside_the_checkout(venv, tm
     (record,) = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert record["label"] in ("negative", "positive")
     assert sum(record["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+
+
+# --- a task of another package --------------------------------------------------------
+
+THIRD_PARTY_MODULE = "lstmkit_reviews_example"
+THIRD_PARTY_SOURCE = '''
+"""Another package's task: the sentiment machinery under a name of its own."""
+from lstmkit.tasks.sentiment.task import SentimentTask
+
+
+class ReviewTask(SentimentTask):
+    name = "reviews"
+
+
+TASK = ReviewTask()
+NOT_A_TASK = object()
+'''
+
+
+@pytest.fixture
+def install_third_party(tmp_path, monkeypatch):
+    """Install a package of tmp_path's own (its module and a dist-info declaring
+    ``entry_points``) by putting tmp_path on sys.path, as pip would in site-packages."""
+
+    def install(entry_points: dict[str, str]) -> None:
+        (tmp_path / f"{THIRD_PARTY_MODULE}.py").write_text(THIRD_PARTY_SOURCE)
+        dist_info = tmp_path / "lstmkit_reviews_example-1.0.dist-info"
+        dist_info.mkdir()
+        (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: lstmkit-reviews-example\nVersion: 1.0\n")
+        lines = [f"{name} = {value}" for name, value in entry_points.items()]
+        (dist_info / "entry_points.txt").write_text("[lstmkit.tasks]\n" + "\n".join(lines) + "\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+
+    yield install
+    sys.modules.pop(THIRD_PARTY_MODULE, None)
+
+
+def test_a_task_registered_by_another_package_is_found_and_run_by_the_cli(install_third_party, run_cli):
+    from lstmkit.registry import get_task, task_names
+
+    importlib.import_module("lstmkit.cli")  # before the package is installed, as in a long-lived process
+
+    assert "reviews" not in task_names()
+    install_third_party({"reviews": f"{THIRD_PARTY_MODULE}:TASK"})
+    assert set(task_names()) == {*DECLARED_TASKS, "reviews"}
+    task = get_task("reviews")
+    assert task is sys.modules[THIRD_PARTY_MODULE].TASK and task.name == "reviews"
+
+    code, out, err = run_cli("doctor", "reviews", "--preset", "tiny")
+    assert code == 0, err
+    assert out.startswith("model: ") and "parameters" in out
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("missing", "no_such_module_for_lstmkit:TASK", "cannot be loaded (No module named 'no_such_module_for_lstmkit')"),
+    ("absent", f"{THIRD_PARTY_MODULE}:NO_SUCH_TASK", "cannot be loaded"),
+    ("plain", f"{THIRD_PARTY_MODULE}:NOT_A_TASK", "is not an lstmkit.task.Task named 'plain'"),
+    ("misnamed", f"{THIRD_PARTY_MODULE}:TASK", "is not an lstmkit.task.Task named 'misnamed'"),
+], ids=["module-missing", "object-missing", "not-a-task", "name-mismatch"])
+def test_a_broken_registration_is_one_line_of_error(install_third_party, run_cli, capfd, name, value, message):
+    from lstmkit.errors import UserError
+    from lstmkit.registry import get_task
+
+    install_third_party({name: value})
+    with pytest.raises(UserError) as raised:
+        get_task(name)
+    assert message in str(raised.value) and value in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+    capfd.readouterr()  # TensorFlow's start-up lines, if loading the module imported it
+    code, out, err = run_cli("doctor", name)
+    assert code == 2
+    assert err.strip().splitlines() == [f"Error: {raised.value}"]
