@@ -120,7 +120,7 @@ class Preprocessing:
 @dataclasses.dataclass(frozen=True)
 class InputFileOption:
     """A task's own way for ``predict`` to read inputs from a file: the CLI offers it as
-    ``--<name> FILE`` (protein chains from a FASTA file...). ``read(path)`` returns the
+    ``--<name> FILE`` (sequences from a FASTA file...). ``read(path)`` returns the
     inputs the file holds, as command-line items, and raises ``UserError`` for a file it
     cannot read."""
 
