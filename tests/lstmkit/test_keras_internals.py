@@ -5,7 +5,6 @@ ranges the private code was checked against."""
 import ast
 import json
 import logging
-import tomllib
 
 import pytest
 from packaging.requirements import Requirement
@@ -13,6 +12,9 @@ from packaging.specifiers import SpecifierSet
 
 from lstmkit import keras_internals
 from lstmkit.errors import UserError
+
+# The standard library reads TOML from Python 3.11 on; lstmkit also runs on 3.10.
+tomllib = pytest.importorskip("tomllib")
 from tests.conftest import ROOT
 
 PRIVATE = ("keras.src", "keras_tuner.src")
