@@ -118,7 +118,7 @@ class ProteinTask(Task):
 
         from lstmkit.data import count
 
-        bounds = [int(value) for value in config.data.bucket_boundaries.split(",") if value.strip()]
+        bounds = list(config.data.bucket_boundaries)
         size = config.train.batch_size
         batches = (dataset.shuffle(config.train.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
                    .bucket_by_sequence_length(lambda sequence, labels: tf.shape(labels)[0], bounds,

@@ -136,7 +136,7 @@ def read_folder(source: str, settings, clip_seconds: float) -> tuple[Clips, list
             for line in files[list_path].decode("utf-8", errors="replace").splitlines():
                 if line.strip():
                     listed[PurePosixPath(line.strip())] = split
-    keywords = {word.strip() for word in settings.keywords.split(",") if word.strip()}
+    keywords = set(settings.keywords)
     for name in sorted(waves):
         if len(name.parts) != 2:
             skipped.append((str(name), "not in a <label>/ folder"))
