@@ -128,7 +128,8 @@ class Task(abc.ABC):
     reported_counts: ClassVar[dict[str, str]] = {}
     #: Extra ways ``predict`` reads inputs from files.
     input_file_options: ClassVar[tuple[InputFileOption, ...]] = ()
-    #: The ``--data`` value used when none is given.
+    #: The data source used when none is given: a public one (``tfds:NAME``), never a
+    #: path that exists only in a checkout.
     default_data: ClassVar[str]
 
     # --- configuration -------------------------------------------------------------

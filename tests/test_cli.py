@@ -72,7 +72,9 @@ def test_bad_data_gives_one_line_and_writes_nothing(run_cli, tmp_path, setup, fr
 def test_unknown_set_key_and_bad_value(run_cli, tmp_path):
     runs = tmp_path / "runs"
     _assert_one_line_error(*run_cli("train", "sentiment", "--set", "lstm.size=3", "--runs-dir", runs),
-                           "unknown config key 'lstm.size'", "lstm.units")
+                           "unknown config key 'lstm.size'", "the keys of lstm are units, layers")
+    _assert_one_line_error(*run_cli("train", "sentiment", "--set", "lstm.unit=3", "--runs-dir", runs),
+                           "unknown config key 'lstm.unit'; did you mean 'lstm.units'?")
     _assert_one_line_error(*run_cli("train", "sentiment", "--set", "train.epochs=ten", "--runs-dir", runs),
                            "train.epochs must be of type int")
     _assert_one_line_error(*run_cli("train", "sentiment", "--config", tmp_path / "nope.json"),
@@ -138,6 +140,14 @@ def test_doctor_builds_the_language_model_without_data(run_cli):
 def test_textgen_offline_default_data_says_how_to_use_local_text(run_cli, tmp_path, offline):
     result = run_cli("train", "textgen", "--runs-dir", tmp_path / "runs")
     _assert_one_line_error(*result, "tfds:tiny_shakespeare", "--data builtin")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_protein_default_data_is_public_and_offline_says_where_to_get_it(run_cli, tmp_path, offline):
+    """An installed lstmkit has no ../shared/data: the default is a public TFDS source."""
+    result = run_cli("train", "protein_ss", "--runs-dir", tmp_path / "runs")
+    _assert_one_line_error(*result, "tfds:cullpdb_profile", "cullpdb+profile_5926_filtered.npy.gz",
+                           "NetSurfP-2.0 folder")
     assert not (tmp_path / "runs").exists()
 
 

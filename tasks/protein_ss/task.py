@@ -36,7 +36,9 @@ class ProteinTask(Task):
     reported_counts = {"residues": "scored residues"}
     input_file_options = (InputFileOption(
         "fasta", "Read one input per FASTA record (its sequence lines joined) from FILE.", read_fasta_sequences),)
-    default_data = "../shared/data/protein_netsurfp2_flip"
+    # Public and downloaded on first use, as the other tasks' defaults are; the NetSurfP-2.0
+    # folder the benchmarks train on has to be named (it is not on every machine).
+    default_data = "tfds:cullpdb_profile"
 
     def tiny_config(self):
         return protein_config.TINY
