@@ -337,7 +337,7 @@ def from_dict(cls, data: dict[str, Any], prefix: str = ""):
 
 def load_json(path: str | Path) -> dict:
     """Read a config JSON file (for example ``best_config.json`` from ``tune``)."""
-    path = require_path(path, "config file", "pass an existing JSON file to --config")
+    path = require_path(path, "config file", "name an existing JSON file")
     text = decode_utf8(read_bytes(path, "config"), f"config file {path}")
     try:
         data = json.loads(text)
@@ -345,7 +345,7 @@ def load_json(path: str | Path) -> dict:
         raise UserError(f"config file {path} is nested too deeply to be a config; a config is a "
                         "JSON object of sections and values, like best_config.json") from None
     except ValueError as error:  # JSONDecodeError, and integers too long to convert
-        raise UserError(f"config file {path} is not valid JSON ({error}); fix the file or drop --config") from None
+        raise UserError(f"config file {path} is not valid JSON ({error}); fix the file or use another") from None
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a JSON object of config keys, like best_config.json")
     return data

@@ -22,7 +22,9 @@ def load_run(task: Task, run_dir: Path):
 
     checkpoint = run_dir / "best.keras"
     if not checkpoint.is_file():
-        raise UserError(f"run {run_dir} has no best.keras yet; finish it with train --resume, or pick another --run")
+        # A run folder is <runs root>/<task>/<run id>.
+        raise UserError(f"run {run_dir} has no best.keras yet; finish it with "
+                        f"{runs.resume_command(task.name, run_dir, run_dir.parent.parent)}, or pick another run")
     config = config_lib.from_dict(task.config_class, runs.read_json(run_dir / "config.json"))
     model = load_model(checkpoint)
     return config, model

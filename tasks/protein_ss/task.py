@@ -48,7 +48,7 @@ class ProteinTask(Task):
         chains = protein_data.read_source(source)
         settings = config.data
         if config.states == 8 and any(chain.ss8 is None for chain in chains):
-            raise UserError(f"{source} has 3-state labels only; train with --set states=3")
+            raise UserError(f"{source} has 3-state labels only; set the config value states to 3")
         long = next((chain for chain in chains if len(chain.sequence) > MAX_RESIDUES), None)
         if long is not None:
             raise UserError(f"chain {long.id} has {len(long.sequence):,} residues; at most {MAX_RESIDUES:,} "
@@ -103,8 +103,8 @@ class ProteinTask(Task):
         from lstmkit.data import count
 
         if count(train_dataset) == 0:
-            raise UserError("the data has no training chains (a test set such as CB513 is for evaluate "
-                            "--data); train on the NetSurfP-2.0 folder or your own labelled file")
+            raise UserError("the data has no training chains (a test set such as CB513 is for evaluation "
+                            "only); train on the NetSurfP-2.0 folder or your own labelled file")
         # The vocabulary is fixed; what the data decides is whether profiles come with it.
         features = train_dataset.element_spec[0]
         profile_features = features["profile"].shape[-1] if isinstance(features, dict) else 0

@@ -31,8 +31,8 @@ FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 FSDD_TEST_INDICES = range(5)
 # Speech Commands' split hashing (input_data.which_set in TensorFlow's example), salted.
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
-SOURCE_HINT = ("use --data with a folder or .tar.gz/.tar.xz in the Speech Commands layout "
-               "(<label>/*.wav), a Free Spoken Digit Dataset folder, or --data builtin")
+SOURCE_HINT = ("the data source must be a folder or .tar.gz/.tar.xz in the Speech Commands layout "
+               "(<label>/*.wav), a Free Spoken Digit Dataset folder, or 'builtin'")
 # How many refused files are named one by one before the rest are only counted.
 LISTED_SKIPS = 10
 

@@ -133,7 +133,7 @@ def test_tfds_offline_fails_fast_with_the_local_alternatives(offline):
     import time
 
     started = time.monotonic()
-    with pytest.raises(UserError, match="--data builtin"):
+    with pytest.raises(UserError, match="or the data source 'builtin'"):
         TASK.load_data("tfds:speech_commands", SpeechConfig())
     assert time.monotonic() - started < 30
 
