@@ -137,7 +137,7 @@ def protein_cb513(quick: bool, seed: int, overrides: list[str]) -> dict:
     the three chains that also occur in the training data."""
     from lstmkit import config as config_lib
     from lstmkit.evaluation import load_run
-    from lstmkit.runs import read_json
+    from lstmkit.training.setup import saved_preprocessing
     from lstmkit.training import train
     from lstmkit.registry import get_task
     from lstmkit.tasks.protein_ss import data as protein_data
@@ -148,7 +148,7 @@ def protein_cb513(quick: bool, seed: int, overrides: list[str]) -> dict:
         result = train(task, config, str(DATA / "protein_netsurfp2_flip"), runs_root=runs_root, seed=seed,
                        command=" ".join(sys.argv))
         _, model = load_run(task, result.run_dir)
-        preprocessing = read_json(result.run_dir / "preprocessing.json")
+        preprocessing = saved_preprocessing(task, result.run_dir)
         with (result.run_dir / "history.csv").open(newline="") as handle:
             curve = [round(float(row["val_accuracy"]), 4) for row in csv.DictReader(handle)]
     scores = {}

@@ -20,9 +20,27 @@ from lstmkit.runs import lstmkit_command, resume_command
 from lstmkit.task import MAX_GENERATED_LENGTH, MAX_SERVED_GENERATED_LENGTH
 from lstmkit.registry import task_names
 
+
+class TaskChoice(click.Choice):
+    """The installed tasks, read whenever a command line is checked rather than once at
+    import: a process that imported lstmkit.cli still accepts a task a package registered
+    afterwards (the help texts below list the tasks installed at import)."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        return task_names()
+
+    @choices.setter
+    def choices(self, value):
+        pass  # click.Choice.__init__ stores its choices; the installed tasks are read live
+
+
 TASK_NAMES = task_names()
 
-TASK_ARGUMENT = click.argument("task_name", metavar="TASK", type=click.Choice(TASK_NAMES))
+TASK_ARGUMENT = click.argument("task_name", metavar="TASK", type=TaskChoice())
 DATA_OPTION = click.option(
     "--data", "data_source", default=None,
     help="Data source: tfds:NAME, a folder, an archive or a file (task-specific; default: the task's own).",
@@ -74,7 +92,8 @@ def format_duration(seconds: float) -> str:
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     help="Train, evaluate, tune and export regularized LSTM models.\n\n\b\n"
-    f"Tasks: {', '.join(TASK_NAMES)}\nStart with: python cli.py train TASK --preset tiny --data PATH",
+    f"Tasks: {', '.join(TASK_NAMES)}\n"
+    f"Start with: {lstmkit_command('train', 'TASK', '--preset', 'tiny', '--data', 'PATH')}",
 )
 @click.version_option(lstmkit.__version__, "--version", prog_name="lstmkit", message="%(prog)s %(version)s")
 @click.pass_context
@@ -183,7 +202,8 @@ class TaskOptionsCommand(click.Command):
 
     def parse_args(self, context, args):
         self.params = [param for param in self.params if not getattr(param, "from_task", False)]
-        name = next((arg for arg in args if arg in TASK_NAMES), None)
+        installed = task_names()
+        name = next((arg for arg in args if arg in installed), None)
         if name is not None:
             import_tensorflow_quietly()
             from lstmkit.registry import get_task
@@ -434,7 +454,7 @@ def serve(model_base_path, host, port, max_body_bytes, max_batch_size, batch_max
 
 
 @cli.command("runs", epilog=TASK_EPILOG)
-@click.argument("task_name", metavar="[TASK]", required=False, type=click.Choice(TASK_NAMES))
+@click.argument("task_name", metavar="[TASK]", required=False, type=TaskChoice())
 @RUNS_DIR_OPTION
 def list_runs(task_name, runs_dir):
     """List the runs and searches of TASK (default: every task): id, start, data,
@@ -442,7 +462,7 @@ def list_runs(task_name, runs_dir):
     from lstmkit import runs
 
     shown = 0
-    for name in [task_name] if task_name else TASK_NAMES:
+    for name in [task_name] if task_name else task_names():
         summaries = runs.list_runs(runs_dir, name)
         if not summaries:
             continue

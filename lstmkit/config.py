@@ -13,7 +13,8 @@ A comma-separated string is also accepted for a tuple in JSON: runs saved before
 became a tuple wrote it that way.
 
 Every numeric field declares the range it may take, next to the field (``in_range``,
-``rate``); for a tuple the range holds for each item, and None is in every range. A config's ``__post_init__`` calls ``check_ranges`` first, so an absurd value
+``rate``); for a tuple the range holds for each item, and None is in every range. A
+config's ``__post_init__`` calls ``check_ranges`` first, so an absurd value
 (``lstm.units=100000000``, ``train.learning_rate=inf``, a NaN) is refused when the config
 is resolved, before any data is read or model built.
 """

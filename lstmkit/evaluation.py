@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from lstmkit import config as config_lib
 from lstmkit import runs
 from lstmkit.errors import UserError
+from lstmkit.training.setup import saved_config, saved_preprocessing
 
 if TYPE_CHECKING:
     from lstmkit.task import Task
@@ -25,7 +26,7 @@ def load_run(task: Task, run_dir: Path):
         # A run folder is <runs root>/<task>/<run id>.
         raise UserError(f"run {run_dir} has no best.keras yet; finish it with "
                         f"{runs.resume_command(task.name, run_dir, run_dir.parent.parent)}, or pick another run")
-    config = config_lib.from_dict(task.config_class, runs.read_json(run_dir / "config.json"))
+    config = saved_config(task, run_dir)
     model = load_model(checkpoint)
     return config, model
 
@@ -49,7 +50,7 @@ def evaluate_run(task: Task, run_dir: Path, data_source: str | None, split: str,
     config = config_lib.apply_overrides(config, list(data_overrides))
     trained_on = runs.read_json(run_dir / "run.json")["data"]
     source = data_source or trained_on
-    preprocessing = runs.read_json(run_dir / "preprocessing.json")
+    preprocessing = saved_preprocessing(task, run_dir)
     if split == "all":
         dataset = task.encode_labels(task.load_all(source, config), config, preprocessing)
     else:

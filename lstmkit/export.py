@@ -25,6 +25,7 @@ from lstmkit import runs
 from lstmkit.errors import UserError
 from lstmkit.evaluation import load_run
 from lstmkit.task import Task
+from lstmkit.training.setup import saved_preprocessing
 
 
 def existing_versions(task_dir: Path) -> list[int]:
@@ -160,7 +161,7 @@ def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models"
     try:
         saved_model = staging / "model"
         run_info = runs.read_json(run_dir / "run.json")
-        preprocessing = runs.read_json(run_dir / "preprocessing.json")
+        preprocessing = saved_preprocessing(task, run_dir)
         signatures = task.serving_signatures(config, preprocessing, max_generated_length)
         _write_saved_model(model, signatures, saved_model)
         (saved_model / "assets.extra").mkdir(exist_ok=True)
@@ -196,7 +197,7 @@ def export_tflite(task: Task, run_dir: Path, base_path: str | Path = "saved_mode
     import tensorflow as tf
 
     config, model = load_run(task, run_dir)
-    preprocessing = runs.read_json(run_dir / "preprocessing.json")
+    preprocessing = saved_preprocessing(task, run_dir)
     signature = task.tflite_signature(config, preprocessing)
     if signature is None:
         raise UserError(f"{task.name} has no TensorFlow Lite export; export it as a SavedModel instead")

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lstmkit import runs
+from lstmkit.training.setup import saved_preprocessing
 
 if TYPE_CHECKING:
     from lstmkit.task import Task
@@ -28,7 +28,7 @@ def predict_run(task: Task, run_dir: Path, items: list[str]) -> Predictions:
     from lstmkit.evaluation import load_run
 
     config, model = load_run(task, run_dir)
-    preprocessing = runs.read_json(run_dir / "preprocessing.json")
+    preprocessing = saved_preprocessing(task, run_dir)
     rejected = task.rejected_predict_inputs(config, preprocessing, items)
     items = [item for item in items if item not in rejected]
     records = []

@@ -30,7 +30,7 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 
 
 def task_names() -> tuple[str, ...]:
-    """The names of every installed task, in the order their packages declare them."""
+    """The names of every installed task (setuptools writes a package's entry points sorted by name)."""
     return tuple(_entry_points())
 
 

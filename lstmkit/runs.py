@@ -61,9 +61,10 @@ def require_folder(path: str | Path, what: str) -> None:
             return
 
 
-def new_run_dir(runs_root: Path, task_name: str) -> Path:
-    """Create and return an empty ``.partial`` run directory with a fresh run id."""
-    path = Path(runs_root) / task_name / f"{new_run_id()}{PARTIAL_SUFFIX}"
+def new_run_dir(runs_root: Path, task_name: str, *, prefix: str = "", suffix: str = "") -> Path:
+    """Create and return an empty ``.partial`` folder named by a fresh run id (searches:
+    ``prefix="tune-"``)."""
+    path = Path(runs_root) / task_name / f"{prefix}{new_run_id()}{suffix}{PARTIAL_SUFFIX}"
     path.mkdir(parents=True)
     return path
 

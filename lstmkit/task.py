@@ -94,9 +94,34 @@ def check_input_lengths(inputs: dict, max_lengths: dict) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """What a task adapts on training data only (a vocabulary, class names, normalisation
+    statistics), as a frozen dataclass of JSON values: each task subclasses it with its
+    own fields (``Task.preprocessing_class``). A run keeps it in ``preprocessing.json``;
+    the model is built from it, and evaluation, prediction and export read it back."""
+
+    @classmethod
+    def from_json(cls, state: dict, source: str = "preprocessing.json"):
+        """The state ``to_json`` wrote; a field it lacks takes its default (runs saved
+        before the field existed)."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(state) - names)
+        if unknown:
+            raise UserError(f"{source} holds {', '.join(unknown)}, which {cls.__name__} does not have; "
+                            "is it from a run of another task?")
+        try:
+            return cls(**state)
+        except TypeError as error:  # a field without a default is missing
+            raise UserError(f"{source} is incomplete for {cls.__name__} ({error}); train the run again") from None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class InputFileOption:
     """A task's own way for ``predict`` to read inputs from a file: the CLI offers it as
-    ``--<name> FILE`` (protein chains from a FASTA file...). ``read(path)`` returns the
+    ``--<name> FILE`` (sequences from a FASTA file...). ``read(path)`` returns the
     inputs the file holds, as command-line items, and raises ``UserError`` for a file it
     cannot read."""
 
@@ -116,6 +141,8 @@ class Task(abc.ABC):
     name: ClassVar[str]
     #: The frozen config dataclass; it must have a ``train: TrainingConfig`` field.
     config_class: ClassVar[type]
+    #: What ``adapt`` returns: a ``Preprocessing`` subclass.
+    preprocessing_class: ClassVar[type[Preprocessing]]
     #: The metric Keras logs that picks the best epoch and trial, and its direction.
     objective: ClassVar[str]
     objective_direction: ClassVar[str] = "max"
@@ -150,9 +177,9 @@ class Task(abc.ABC):
         """
 
     @abc.abstractmethod
-    def adapt(self, config, train_dataset) -> dict:
-        """Fit preprocessing on training data only; return its JSON-able state
-        (a vocabulary, normalisation statistics...) for ``build_model``."""
+    def adapt(self, config, train_dataset) -> Preprocessing:
+        """Fit preprocessing on training data only; return its state (a vocabulary,
+        normalisation statistics...), a ``preprocessing_class``, for ``build_model``."""
 
     def load_all(self, source: str, config):
         """Every example of ``source`` as one unbatched dataset of ``(raw_input, label)``
@@ -165,23 +192,24 @@ class Task(abc.ABC):
             dataset = dataset.concatenate(splits.test)
         return dataset
 
-    def encode_labels(self, dataset, config, preprocessing: dict):
+    def encode_labels(self, dataset, config, preprocessing: Preprocessing):
         """Turn ``load_data``'s raw labels into what the loss reads, with the adapted
         preprocessing (a language model's target characters become vocabulary ids).
         Applied to every split before training and evaluation; labels that are class
         ids already pass through unchanged."""
         return dataset
 
-    def encode_splits(self, splits: DataSplits, config, preprocessing: dict) -> DataSplits:
-        """``encode_labels`` applied to train, validation and test (a test split that
-        is the validation split stays the same object)."""
-        train, validation = (self.encode_labels(dataset, config, preprocessing)
-                             for dataset in (splits.train, splits.validation))
+    def encode_splits(self, splits: DataSplits, config, preprocessing: Preprocessing) -> DataSplits:
+        """``encode_labels`` applied to train, validation (unless None: merged into
+        train) and test (a test split that is the validation split stays the same object)."""
+        train = self.encode_labels(splits.train, config, preprocessing)
+        validation = None if splits.validation is None else self.encode_labels(splits.validation, config,
+                                                                                preprocessing)
         test = validation if splits.test is splits.validation else self.encode_labels(
             splits.test, config, preprocessing)
         return dataclasses.replace(splits, train=train, validation=validation, test=test)
 
-    def training_batches(self, dataset, config, preprocessing: dict, seed: int):
+    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
         """Batch the encoded training split for ``fit``: by default reshuffled every
         epoch (from ``seed``). A task whose model carries state from one batch to the
         next (truncated backpropagation through time) orders the batches itself; one
@@ -198,7 +226,7 @@ class Task(abc.ABC):
 
         return batched(dataset, config.train.batch_size)
 
-    def placeholder_preprocessing(self, config) -> dict:
+    def placeholder_preprocessing(self, config) -> Preprocessing:
         """A preprocessing state of the right shape without data (e.g. a vocabulary of
         ``vocab_size`` made-up tokens), so ``doctor`` can build the model offline."""
         raise UserError(f"{self.name} cannot build a model without data; train it first, then: "
@@ -206,7 +234,7 @@ class Task(abc.ABC):
 
     # --- model ---------------------------------------------------------------------
     @abc.abstractmethod
-    def build_model(self, config, preprocessing: dict):
+    def build_model(self, config, preprocessing: Preprocessing):
         """Return an uncompiled ``keras.Model`` that takes raw input."""
 
     @abc.abstractmethod
@@ -223,11 +251,11 @@ class Task(abc.ABC):
 
     # --- evaluation, prediction, export ---------------------------------------------
     @abc.abstractmethod
-    def label_names(self, config, preprocessing: dict) -> list[str]:
+    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
         """Class names, in output order (fixed by the task, or found in the training
         data by ``adapt`` and read back from ``preprocessing``)."""
 
-    def evaluate(self, model, dataset, config, preprocessing: dict) -> dict:
+    def evaluate(self, model, dataset, config, preprocessing: Preprocessing) -> dict:
         """Metrics of ``model`` on an unbatched dataset; classification by default."""
         from lstmkit.scoring import classification_metrics
 
@@ -235,13 +263,13 @@ class Task(abc.ABC):
                                       config.train.batch_size)
 
     @abc.abstractmethod
-    def serving_signatures(self, config, preprocessing: dict,
+    def serving_signatures(self, config, preprocessing: Preprocessing,
                            max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         """Named endpoints for export; must include ``serving_default``. A generative
         endpoint refuses to produce more than ``max_generated_length`` per request
         (default ``MAX_SERVED_GENERATED_LENGTH``)."""
 
-    def tflite_signature(self, config, preprocessing: dict) -> ServingSignature | None:
+    def tflite_signature(self, config, preprocessing: Preprocessing) -> ServingSignature | None:
         """The one endpoint of a TensorFlow Lite export (fixed shapes, built-in ops),
         or None where the task has no on-device use."""
         return None
@@ -252,7 +280,7 @@ class Task(abc.ABC):
         tasks implement it."""
         raise UserError(f"{self.name} is not a generative task; generate works for text generation tasks")
 
-    def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
+    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
         """Command-line items that cannot be predicted (an unreadable file...), each
         with a one-line reason; the rest are still predicted, and the command fails.
         Raises UserError when the run's model cannot predict from such items at all."""
@@ -262,7 +290,7 @@ class Task(abc.ABC):
     def parse_predict_inputs(self, config, items: list[str]):
         """Turn command-line items (texts, file names...) into a batch of raw input."""
 
-    def prediction_records(self, config, preprocessing: dict, model, items: list[str], outputs) -> list[dict]:
+    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
         """One JSON-able record per input item; ``"text"`` is its one-line rendering.
 
         The default suits classifiers: the most probable label, its probability and
@@ -298,7 +326,7 @@ class ClassificationTask(Task):
     def metrics(self, config) -> list:
         return ["accuracy"]
 
-    def classifier_outputs(self, config, preprocessing: dict) -> Callable[[Any], dict]:
+    def classifier_outputs(self, config, preprocessing: Preprocessing) -> Callable[[Any], dict]:
         """A function for serving endpoints: probabilities → the two named outputs."""
         import tensorflow as tf
 

@@ -2,11 +2,12 @@
 
 Two ways through the time steps:
 
-* the **fused kernel** (cuDNN on GPU, through ``keras.backend.lstm``) whenever every option
-  in use acts outside the recurrence: variational input/output dropout are masks on the
-  sequences, weight drop is one mask on the recurrent kernel per batch (the masked kernel
-  is handed to the fused op), AR/TAR and L1/L2 are losses;
-* otherwise, and on CPU, **lstmkit's step loop** on ``keras.backend.rnn`` (see
+* the **fused kernel** (cuDNN on GPU, through Keras's private backend ``lstm``: see
+  ``lstmkit.keras_internals``) whenever every option in use acts outside the recurrence:
+  variational input/output dropout are masks on the sequences, weight drop is one mask
+  on the recurrent kernel per batch (the masked kernel is handed to the fused op), AR/TAR
+  and L1/L2 are losses;
+* otherwise, and on CPU, **lstmkit's step loop** on Keras's backend ``rnn`` (see
   ``_step_loop``). Recurrent dropout, zoneout and layer normalization change the step
   itself, so they only exist there; the layer logs once that it left the fused path
   and why.
@@ -17,10 +18,9 @@ import logging
 import keras
 from keras import ops, tree
 
-# The fused-kernel entry point (`lstm`) and the generic time loop (`rnn`) that
-# keras.layers.LSTM itself uses; Keras does not export them publicly.
-from keras.src import backend
-
+# The fused-kernel entry point and the generic time loop that keras.layers.LSTM itself
+# uses come from there: Keras does not export them publicly.
+from lstmkit import keras_internals
 from lstmkit.layers.locked_dropout import LockedDropout
 
 logger = logging.getLogger("lstmkit")
@@ -256,7 +256,7 @@ class RegularizedLSTM(keras.layers.LSTM):
         result = None
         if self.use_cudnn in ("auto", True) and not self.fused_kernel_obstacles():
             try:
-                result = backend.lstm(
+                result = keras_internals.fused_lstm(
                     sequences, initial_state[0], initial_state[1], mask,
                     kernel=cell.kernel, recurrent_kernel=recurrent_kernel, bias=cell.bias,
                     activation=cell.activation, recurrent_activation=cell.recurrent_activation,
@@ -286,7 +286,7 @@ class RegularizedLSTM(keras.layers.LSTM):
 
     def _step_loop(self, sequences, initial_state, mask, training, recurrent_kernel,
                    input_masks=None):
-        """lstmkit's time loop, on ``keras.backend.rnn`` (which also handles masks and
+        """lstmkit's time loop, on Keras's backend ``rnn`` (which also handles masks and
         ``go_backwards`` exactly as for keras.layers.LSTM).
 
         Measured on CPU (TensorFlow 2.21, 2 cores): computing the input projection of all
@@ -356,7 +356,7 @@ class RegularizedLSTM(keras.layers.LSTM):
                 h = keep_h * h_previous + (1 - keep_h) * h
             return h, [h, c]
 
-        return backend.rnn(
+        return keras_internals.rnn(
             step, step_inputs, list(initial_state), go_backwards=self.go_backwards, mask=mask,
             unroll=self.unroll, input_length=sequences.shape[1],
             zero_output_for_mask=self.zero_output_for_mask, return_all_outputs=True,

@@ -18,27 +18,17 @@ import math
 import sys
 from pathlib import Path
 
-from lstmkit import config as config_lib
 from lstmkit import data as data_lib
 from lstmkit import runs
 from lstmkit.errors import UserError
 from lstmkit.task import Task
+from lstmkit.training.setup import RunSetup, saved_config
 
 
 @dataclasses.dataclass
 class RunResult:
     run_dir: Path
     metrics: dict
-
-
-def seed_everything(seed: int) -> None:
-    """Same seed, same machine, same result: seeds Python, NumPy and TensorFlow and
-    asks TensorFlow for deterministic kernels."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
 
 
 def compile_model(task: Task, model, config, steps_per_epoch: int) -> None:
@@ -58,12 +48,14 @@ def compile_model(task: Task, model, config, steps_per_epoch: int) -> None:
     model.compile(optimizer=optimizer, loss=task.loss(config), metrics=task.metrics(config))
 
 
-def fit_datasets(task: Task, splits, config, preprocessing: dict, seed: int):
-    """Batched (train, validation) datasets for ``fit``, and the number of training
-    batches per epoch; the task batches its training data (``training_batches``)."""
+def fit_datasets(task: Task, splits, config, preprocessing, seed: int):
+    """Batched (train, validation) datasets for ``fit`` (validation None when it was
+    merged into train), and the number of training batches per epoch; the task batches
+    its training data (``training_batches``)."""
     train = task.training_batches(splits.train, config, preprocessing, seed)
     steps = data_lib.count(train)
-    return train, task.evaluation_batches(splits.validation, config), max(steps, 1)
+    validation = None if splits.validation is None else task.evaluation_batches(splits.validation, config)
+    return train, validation, max(steps, 1)
 
 
 def training_callbacks(settings, monitor: str, direction: str) -> list:
@@ -121,7 +113,7 @@ def train(
     if resume is not None:
         run_dir = runs.find_run(runs_root, task.name, resume, partial=True)
         info = runs.read_json(run_dir / "run.json")
-        config = config_lib.from_dict(task.config_class, runs.read_json(run_dir / "config.json"))
+        config = saved_config(task, run_dir)
         data_source, seed = info["data"], info["seed"]
         strategy = strategy or info.get("strategy")
         merge_validation = info.get("validation_merged_into_train", False)
@@ -130,26 +122,15 @@ def train(
     strategy = strategy_lib.make_strategy(strategy_name)
     replicas = strategy.num_replicas_in_sync
 
-    seed_everything(seed)
     # Everything that can fail on bad input (the data, the config, building the model)
     # happens before a run directory exists.
-    splits = task.load_data(data_source, config)
-    if merge_validation:
-        splits = dataclasses.replace(splits, train=splits.train.concatenate(splits.validation),
-                                     description=f"{splits.description}; validation merged into train")
-    train_fingerprint = data_lib.fingerprint(splits.train)
-
-    if run_dir is None:
-        preprocessing = task.adapt(config, splits.train)
-    elif info["train_fingerprint_sha256"] != train_fingerprint:
+    setup = RunSetup.prepare(task, config, data_source, seed, resumed=run_dir, merge_validation=merge_validation)
+    if run_dir is not None and info["train_fingerprint_sha256"] != setup.train_fingerprint:
         raise UserError(
             f"the training data of {data_source} changed since run {run_dir.name} started; "
-            "start a new run instead of resuming this one"
+            "start a new run instead of resuming it"
         )
-    else:
-        preprocessing = runs.read_json(run_dir / "preprocessing.json")
-
-    splits = task.encode_splits(splits, config, preprocessing)
+    splits, preprocessing = setup.splits, setup.preprocessing
     settings = config.train
     # Batches hold the global batch: each replica's share of it is train.batch_size.
     global_config = dataclasses.replace(config, train=dataclasses.replace(
@@ -158,15 +139,14 @@ def train(
         task, splits, global_config, preprocessing, seed)
     if strategy_name == "multiworker":
         train_batches = strategy_lib.shard_by_batch(train_batches)
-        validation_batches = strategy_lib.shard_by_batch(validation_batches)
+        if validation_batches is not None:
+            validation_batches = strategy_lib.shard_by_batch(validation_batches)
     with strategy.scope():
         model = task.build_model(config, preprocessing)
         compile_model(task, model, config, steps_per_epoch)
 
     if run_dir is None:
-        run_dir = _create_run_dir(runs_root, task.name, {
-            "preprocessing.json": preprocessing,
-            "config.json": config_lib.to_dict(config),
+        run_dir = setup.create_folder(runs_root, {
             "command.txt": command + "\n",
             # Written last: a folder without run.json is not a run (find_run skips it).
             "run.json": {
@@ -177,14 +157,14 @@ def train(
                 "strategy": strategy_name,
                 "validation_merged_into_train": merge_validation,
                 "replicas": replicas,
-                "train_fingerprint_sha256": train_fingerprint,
+                "train_fingerprint_sha256": setup.train_fingerprint,
                 "started": datetime.datetime.now().isoformat(timespec="seconds"),
                 "versions": runs.library_versions(),
             },
         })
     try:
         return _fit_and_finish(task, model, config, splits, preprocessing, run_dir, train_batches,
-                               validation_batches, merge_validation)
+                               validation_batches)
     except Exception as error:
         if runs.is_out_of_space(error):
             raise UserError(f"out of disk space writing {run_dir}; free some space, then continue the run: "
@@ -198,27 +178,6 @@ def train(
         raise
 
 
-def _create_run_dir(runs_root, task_name: str, files: dict) -> Path:
-    """A new ``.partial`` run folder holding ``files`` (JSON data, or text). On a full
-    disk nothing is left behind."""
-    run_dir = None
-    try:
-        run_dir = runs.new_run_dir(runs_root, task_name)
-        for name, content in files.items():
-            if isinstance(content, str):
-                runs.write_atomically(run_dir / name, content)
-            else:
-                runs.write_json(run_dir / name, content)
-        return run_dir
-    except OSError as error:
-        if run_dir is not None:
-            runs.remove_quietly(run_dir)
-        if runs.is_out_of_space(error):
-            raise UserError(f"out of disk space under {runs_root}; free some space and train again") from None
-        raise UserError(f"cannot create a run folder under {runs_root} ({error.strerror}); "
-                        "choose a runs folder you can write to") from None
-
-
 def non_finite_metrics(metrics: dict, prefix: str = "") -> list[str]:
     """The names of the NaN or infinite numbers in a (nested) metrics dict."""
     found = []
@@ -230,8 +189,8 @@ def non_finite_metrics(metrics: dict, prefix: str = "") -> list[str]:
     return found
 
 
-def _fit_and_finish(task: Task, model, config, splits, preprocessing: dict, run_dir: Path, train_batches,
-                    validation_batches, merge_validation: bool) -> RunResult:
+def _fit_and_finish(task: Task, model, config, splits, preprocessing, run_dir: Path, train_batches,
+                    validation_batches) -> RunResult:
     """Fit (or continue fitting) ``model`` in ``run_dir``, evaluate the best checkpoint
     and turn the folder into a finished run."""
     import keras
@@ -239,7 +198,8 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing: dict, run_
     from lstmkit.callbacks import BestCheckpoint, EpochTimer, RunBackup
 
     settings = config.train
-    monitor, mode = ("loss", "min") if merge_validation else (task.objective, task.objective_direction)
+    # With validation merged into train (a final fit), the lowest training loss decides.
+    monitor, mode = ("loss", "min") if validation_batches is None else (task.objective, task.objective_direction)
     best_checkpoint = run_dir / "best.keras"
     history = run_dir / "history.csv"
     shaping = training_callbacks(settings, monitor, mode)
@@ -273,7 +233,7 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing: dict, run_
         ]
         model.fit(
             train_batches,
-            validation_data=None if merge_validation else validation_batches,
+            validation_data=validation_batches,
             epochs=settings.epochs,
             initial_epoch=backup.completed_epochs,
             callbacks=callbacks,
@@ -290,7 +250,7 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing: dict, run_
 
     from lstmkit import plots
 
-    metrics = {} if merge_validation else {
+    metrics = {} if splits.validation is None else {
         "validation": task.evaluate(model, splits.validation, config, preprocessing)}
     metrics["test"] = task.evaluate(model, splits.test, config, preprocessing)
     diverged = non_finite_metrics(metrics)

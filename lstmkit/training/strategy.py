@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 
+from lstmkit import keras_internals
 from lstmkit.errors import UserError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -29,7 +30,8 @@ def make_strategy(name: str):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         check_tf_config(os.environ.get("TF_CONFIG"))
-        patch_keras_for_multi_worker()
+        # Keras's own fit fails under this strategy without lstmkit's fix (keras_internals).
+        keras_internals.patch_trainer_for_multi_worker()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
 
@@ -83,51 +85,6 @@ def shard_by_batch(dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
-
-
-_PATCHED = False
-
-
-def patch_keras_for_multi_worker() -> None:
-    """Make Keras 3's ``fit`` work under ``MultiWorkerMirroredStrategy``.
-
-    Keras 3.15's TensorFlow trainer fails there in two places
-    (https://github.com/keras-team/keras/issues/20585): before the first step it averages
-    a whole input batch across workers just to learn its shapes (and cannot convert the
-    per-replica batch), and after every step it averages scalar metrics "along axis 0".
-    The fix keeps both behaviours and changes only those two reductions: shapes come from
-    this worker's own part of the batch, and scalars are averaged as scalars.
-    """
-    global _PATCHED
-    if _PATCHED:
-        return
-    import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer
-
-    reduce_per_replica = trainer.reduce_per_replica
-
-    def reduce_scalars_too(values, strategy, reduction):
-        if trainer._collective_all_reduce_multi_worker(strategy) and reduction in ("auto", "mean"):
-            return tree.map_structure(
-                lambda value: strategy.reduce("MEAN", value, axis=0 if value.shape.rank else None), values)
-        return reduce_per_replica(values, strategy, reduction)
-
-    def symbolic_build_from_local_batch(self, iterator=None, data_batch=None):
-        if self._distribute_strategy is None:
-            return
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = tree.map_structure(
-                    lambda value: self.distribute_strategy.experimental_local_results(value)[0]
-                    if isinstance(value, tf.distribute.DistributedValues) else value, next(batches))
-                break
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    trainer.reduce_per_replica = reduce_scalars_too
-    trainer.TensorFlowTrainer._maybe_symbolic_build = symbolic_build_from_local_batch
-    _PATCHED = True
 
 
 def free_loopback_ports(count: int) -> list[int]:

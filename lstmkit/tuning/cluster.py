@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 
+from lstmkit import keras_internals
 from lstmkit.errors import UserError
 from lstmkit.runs import lstmkit_command
 
@@ -83,8 +84,6 @@ def keras_tuner_environment(cluster: SearchCluster | None):
 def configure(cluster: SearchCluster) -> None:
     """Log progress lines; a worker first checks that the chief answers and bounds its
     calls. ``keras_tuner_environment`` sets Keras Tuner's variables."""
-    import keras_tuner.src.distribute.oracle_client as oracle_client
-
     # Timestamped progress lines: which worker runs which trial, and why the chief stops.
     if not any(isinstance(handler, _StderrNow) for handler in logger.handlers):
         handler = _StderrNow()
@@ -96,7 +95,7 @@ def configure(cluster: SearchCluster) -> None:
             raise UserError("a worker needs a worker id (unique per worker, not containing 'chief')")
         wait_for_chief(cluster.host, cluster.port, cluster.connect_timeout)
         # Every call to the chief is bounded (Keras Tuner's default is an hour).
-        oracle_client.TIMEOUT = max(cluster.connect_timeout, cluster.worker_timeout)
+        keras_internals.bound_oracle_calls(max(cluster.connect_timeout, cluster.worker_timeout))
 
 
 class _StderrNow(logging.StreamHandler):
@@ -198,7 +197,7 @@ class LocalWorkers:
             self.running.start()
 
     def _reap(self, oracle, process) -> None:
-        from keras_tuner.src.engine import trial as trial_module
+        from keras_tuner.engine import trial as trial_module
 
         process.join()
         worker_id = f"local-{self.started}"
@@ -254,9 +253,7 @@ def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5, workers: L
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
-    from keras_tuner.src.engine import trial as trial_module
+    from keras_tuner.engine import trial as trial_module
 
     last_seen: dict[str, float] = {}
     lock = threading.Lock()
@@ -269,7 +266,7 @@ def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5, workers: L
     def owner(trial_id):
         return next((tuner for tuner, trial in dict(oracle.ongoing_trials).items() if trial.trial_id == trial_id), None)
 
-    class WatchedServicer(OracleServicer):
+    class WatchedServicer(keras_internals.oracle_servicer_class()):
         """Keras Tuner's servicer, noting when each worker last called."""
 
         def CreateTrial(self, request, context):
@@ -290,7 +287,7 @@ def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5, workers: L
 
     servicer = WatchedServicer(oracle)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    keras_internals.add_oracle_servicer(servicer, server)
     if not server.add_insecure_port(f"{cluster.host}:{cluster.port}"):
         raise UserError(f"cannot listen on {cluster.host}:{cluster.port} (in use?); choose another oracle port")
     server.start()

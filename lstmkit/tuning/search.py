@@ -33,13 +33,8 @@ from lstmkit import data as data_lib
 from lstmkit import runs
 from lstmkit.errors import UserError
 from lstmkit.task import Task
-from lstmkit.training.fit import (
-    compile_model,
-    fit_datasets,
-    progress_verbosity,
-    seed_everything,
-    training_callbacks,
-)
+from lstmkit.training.fit import compile_model, fit_datasets, progress_verbosity, training_callbacks
+from lstmkit.training.setup import RunSetup
 
 TUNERS = ("hyperband", "random", "bayesian")
 
@@ -50,7 +45,7 @@ def _hypermodel_class():
     class TaskHyperModel(keras_tuner.HyperModel):
         """Builds and fits one trial: ``hp`` → task config → ``build_model``."""
 
-        def __init__(self, task: Task, base_config, preprocessing: dict, splits, seed: int):
+        def __init__(self, task: Task, base_config, preprocessing, splits, seed: int):
             super().__init__(name=task.name)
             self.task, self.base_config = task, base_config
             self.preprocessing, self.splits, self.seed = preprocessing, splits, seed
@@ -233,7 +228,7 @@ def tune(
         settings = SearchSettings(**saved["settings"])
         config = config_lib.from_dict(task.config_class, saved["config"])
         data_source = saved["data"]
-    objective, direction = resolve_objective(task, config, settings.objective)
+    resolve_objective(task, config, settings.objective)  # an unknown one is refused before any data is read
     local = cluster is None and settings.trials_per_process > 0
     if local:
         # This process holds the oracle; trials run in worker processes it starts.
@@ -244,63 +239,28 @@ def tune(
     if cluster is not None:
         cluster_lib.configure(cluster)
     with cluster_lib.keras_tuner_environment(cluster):
-        return _search(task, config, data_source, settings, objective, direction, directory=directory,
-                       runs_root=runs_root, command=command, cluster=cluster, local=local,
-                       trial_budget=trial_budget)
+        return _search(task, config, data_source, settings, directory=directory, runs_root=runs_root,
+                       command=command, cluster=cluster, local=local, trial_budget=trial_budget)
 
 
-def _search(task, config, data_source, settings, objective, direction, *, directory, runs_root, command,
-            cluster, local, trial_budget) -> TuneResult:
-    import keras
-    import keras_tuner
-
+def _search(task, config, data_source, settings, *, directory, runs_root, command, cluster, local,
+            trial_budget) -> TuneResult:
+    """Run this process's part of a search: all of it ("alone"), the oracle ("chief",
+    with its trials in ``local`` processes or remote workers), or trials ("worker")."""
     from lstmkit.tuning import cluster as cluster_lib
 
-    seed_everything(settings.seed)
-    splits = task.load_data(data_source, config)
-    max_epochs = settings.max_epochs or config.train.epochs
-
+    role = "alone" if cluster is None else cluster.role
     created = directory is None
+    setup = RunSetup.prepare(task, config, data_source, settings.seed, resumed=directory)
     if created:
-        suffix = "" if cluster is None or cluster.role == "chief" else f"-{cluster.tuner_id}"
-        directory = Path(runs_root) / task.name / f"tune-{runs.new_run_id()}{suffix}{runs.PARTIAL_SUFFIX}"
-        directory.mkdir(parents=True)
-        (directory / "command.txt").write_text(command + "\n", encoding="utf-8")
-        runs.write_json(directory / "search.json", {"settings": dataclasses.asdict(settings), "data": data_source,
-                                                    "config": config_lib.to_dict(config)})
-        preprocessing = task.adapt(config, splits.train)
-        runs.write_json(directory / "preprocessing.json", preprocessing)
-    else:
-        preprocessing = runs.read_json(directory / "preprocessing.json")
-    splits = task.encode_splits(splits, config, preprocessing)
-
-    hypermodel = _hypermodel_class()(task, config, preprocessing, splits, settings.seed)
-    tuner_class = {"hyperband": keras_tuner.Hyperband, "random": keras_tuner.RandomSearch,
-                   "bayesian": keras_tuner.BayesianOptimization}[settings.tuner]
-    if cluster is not None and cluster.role == "worker":
-        tuner_class = cluster_lib.with_heartbeat(tuner_class)
+        directory = setup.create_folder(runs_root, {
+            "command.txt": command + "\n",
+            "search.json": {"settings": dataclasses.asdict(settings), "data": data_source,
+                            "config": config_lib.to_dict(config)},
+        }, prefix="tune-", suffix=f"-{cluster.tuner_id}" if role == "worker" else "")
     memory_log = directory / "memory.jsonl"
-    tuner_class = recording_trials(tuner_class, memory_log, trial_budget)
-    common = dict(objective=keras_tuner.Objective(objective, direction=direction), seed=settings.seed,
-                  executions_per_trial=settings.executions_per_trial,
-                  directory=str(directory), project_name="search", overwrite=False,
-                  # A trial whose worker died is run once more, by another worker.
-                  max_retries_per_trial=0 if cluster is None else 1)
-    if settings.tuner == "hyperband":
-        search = tuner_class(hypermodel, max_epochs=max_epochs, factor=3, **common)
-        # Hyperband's oracle takes no max_trials, but honours one like every oracle.
-        search.oracle.max_trials = settings.max_trials
-        search_kwargs = {}
-    else:
-        search = tuner_class(hypermodel, max_trials=settings.max_trials or 10, **common)
-        search_kwargs = {"epochs": max_epochs}
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor=objective, mode=direction, patience=config.train.patience),
-        # Keras Tuner gives each trial its own folder here and logs its hyperparameters
-        # (TensorBoard's HParams dashboard).
-        keras.callbacks.TensorBoard(str(directory / "tensorboard")),
-    ]
-    if cluster is not None and cluster.role == "chief":
+    tuner, run_trials = _tuner(setup, settings, directory, memory_log, role, trial_budget)
+    if role == "chief":
         local_workers = None
         if local:
             import multiprocessing
@@ -311,29 +271,23 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
                 target=_trial_process, name=f"trial-{worker_id}",
                 args=(pickle.dumps(task), str(directory), cluster.host, cluster.port, worker_id,
                       settings.trials_per_process, os.getpid())))
-        search.save()
-        cluster_lib.serve_oracle(search.oracle, cluster, workers=local_workers)
-    elif cluster is not None:
+        tuner.save()
+        cluster_lib.serve_oracle(tuner.oracle, cluster, workers=local_workers)
+    elif role == "worker":
         with cluster_lib.chief_errors(cluster):
-            search.search(callbacks=callbacks, **search_kwargs)
-    else:
-        search.search(callbacks=callbacks, **search_kwargs)
-    memory = read_memory_log(memory_log)
-    if cluster is not None and cluster.role == "worker":
+            run_trials()
         # A trial process shares its search's folder, which the search finishes.
         final = runs.finish_run_dir(directory) if created else directory
-        return TuneResult(final, None, [], memory, data_source, settings)
+        return TuneResult(final, None, [], read_memory_log(memory_log), data_source, settings)
+    else:
+        run_trials()
+    memory = read_memory_log(memory_log)
     runs.write_json(directory / "memory.json", sorted(memory, key=lambda record: record["trial"]))
-
-    trials = []
-    for trial in search.oracle.get_best_trials(num_trials=len(search.oracle.trials)):
-        trials.append({"trial": trial.trial_id, "score": trial.score, "status": trial.status,
-                       "best_epoch": None if trial.best_step is None else int(trial.best_step) + 1,
-                       "hyperparameters": trial.hyperparameters.values})
-    unfinished = [trial for trial in search.oracle.trials.values() if trial.status != "COMPLETED"]
-    trials += [{"trial": trial.trial_id, "score": None, "status": trial.status, "best_epoch": None,
-                "hyperparameters": trial.hyperparameters.values} for trial in unfinished
-               if trial.trial_id not in {row["trial"] for row in trials}]
+    trials = trial_records(tuner.oracle)
+    if not trials and cluster is not None:
+        raise UserError(f"the search ended with no trials: no worker called within the worker timeout "
+                        f"({cluster.worker_timeout:g} s); start workers (tune with role worker and oracle "
+                        f"{cluster.host}:{cluster.port}), then resume {directory.name} on the chief")
     best = [trial for trial in trials if trial["status"] == "COMPLETED"]
     if not trials and cluster is not None:
         oracle = f"{cluster.host}:{cluster.port}"
@@ -346,10 +300,64 @@ def _search(task, config, data_source, settings, objective, direction, *, direct
                         f"search on the chief ({chief})")
     if not best:
         raise UserError(f"no trial of the search in {directory} completed; see its trial folders for why")
-    best_config = hypermodel.config(search.get_best_hyperparameters(1)[0])
+    best_config = tuner.hypermodel.config(tuner.get_best_hyperparameters(1)[0])
     runs.write_json(directory / "best_config.json", config_lib.to_dict(best_config))
     runs.write_json(directory / "trials.json", trials)
     return TuneResult(runs.finish_run_dir(directory), best_config, trials, memory, data_source, settings)
+
+
+def _tuner(setup: RunSetup, settings: SearchSettings, directory: Path, memory_log: Path, role: str,
+           trial_budget: int | None):
+    """Keras Tuner's tuner for the search in ``directory``, and a function that runs its
+    trials in this process."""
+    import keras
+    import keras_tuner
+
+    from lstmkit.tuning import cluster as cluster_lib
+
+    task, config = setup.task, setup.config
+    objective, direction = resolve_objective(task, config, settings.objective)
+    max_epochs = settings.max_epochs or config.train.epochs
+    hypermodel = _hypermodel_class()(task, config, setup.preprocessing, setup.splits, settings.seed)
+    tuner_class = {"hyperband": keras_tuner.Hyperband, "random": keras_tuner.RandomSearch,
+                   "bayesian": keras_tuner.BayesianOptimization}[settings.tuner]
+    if role == "worker":
+        tuner_class = cluster_lib.with_heartbeat(tuner_class)
+    tuner_class = recording_trials(tuner_class, memory_log, trial_budget)
+    common = dict(objective=keras_tuner.Objective(objective, direction=direction), seed=settings.seed,
+                  executions_per_trial=settings.executions_per_trial,
+                  directory=str(directory), project_name="search", overwrite=False,
+                  # A trial whose worker died is run once more, by another worker.
+                  max_retries_per_trial=0 if role == "alone" else 1)
+    if settings.tuner == "hyperband":
+        tuner = tuner_class(hypermodel, max_epochs=max_epochs, factor=3, **common)
+        # Hyperband's oracle takes no max_trials, but honours one like every oracle.
+        tuner.oracle.max_trials = settings.max_trials
+        search_kwargs = {}
+    else:
+        tuner = tuner_class(hypermodel, max_trials=settings.max_trials or 10, **common)
+        search_kwargs = {"epochs": max_epochs}
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=objective, mode=direction, patience=config.train.patience),
+        # Keras Tuner gives each trial its own folder here and logs its hyperparameters
+        # (TensorBoard's HParams dashboard).
+        keras.callbacks.TensorBoard(str(directory / "tensorboard")),
+    ]
+    return tuner, lambda: tuner.search(callbacks=callbacks, **search_kwargs)
+
+
+def trial_records(oracle) -> list[dict]:
+    """Every trial of ``oracle``: the completed ones best first, then the rest."""
+    trials = []
+    for trial in oracle.get_best_trials(num_trials=len(oracle.trials)):
+        trials.append({"trial": trial.trial_id, "score": trial.score, "status": trial.status,
+                       "best_epoch": None if trial.best_step is None else int(trial.best_step) + 1,
+                       "hyperparameters": trial.hyperparameters.values})
+    listed = {row["trial"] for row in trials}
+    trials += [{"trial": trial.trial_id, "score": None, "status": trial.status, "best_epoch": None,
+                "hyperparameters": trial.hyperparameters.values}
+               for trial in oracle.trials.values() if trial.status != "COMPLETED" and trial.trial_id not in listed]
+    return trials
 
 
 def retrain_best(task: Task, result: TuneResult, *, runs_root: str | Path = "runs", command: str = ""):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from lstmkit.data import read_fasta_sequences, seeded_split
 from lstmkit.errors import UserError
-from lstmkit.task import DataSplits, InputFileOption, ServingSignature, Task
+from lstmkit.task import DataSplits, InputFileOption, Preprocessing, ServingSignature, Task
 from lstmkit.tasks.protein_ss import config as protein_config
 from lstmkit.tasks.protein_ss import data as protein_data
 
@@ -24,11 +26,20 @@ def state_letters(config) -> str:
     return protein_data.STATES_3 if config.states == 3 else protein_data.STATES_8
 
 
+@dataclasses.dataclass(frozen=True)
+class ProteinPreprocessing(Preprocessing):
+    #: The structure letters the model predicts, in output order.
+    states: str
+    #: Values per residue of the evolutionary profile the training data came with (0: none).
+    profile_features: int = 0
+
+
 class ProteinTask(Task):
     """Per-residue secondary structure (3- or 8-state) of amino-acid sequences."""
 
     name = "protein_ss"
     config_class = protein_config.ProteinConfig
+    preprocessing_class = ProteinPreprocessing
     objective = "val_accuracy"
     headline_metric = "q3"
     objective_direction = "max"
@@ -99,7 +110,7 @@ class ProteinTask(Task):
             features = {"sequence": features, "profile": profiles}
         return tf.data.Dataset.from_tensor_slices((features, ragged)).map(lambda x, y: (x, y))
 
-    def adapt(self, config, train_dataset) -> dict:
+    def adapt(self, config, train_dataset) -> Preprocessing:
         from lstmkit.data import count
 
         if count(train_dataset) == 0:
@@ -108,12 +119,12 @@ class ProteinTask(Task):
         # The vocabulary is fixed; what the data decides is whether profiles come with it.
         features = train_dataset.element_spec[0]
         profile_features = features["profile"].shape[-1] if isinstance(features, dict) else 0
-        return {"states": state_letters(config), "profile_features": profile_features}
+        return ProteinPreprocessing(state_letters(config), profile_features)
 
-    def placeholder_preprocessing(self, config) -> dict:
-        return {"states": state_letters(config), "profile_features": 0}
+    def placeholder_preprocessing(self, config) -> Preprocessing:
+        return ProteinPreprocessing(state_letters(config))
 
-    def training_batches(self, dataset, config, preprocessing: dict, seed: int):
+    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
         """Shuffled, then grouped by length (``data.bucket_boundaries``) so that short
         chains are not padded to long ones; labels are padded with NOT_SCORED."""
         import tensorflow as tf
@@ -136,8 +147,8 @@ class ProteinTask(Task):
             tf.data.AUTOTUNE)
 
     # --- model ---------------------------------------------------------------------
-    def build_model(self, config, preprocessing: dict):
-        return protein_model.build_model(config, preprocessing.get("profile_features", 0))
+    def build_model(self, config, preprocessing: Preprocessing):
+        return protein_model.build_model(config, preprocessing.profile_features)
 
     def loss(self, config):
         import keras
@@ -153,10 +164,10 @@ class ProteinTask(Task):
         return search_space(hp, config)
 
     # --- evaluation, prediction, export ---------------------------------------------
-    def label_names(self, config, preprocessing: dict) -> list[str]:
+    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
         return list(state_letters(config))
 
-    def evaluate(self, model, dataset, config, preprocessing: dict) -> dict:
+    def evaluate(self, model, dataset, config, preprocessing: Preprocessing) -> dict:
         """Per-residue accuracy over scored residues (Q3, or Q8 and Q3 from the 8-state
         predictions mapped to three), its mean per chain, the mean per-chain SOV'99,
         per-state precision/recall, and the confusion matrix."""
@@ -193,12 +204,12 @@ class ProteinTask(Task):
             metrics["q3"] = float((to_three[truth] == to_three[guess]).mean())
         return metrics
 
-    def serving_signatures(self, config, preprocessing: dict,
+    def serving_signatures(self, config, preprocessing: Preprocessing,
                            max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
         letters = tf.constant(list(state_letters(config)))
-        profile_features = preprocessing.get("profile_features", 0)
+        profile_features = preprocessing.profile_features
 
         def build(model):
             def serve(sequence, profile=None):
@@ -226,8 +237,8 @@ class ProteinTask(Task):
             max_lengths["profile"] = (MAX_RESIDUES, "residues")
         return {"serving_default": ServingSignature(inputs, build, batchable=False, max_lengths=max_lengths)}
 
-    def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
-        if preprocessing.get("profile_features"):
+    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
+        if preprocessing.profile_features:
             raise UserError("this run's model reads sequence profiles (PSSM) as well as sequences; predict "
                             "takes sequences only: export it and send both to serving_default")
         rejected = {}
@@ -247,7 +258,7 @@ class ProteinTask(Task):
 
         return tf.constant([item.strip().upper() for item in items])
 
-    def prediction_records(self, config, preprocessing: dict, model, items: list[str], outputs) -> list[dict]:
+    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
         """The sequence with its predicted structure aligned under it."""
         letters = state_letters(config)
         records = []
@@ -264,10 +275,10 @@ class ProteinTask(Task):
         return records
 
 
-def model_features(features, preprocessing: dict):
+def model_features(features, preprocessing: Preprocessing):
     """What the run's model reads of a batch's features: the sequences, or sequences and
     profiles. A model trained with profiles cannot do without them."""
-    wants_profiles = bool(preprocessing.get("profile_features"))
+    wants_profiles = bool(preprocessing.profile_features)
     if not isinstance(features, dict):
         if wants_profiles:
             raise UserError("this run's model reads sequence profiles (PSSM) and this data has none; "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from lstmkit.data import seeded_split, take
 from lstmkit.errors import UserError
-from lstmkit.task import ClassificationTask, DataSplits, ServingSignature
+from lstmkit.task import ClassificationTask, DataSplits, Preprocessing, ServingSignature
 from lstmkit.tasks.sentiment import config as sentiment_config
 from lstmkit.tasks.sentiment import data as sentiment_data
 
@@ -23,11 +25,19 @@ def examples_dataset(examples):
         (tf.constant(examples.texts, tf.string), tf.constant(examples.labels, tf.int32)))
 
 
+@dataclasses.dataclass(frozen=True)
+class SentimentPreprocessing(Preprocessing):
+    #: TextVectorization's vocabulary, adapted on the training texts (padding and
+    #: out-of-vocabulary first).
+    vocabulary: list[str]
+
+
 class SentimentTask(ClassificationTask):
     """Binary sentiment classification of raw text (negative / positive)."""
 
     name = "sentiment"
     config_class = sentiment_config.SentimentConfig
+    preprocessing_class = SentimentPreprocessing
     default_data = "tfds:imdb_reviews"
 
     def tiny_config(self):
@@ -62,25 +72,25 @@ class SentimentTask(ClassificationTask):
         return examples_dataset(sentiment_data.Examples([text for part in parts for text in part.texts],
                                                         [label for part in parts for label in part.labels]))
 
-    def adapt(self, config, train_dataset) -> dict:
+    def adapt(self, config, train_dataset) -> Preprocessing:
         layer = sentiment_model.vectorizer(config)
         layer.adapt(train_dataset.map(lambda text, label: text).batch(1024))
-        return {"vocabulary": [str(token) for token in layer.get_vocabulary()]}
+        return SentimentPreprocessing([str(token) for token in layer.get_vocabulary()])
 
-    def placeholder_preprocessing(self, config) -> dict:
+    def placeholder_preprocessing(self, config) -> Preprocessing:
         # TextVectorization's own first two entries: padding and out-of-vocabulary.
-        return {"vocabulary": ["", "[UNK]"] + [f"word{i}" for i in range(config.vocab_size - 2)]}
+        return SentimentPreprocessing(["", "[UNK]"] + [f"word{i}" for i in range(config.vocab_size - 2)])
 
-    def build_model(self, config, preprocessing: dict):
-        return sentiment_model.build_model(config, preprocessing["vocabulary"])
+    def build_model(self, config, preprocessing: Preprocessing):
+        return sentiment_model.build_model(config, preprocessing.vocabulary)
 
     def search_space(self, hp, config):
         return search_space(hp, config)
 
-    def label_names(self, config, preprocessing: dict) -> list[str]:
+    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
         return list(sentiment_data.LABEL_NAMES)
 
-    def serving_signatures(self, config, preprocessing: dict,
+    def serving_signatures(self, config, preprocessing: Preprocessing,
                            max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 

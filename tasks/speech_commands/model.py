@@ -33,13 +33,13 @@ def front_end(config: SpeechConfig) -> list:
     ]
 
 
-def build_model(config: SpeechConfig, preprocessing: dict) -> keras.Model:
+def build_model(config: SpeechConfig, preprocessing) -> keras.Model:
     waveform = keras.Input(shape=(None,), dtype="float32", name="waveform")
     x = waveform
     for layer in front_end(config):
         x = layer(x)
-    x = keras.layers.Normalization(axis=-1, mean=np.asarray(preprocessing["mean"]),
-                                   variance=np.asarray(preprocessing["variance"]), name="normalize")(x)
+    x = keras.layers.Normalization(axis=-1, mean=np.asarray(preprocessing.mean),
+                                   variance=np.asarray(preprocessing.variance), name="normalize")(x)
     x = SpecAugment(config.frequency_masks, config.frequency_mask_width, config.time_masks,
                     config.time_mask_width, name="spec_augment")(x)
     x = keras.layers.Reshape((-1, config.num_mel_bins, 1), name="add_channel")(x)
@@ -55,6 +55,6 @@ def build_model(config: SpeechConfig, preprocessing: dict) -> keras.Model:
     x = SequencePooling("attention", name="attention")(x)
     x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
     x = keras.layers.Dropout(scaled_rate(config.classifier_dropout, multiplier), name="classifier_dropout")(x)
-    probabilities = keras.layers.Dense(len(preprocessing["labels"]), activation="softmax",
+    probabilities = keras.layers.Dense(len(preprocessing.labels), activation="softmax",
                                        name="probabilities")(x)
     return keras.Model(waveform, probabilities, name="speech_commands")

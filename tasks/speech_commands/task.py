@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from lstmkit.wav import AudioFileError, decode_wav_in_graph, read_wav, resample
 from lstmkit.data import load_tfds, read_bytes
 from lstmkit.errors import UserError
 from lstmkit.layers import FixedLength
-from lstmkit.task import ClassificationTask, DataSplits, ServingSignature
+from lstmkit.task import ClassificationTask, DataSplits, Preprocessing, ServingSignature
 from lstmkit.tasks.speech_commands import config as speech_config
 from lstmkit.tasks.speech_commands import data as speech_data
 
@@ -38,11 +39,21 @@ def to_clip(waveform, rate, clip_samples: int):
     return FixedLength(clip_samples)(resample(waveform, rate, SAMPLE_RATE)[None])[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class SpeechPreprocessing(Preprocessing):
+    #: The class names found in the training data, sorted.
+    labels: list[str]
+    #: Per-mel-band mean and variance of the training clips' log-mel frames.
+    mean: list[float]
+    variance: list[float]
+
+
 class SpeechCommandsTask(ClassificationTask):
     """Keyword spotting on one-second clips: raw audio in, keyword out."""
 
     name = "speech_commands"
     config_class = speech_config.SpeechConfig
+    preprocessing_class = SpeechPreprocessing
     default_data = "tfds:speech_commands"
 
     def tiny_config(self):
@@ -128,7 +139,7 @@ class SpeechCommandsTask(ClassificationTask):
                             for split in (train, validation, test)),
                           f"tfds:{name} (train/validation/test as published)")
 
-    def adapt(self, config, train_dataset) -> dict:
+    def adapt(self, config, train_dataset) -> Preprocessing:
         """The class names (in sorted order) and per-mel-band mean and variance of the
         training clips' log-mel frames."""
         import keras
@@ -139,24 +150,21 @@ class SpeechCommandsTask(ClassificationTask):
         normalization = keras.layers.Normalization(axis=-1)
         frames = train_dataset.batch(256).map(lambda waveform, label: layers[1](layers[0](waveform)))
         normalization.adapt(frames)
-        return {
-            "labels": labels,
-            "mean": np.asarray(normalization.mean).reshape(-1).tolist(),
-            "variance": np.asarray(normalization.variance).reshape(-1).tolist(),
-        }
+        return SpeechPreprocessing(labels, np.asarray(normalization.mean).reshape(-1).tolist(),
+                                   np.asarray(normalization.variance).reshape(-1).tolist())
 
-    def placeholder_preprocessing(self, config) -> dict:
-        return {"labels": sorted(SPEECH_COMMANDS_12), "mean": [0.0] * config.num_mel_bins,
-                "variance": [1.0] * config.num_mel_bins}
+    def placeholder_preprocessing(self, config) -> Preprocessing:
+        return SpeechPreprocessing(sorted(SPEECH_COMMANDS_12), [0.0] * config.num_mel_bins,
+                                   [1.0] * config.num_mel_bins)
 
-    def encode_labels(self, dataset, config, preprocessing: dict):
+    def encode_labels(self, dataset, config, preprocessing: Preprocessing):
         import keras
         import tensorflow as tf
 
-        ids = keras.layers.StringLookup(vocabulary=preprocessing["labels"], num_oov_indices=0)
+        ids = keras.layers.StringLookup(vocabulary=preprocessing.labels, num_oov_indices=0)
         return dataset.map(lambda waveform, label: (waveform, tf.cast(ids(label), tf.int32)))
 
-    def training_batches(self, dataset, config, preprocessing: dict, seed: int):
+    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
         """Shuffled, augmented batches: each clip shifted in time and, with
         ``augment.noise_probability``, mixed with background noise (a random training
         ``_silence_`` clip where there are some, else Gaussian noise) at a random
@@ -167,8 +175,8 @@ class SpeechCommandsTask(ClassificationTask):
         samples = config.clip_samples
         shift = int(round(settings.time_shift_ms * SAMPLE_RATE / 1000))
         noise_clips = None
-        if speech_data.SILENCE in preprocessing["labels"]:
-            silence = preprocessing["labels"].index(speech_data.SILENCE)
+        if speech_data.SILENCE in preprocessing.labels:
+            silence = preprocessing.labels.index(speech_data.SILENCE)
             pool = [waveform for waveform, label in dataset.as_numpy_iterator() if label == silence]
             if pool:
                 noise_clips = tf.constant(np.stack(pool[:1000]))
@@ -196,17 +204,17 @@ class SpeechCommandsTask(ClassificationTask):
                 .prefetch(tf.data.AUTOTUNE))
 
     # --- model ---------------------------------------------------------------------
-    def build_model(self, config, preprocessing: dict):
+    def build_model(self, config, preprocessing: Preprocessing):
         return speech_model.build_model(config, preprocessing)
 
     def search_space(self, hp, config):
         return search_space(hp, config)
 
     # --- evaluation, prediction, export ---------------------------------------------
-    def label_names(self, config, preprocessing: dict) -> list[str]:
-        return list(preprocessing["labels"])
+    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
+        return list(preprocessing.labels)
 
-    def serving_signatures(self, config, preprocessing: dict,
+    def serving_signatures(self, config, preprocessing: Preprocessing,
                            max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
@@ -240,7 +248,7 @@ class SpeechCommandsTask(ClassificationTask):
                 [tf.TensorSpec(shape=(None,), dtype=tf.string, name="wav")], from_wav_bytes),
         }
 
-    def tflite_signature(self, config, preprocessing: dict) -> ServingSignature:
+    def tflite_signature(self, config, preprocessing: Preprocessing) -> ServingSignature:
         """One clip of ``clip_seconds`` at 16 kHz → probabilities (fixed shapes, as
         microcontroller and phone runtimes want)."""
         import tensorflow as tf
@@ -254,7 +262,7 @@ class SpeechCommandsTask(ClassificationTask):
         return ServingSignature([tf.TensorSpec(shape=(1, config.clip_samples), dtype=tf.float32,
                                                name="waveform")], build)
 
-    def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
+    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
         rejected = {}
         for item in items:
             path = Path(item)
@@ -267,7 +275,7 @@ class SpeechCommandsTask(ClassificationTask):
                 rejected[item] = str(error)
         return rejected
 
-    def prediction_records(self, config, preprocessing: dict, model, items: list[str], outputs) -> list[dict]:
+    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
         records = super().prediction_records(config, preprocessing, model, items, outputs)
         for record in records:  # the whole file name, however long
             record["text"] = f"{record['label']}\t{record['probabilities'][record['label']]:.4f}\t{record['input']}"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 
 import numpy as np
 
 from lstmkit import data as data_lib
 from lstmkit.errors import UserError
-from lstmkit.task import DataSplits, ServingSignature, Task
+from lstmkit.task import DataSplits, Preprocessing, ServingSignature, Task
 from lstmkit.tasks.textgen import config as textgen_config
 from lstmkit.tasks.textgen import data as textgen_data
 from lstmkit.tasks.textgen import model as textgen_model
@@ -17,11 +18,18 @@ from lstmkit.tasks.textgen.config import MAX_PROMPT_CHARACTERS
 from lstmkit.tasks.textgen.search_space import search_space
 
 
+@dataclasses.dataclass(frozen=True)
+class TextgenPreprocessing(Preprocessing):
+    #: The characters the model reads and writes, found in the training text.
+    vocabulary: list[str]
+
+
 class TextgenTask(Task):
     """Character-level language modelling: predict each next character of raw text."""
 
     name = "textgen"
     config_class = textgen_config.TextgenConfig
+    preprocessing_class = TextgenPreprocessing
     objective = "val_loss"
     headline_metric = "bits_per_char"
     reported_metrics = ("loss", "nats_per_char", "bits_per_char", "perplexity")
@@ -60,12 +68,13 @@ class TextgenTask(Task):
         test = validation if corpus.test is None else dataset(corpus.test, "validation_length", "test")
         return DataSplits(train, validation, test, f"{corpus.description}; {len(train_text):,} to train on")
 
-    def adapt(self, config, train_dataset) -> dict:
+    def adapt(self, config, train_dataset) -> Preprocessing:
         windows, streams = data_lib.count(train_dataset), config.train.batch_size
         if windows == 0:
             raise UserError(
                 f"the training text is shorter than one window of data.sequence_length + 1 = "
-                f"{config.data.sequence_length + 1} characters; use a longer text or lower the config value data.sequence_length"
+                f"{config.data.sequence_length + 1} characters; use a longer text or lower the config value "
+                "data.sequence_length"
             )
         if config.data.batching == "streams" and windows < streams:
             raise UserError(
@@ -79,16 +88,16 @@ class TextgenTask(Task):
             counts.update(inputs.decode("utf-8") + targets.decode("utf-8")[-1:])
         # The most frequent characters (ties: code point order), listed in code point order.
         kept = sorted(counts, key=lambda char: (-counts[char], char))[:config.data.max_vocabulary]
-        return {"vocabulary": sorted(kept)}
+        return TextgenPreprocessing(sorted(kept))
 
-    def encode_labels(self, dataset, config, preprocessing: dict):
+    def encode_labels(self, dataset, config, preprocessing: Preprocessing):
         import tensorflow as tf
 
-        ids = textgen_model.character_ids(preprocessing["vocabulary"])
+        ids = textgen_model.character_ids(preprocessing.vocabulary)
         # Cached: the ids never change, and encoding them again each epoch costs time.
         return dataset.map(lambda text, target: (text, tf.cast(ids(target[None])[0], tf.int32))).cache()
 
-    def training_batches(self, dataset, config, preprocessing: dict, seed: int):
+    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
         """Shuffled windows (``data.batching="windows"``), or batches in stream order for
         truncated backpropagation through time: the windows (in text order) are dealt
         into ``batch_size`` contiguous streams, and batch ``i`` holds window ``i`` of
@@ -105,12 +114,12 @@ class TextgenTask(Task):
         return tf.data.Dataset.from_tensor_slices(
             (tf.gather(texts, order), tf.gather(targets, order))).prefetch(tf.data.AUTOTUNE)
 
-    def placeholder_preprocessing(self, config) -> dict:
+    def placeholder_preprocessing(self, config) -> Preprocessing:
         # The printable ASCII characters and a newline: a typical English corpus.
-        return {"vocabulary": ["\n"] + [chr(code) for code in range(32, 127)]}
+        return TextgenPreprocessing(["\n"] + [chr(code) for code in range(32, 127)])
 
-    def build_model(self, config, preprocessing: dict):
-        return textgen_model.build_model(config, preprocessing["vocabulary"])
+    def build_model(self, config, preprocessing: Preprocessing):
+        return textgen_model.build_model(config, preprocessing.vocabulary)
 
     def loss(self, config):
         import keras
@@ -120,10 +129,10 @@ class TextgenTask(Task):
     def search_space(self, hp, config):
         return search_space(hp, config)
 
-    def label_names(self, config, preprocessing: dict) -> list[str]:
+    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
         return []  # the vocabulary is in the run's preprocessing.json and in the model
 
-    def evaluate(self, model, dataset, config, preprocessing: dict) -> dict:
+    def evaluate(self, model, dataset, config, preprocessing: Preprocessing) -> dict:
         """Mean negative log-likelihood of every target character, from a zero state at
         each window's start, in nats, bits and perplexity."""
         import tensorflow as tf
@@ -145,7 +154,7 @@ class TextgenTask(Task):
         return {"examples": windows, "characters": int(characters), "loss": nats,
                 "nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
 
-    def serving_signatures(self, config, preprocessing: dict,
+    def serving_signatures(self, config, preprocessing: Preprocessing,
                            max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
@@ -202,7 +211,7 @@ class TextgenTask(Task):
                 max_lengths={"prompt": prompt_limit}),
         }
 
-    def rejected_predict_inputs(self, config, preprocessing: dict, items: list[str]) -> dict[str, str]:
+    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
         return {item: f"{len(item):,} characters; at most {MAX_PROMPT_CHARACTERS:,} are read (keep the end of it)"
                 for item in items if len(item) > MAX_PROMPT_CHARACTERS}
 
@@ -221,7 +230,7 @@ class TextgenTask(Task):
 
         return tf.constant([item or EMPTY_PROMPT for item in items], tf.string)
 
-    def prediction_records(self, config, preprocessing: dict, model, items: list[str], outputs) -> list[dict]:
+    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
         """The five most likely next characters after each input."""
         vocabulary = model.get_layer("characters").get_vocabulary()
         records = []

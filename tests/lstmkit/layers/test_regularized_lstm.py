@@ -213,7 +213,7 @@ def test_weight_drop_variational_output_ar_tar_l2_keep_the_fused_path():
 def test_the_fused_kernel_receives_the_weight_dropped_recurrent_kernel(monkeypatch):
     # On a GPU the layer calls the backend's fused LSTM; pretend there is one and check what
     # it is given: the kernel dropped for this batch, outside the step loop.
-    from keras.src import backend
+    from lstmkit import keras_internals
 
     seen = {}
 
@@ -221,7 +221,7 @@ def test_the_fused_kernel_receives_the_weight_dropped_recurrent_kernel(monkeypat
         seen["recurrent_kernel"] = _numpy(recurrent_kernel)
         raise NotImplementedError  # then the layer runs its own loop, as on CPU
 
-    monkeypatch.setattr(backend, "lstm", fused)
+    monkeypatch.setattr(keras_internals, "fused_lstm", fused)
     layer = RegularizedLSTM(16, weight_drop=0.5, seed=4)
     layer(_inputs(), training=True)
     dropped = seen["recurrent_kernel"] == 0.0

@@ -39,7 +39,7 @@ def test_speech_commands_folder_is_split_by_speaker(speech_slice):
     config = QUARTERS
     clips, skipped, layout = speech_data.read_folder(str(speech_slice), config.data, 1.0)
     assert len(clips) == 96 and not skipped and layout == "Speech Commands layout"
-    assert sorted(set(clips.labels)) == sorted(TASK.placeholder_preprocessing(config)["labels"])
+    assert sorted(set(clips.labels)) == sorted(TASK.placeholder_preprocessing(config).labels)
     splits = speech_data.assign_splits(clips, config.data)
     speakers = {name: {s for s, split in zip(clips.speakers, splits) if split == name}
                 for name in ("train", "validation", "test")}

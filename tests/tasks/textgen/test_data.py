@@ -92,7 +92,7 @@ def test_vocabulary_is_the_training_texts_characters(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("abcab\n" * 200 + "z" * 100, encoding="utf-8")
     splits = task.load_data(str(corpus), TINY)
-    vocabulary = task.adapt(TINY, splits.train)["vocabulary"]
+    vocabulary = task.adapt(TINY, splits.train).vocabulary
     # "z" only occurs in the validation part (the last 10%).
     assert vocabulary == ["\n", "a", "b", "c"]
     encoded = task.encode_labels(splits.train, TINY, {"vocabulary": vocabulary})

@@ -11,6 +11,7 @@ from lstmkit.errors import UserError
 from lstmkit.tasks.textgen.config import TINY, TextgenConfig
 from lstmkit.tasks.textgen.generation import CharacterSampler
 from lstmkit.tasks.textgen.model import build_model
+from lstmkit.tasks.textgen.task import TextgenPreprocessing
 
 VOCABULARY = list("\n !',.:;?abcdefghijklmnopqrstuvwxyz")
 
@@ -136,7 +137,7 @@ def test_training_carries_each_rows_state_to_the_next_batch():
     assert [list(map(bytes.decode, texts.numpy())) for texts, _ in batches] == [
         [windows[0], windows[2]], [windows[1], windows[3]]]
     keras.utils.set_random_seed(3)
-    model = task.build_model(config, {"vocabulary": VOCABULARY})
+    model = task.build_model(config, TextgenPreprocessing(VOCABULARY))
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=task.loss(config))
     model.fit(batches, epochs=1, verbose=0, shuffle=False)
     from lstmkit.tasks.textgen.model import run_layers
@@ -155,7 +156,7 @@ def test_activation_regularization_adds_to_the_training_loss():
     for weight in (0.0, 1000.0):
         config = dataclasses.replace(TINY, lstm=dataclasses.replace(TINY.lstm, activation_l2=weight))
         keras.utils.set_random_seed(3)
-        model = task.build_model(config, {"vocabulary": VOCABULARY})
+        model = task.build_model(config, TextgenPreprocessing(VOCABULARY))
         model.compile(optimizer=keras.optimizers.SGD(0.0), loss=task.loss(config))
         texts = tf.constant(["to be or not to be"] * config.train.batch_size)
         targets = model.get_layer("characters")(tf.constant(["o be or not to be "] * config.train.batch_size))
@@ -176,4 +177,4 @@ def test_window_batching_shuffles_and_keeps_no_state():
     batches = task.training_batches(dataset, config, {}, seed=1)
     epochs = [[text.decode() for texts, _ in batches for text in texts.numpy()] for _ in range(2)]
     assert sorted(epochs[0]) == windows and epochs[0] != windows and epochs[0] != epochs[1]
-    assert task.build_model(config, {"vocabulary": VOCABULARY}).carried is None
+    assert task.build_model(config, TextgenPreprocessing(VOCABULARY)).carried is None
