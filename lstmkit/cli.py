@@ -16,6 +16,7 @@ import click
 
 import lstmkit
 from lstmkit.quiet import import_tensorflow_quietly
+from lstmkit.runs import lstmkit_command, resume_command
 from lstmkit.task import MAX_GENERATED_LENGTH, MAX_SERVED_GENERATED_LENGTH
 from lstmkit.registry import task_names
 
@@ -81,13 +82,6 @@ def command_line() -> str:
     return shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:])
 
 
-def cli_command(*words, runs_dir="runs") -> str:
-    """A command line to print for the user to run next (``--runs-dir`` only when not
-    the default, so the line stays short)."""
-    words = [str(word) for word in words] + (["--runs-dir", str(runs_dir)] if str(runs_dir) != "runs" else [])
-    return shlex.join(["python", "cli.py", *words])
-
-
 def format_duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -98,7 +92,8 @@ def format_duration(seconds: float) -> str:
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     help="Train, evaluate, tune and export regularized LSTM models.\n\n\b\n"
-    f"Tasks: {', '.join(TASK_NAMES)}\nStart with: python cli.py train TASK --preset tiny --data PATH",
+    f"Tasks: {', '.join(TASK_NAMES)}\n"
+    f"Start with: {lstmkit_command('train', 'TASK', '--preset', 'tiny', '--data', 'PATH')}",
 )
 @click.version_option(lstmkit.__version__, "--version", prog_name="lstmkit", message="%(prog)s %(version)s")
 @click.pass_context
@@ -128,7 +123,6 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
         raise click.UsageError("--resume continues a run with its own data and config; drop --data/--config/--set/--preset")
     config = resolve_config(task, preset, config_file, overrides)
     from lstmkit import runs
-    from lstmkit.training import resume_command
     from lstmkit.training import train as train_task
 
     source = data_source or task.default_data
@@ -159,8 +153,8 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
         click.echo("note: --preset tiny is a smoke test of the pipeline (a small model, a slice of the data, a few "
                    "epochs); its scores say nothing about what the task reaches. Drop --preset tiny for real figures.")
     run = result.run_dir.name
-    click.echo(f"next: {cli_command('evaluate', task.name, '--run', run, runs_dir=runs_dir)}\n"
-               f"      {cli_command('export', task.name, '--run', run, runs_dir=runs_dir)}")
+    click.echo(f"next: {lstmkit_command('evaluate', task.name, '--run', run, runs_root=runs_dir)}\n"
+               f"      {lstmkit_command('export', task.name, '--run', run, runs_root=runs_dir)}")
 
 
 def format_metrics(metrics: dict) -> str:
@@ -406,8 +400,8 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
         click.echo(f"{trial['trial']:<8}{score:>10}{epoch:>7}  {json.dumps(shown, sort_keys=True)}")
     click.echo(f"best config: {result.directory / 'best_config.json'}")
     if not retrain:
-        click.echo("train it:    " + cli_command("train", task.name, "--data", result.data_source, "--config",
-                                                 result.directory / "best_config.json", runs_dir=runs_dir))
+        click.echo("train it:    " + lstmkit_command("train", task.name, "--data", result.data_source, "--config",
+                                                     result.directory / "best_config.json", runs_root=runs_dir))
         return
     from lstmkit.tuning.search import retrain_best
 
@@ -466,7 +460,6 @@ def list_runs(task_name, runs_dir):
     """List the runs and searches of TASK (default: every task): id, start, data,
     headline test metric, and whether each finished."""
     from lstmkit import runs
-    from lstmkit.training import resume_command
 
     shown = 0
     for name in [task_name] if task_name else task_names():
@@ -486,12 +479,13 @@ def list_runs(task_name, runs_dir):
             elif summary.kind == "run":
                 state = f"unfinished: {resume_command(name, summary.id, runs_dir)}"
             else:
-                state = f"unfinished: {cli_command('tune', name, '--resume', summary.id, runs_dir=runs_dir)}"
+                state = f"unfinished: {lstmkit_command('tune', name, '--resume', summary.id, runs_root=runs_dir)}"
             click.echo(f"  {summary.id:<28} {summary.started[:16].replace('T', ' '):<17} {score:<22} "
                        f"{shorten(summary.data, 40):<40}  {state}")
             shown += 1
     if not shown:
-        click.echo(f"no runs under {runs_dir}; train one: python cli.py train TASK --preset tiny --data PATH")
+        click.echo(f"no runs under {runs_dir}; train one: "
+                   f"{lstmkit_command('train', 'TASK', '--preset', 'tiny', '--data', 'PATH', runs_root=runs_dir)}")
 
 
 def shorten(text: str, width: int) -> str:
@@ -543,8 +537,9 @@ def main(argv=None) -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except click.UsageError as error:
-        command = error.ctx.command_path if error.ctx else "python cli.py"
-        click.echo(f"Error: {error.format_message()} (see: {command} --help)", err=True)
+        # command_path starts with the program's name: "cli.py train", "lstmkit train".
+        verb = error.ctx.command_path.split()[1:] if error.ctx else []
+        click.echo(f"Error: {error.format_message()} (see: {lstmkit_command(*verb, '--help')})", err=True)
         sys.exit(2)
     except click.ClickException as error:
         click.echo(f"Error: {error.format_message()}", err=True)

@@ -1,11 +1,20 @@
 """Frozen-dataclass configs: strict loading from JSON, type-checked ``--set`` overrides.
 
 A task's config is a frozen dataclass, possibly nesting other dataclasses (``lstm``,
-``train``, ``data``). Every mistake in a key or a value is a ``UserError`` that lists
-what would have been valid.
+``train``, ``data``). Every mistake in a key or a value is a ``UserError`` that names the
+key and what would have been valid (for a mistyped key, the nearest valid one).
+
+Field types: ``bool``, ``int``, ``float``, ``str``, ``Literal[...]``, ``tuple[X, ...]`` of
+one of those, and ``X | None`` (or ``Optional[X]``) of any of them. In JSON a tuple is a
+list (``[100, 200]``) and None is ``null``. As a ``--set`` value (a string) a tuple is
+comma-separated (``data.bucket_boundaries=100,200``; an empty value is the empty tuple,
+so items cannot contain commas) and ``none`` or ``null`` sets an optional field to None.
+A comma-separated string is also accepted for a tuple in JSON: runs saved before a field
+became a tuple wrote it that way.
 
 Every numeric field declares the range it may take, next to the field (``in_range``,
-``rate``); a config's ``__post_init__`` calls ``check_ranges`` first, so an absurd value
+``rate``); for a tuple the range holds for each item, and None is in every range. A
+config's ``__post_init__`` calls ``check_ranges`` first, so an absurd value
 (``lstm.units=100000000``, ``train.learning_rate=inf``, a NaN) is refused when the config
 is resolved, before any data is read or model built.
 """
@@ -13,7 +22,9 @@ is resolved, before any data is read or model built.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -79,11 +90,19 @@ class OutOfRange(UserError):
 
 def check_ranges(config) -> None:
     """Raise ``OutOfRange`` for the first of ``config``'s own fields outside its range
-    (nested configs check theirs when they are built)."""
+    (nested configs check theirs when they are built). A tuple's items are checked one
+    by one (the error names ``key[index]``); None, an unset optional, is not checked."""
     for field in dataclasses.fields(config):
         bounds = field.metadata.get(RANGE)
-        if bounds is not None and getattr(config, field.name) not in bounds:
-            raise OutOfRange(field.name, bounds, getattr(config, field.name))
+        value = getattr(config, field.name)
+        if bounds is None or value is None:
+            continue
+        if isinstance(value, tuple):
+            for index, item in enumerate(value):
+                if item not in bounds:
+                    raise OutOfRange(f"{field.name}[{index}]", bounds, item)
+        elif value not in bounds:
+            raise OutOfRange(field.name, bounds, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,15 +181,102 @@ def _valid_keys(cls, prefix: str = "") -> list[str]:
     return keys
 
 
-def _coerce(value: Any, kind: Any, key: str, from_string: bool) -> Any:
-    """Return ``value`` as ``kind`` or raise a UserError naming the key and the type."""
+def _unknown_key(key: str, cls, prefix: str = "") -> UserError:
+    """The error for ``key``, which the config ``cls`` (the section at ``prefix``) does not
+    have: "did you mean" the nearest valid key, else the keys of the section it reached.
+
+    Each dotted part is corrected in turn to the closest name in its section (matching
+    whole keys would rate any key of the right section close, for its shared prefix);
+    failing that, the last part may be a key of a nested section (``units``: ``lstm.units``).
+    """
+    parts = key[len(prefix):].split(".")
+    section, reached = cls, prefix
+    for depth, part in enumerate(parts):
+        names = _field_types(section)
+        last = depth == len(parts) - 1
+        fitting = list(names) if last else [name for name, kind in names.items() if dataclasses.is_dataclass(kind)]
+        nearest = difflib.get_close_matches(part, fitting, n=1)
+        if not nearest:
+            break
+        if last:
+            return UserError(f"unknown config key {key!r}; did you mean {reached + nearest[0]!r}?")
+        section, reached = names[nearest[0]], f"{reached}{nearest[0]}."
+    keys = _valid_keys(section, reached)
+    last_parts = [valid.rpartition(".")[2] for valid in keys]
+    nearest = difflib.get_close_matches(parts[-1], last_parts, n=1)
+    if nearest:
+        return UserError(f"unknown config key {key!r}; did you mean {keys[last_parts.index(nearest[0])]!r}?")
+    return UserError(f"unknown config key {key!r}; {_section_keys(section, reached)}")
+
+
+def _section_keys(cls, prefix: str) -> str:
+    """'the keys of lstm are units, layers, ...' (a nested section shown as ``train.*``)."""
+    names = [f"{name}.*" if dataclasses.is_dataclass(kind) else name for name, kind in _field_types(cls).items()]
+    where = f"the keys of {prefix.rstrip('.')}" if prefix else "the top-level keys"
+    return f"{where} are {', '.join(names)}"
+
+
+NONE_WORDS = ("none", "null")  # what --set takes for None
+
+
+def _optional_of(kind) -> Any:
+    """``X`` for an ``X | None`` or ``Optional[X]`` field type, otherwise None."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        others = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(others) == 1 and len(typing.get_args(kind)) == 2:
+            return others[0]
+    return None
+
+
+def _items_of(kind) -> Any:
+    """``X`` for a ``tuple[X, ...]`` field type, otherwise None."""
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return args[0]
+    return None
+
+
+def _type_name(kind) -> str:
+    """'int', 'list of int', 'int or none': how a field type reads in an error message."""
+    if _optional_of(kind) is not None:
+        return f"{_type_name(_optional_of(kind))} or none"
+    if _items_of(kind) is not None:
+        return f"list of {_type_name(_items_of(kind))}"
     if typing.get_origin(kind) is Literal:
-        choices = typing.get_args(kind)
-        if value not in choices:
-            raise UserError(
-                f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}"
-            )
-        return value
+        return "one of " + ", ".join(map(repr, typing.get_args(kind)))
+    return getattr(kind, "__name__", str(kind))
+
+
+def _coerce(value: Any, kind: Any, key: str, from_string: bool, shown: str | None = None) -> Any:
+    """Return ``value`` as ``kind`` or raise a UserError naming the key and the type
+    (``shown``, if given: the field's whole type, when ``kind`` is the X of ``X | None``).
+
+    ``from_string``: ``value`` is a ``--set`` string, to be parsed; otherwise it came
+    from JSON (or a dataclass) and must already have the right type.
+    """
+    shown = shown or _type_name(kind)
+    optional = _optional_of(kind)
+    if optional is not None:
+        if value is None or (from_string and value.strip().lower() in NONE_WORDS):
+            return None
+        return _coerce(value, optional, key, from_string, shown=_type_name(kind))
+    items = _items_of(kind)
+    if items is not None:
+        if isinstance(value, str):  # --set's form, and that of runs saved before tuples
+            parts = [part.strip() for part in value.split(",")] if value.strip() else []
+            return tuple(_coerce(part, items, f"{key}[{index}]", from_string=True)
+                         for index, part in enumerate(parts))
+        if isinstance(value, (list, tuple)):  # JSON gives lists; merge() passes tuples
+            return tuple(_coerce(item, items, f"{key}[{index}]", from_string)
+                         for index, item in enumerate(value))
+        raise UserError(f"{key} must be a {shown}, got {value!r}")
+    if typing.get_origin(kind) is Literal:
+        for choice in typing.get_args(kind):
+            # A --set string names a number choice by its digits: states=8.
+            if value == choice or (from_string and isinstance(value, str) and value.strip() == str(choice)):
+                return choice
+        raise UserError(f"{key} must be {shown}, got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -204,23 +310,22 @@ def _coerce(value: Any, kind: Any, key: str, from_string: bool) -> Any:
     elif kind is str:
         if isinstance(value, str):
             return value
-    raise UserError(f"{key} must be of type {getattr(kind, '__name__', kind)}, got {value!r}")
+    else:
+        raise TypeError(f"config field {key} has type {kind}, which lstmkit.config does not support")
+    raise UserError(f"{key} must be of type {shown}, got {value!r}")
 
 
 def from_dict(cls, data: dict[str, Any], prefix: str = ""):
     """Build ``cls`` from a (possibly partial) nested dict; unknown keys are errors."""
     if not isinstance(data, dict):
         raise UserError(f"{prefix.rstrip('.') or 'config'} must be a JSON object")
-    types = _field_types(cls)
-    unknown = sorted(set(data) - set(types))
+    field_types = _field_types(cls)
+    unknown = sorted(set(data) - set(field_types))
     if unknown:
-        raise UserError(
-            f"unknown config key {prefix}{unknown[0]!r}; valid keys: "
-            + ", ".join(_valid_keys(cls, prefix))
-        )
+        raise _unknown_key(f"{prefix}{unknown[0]}", cls, prefix)
     values = {}
     for name, value in data.items():
-        kind = types[name]
+        kind = field_types[name]
         if dataclasses.is_dataclass(kind):
             values[name] = from_dict(kind, value, f"{prefix}{name}.")
         else:
@@ -233,7 +338,7 @@ def from_dict(cls, data: dict[str, Any], prefix: str = ""):
 
 def load_json(path: str | Path) -> dict:
     """Read a config JSON file (for example ``best_config.json`` from ``tune``)."""
-    path = require_path(path, "config file", "pass an existing JSON file to --config")
+    path = require_path(path, "config file", "name an existing JSON file")
     text = decode_utf8(read_bytes(path, "config"), f"config file {path}")
     try:
         data = json.loads(text)
@@ -241,7 +346,7 @@ def load_json(path: str | Path) -> dict:
         raise UserError(f"config file {path} is nested too deeply to be a config; a config is a "
                         "JSON object of sections and values, like best_config.json") from None
     except ValueError as error:  # JSONDecodeError, and integers too long to convert
-        raise UserError(f"config file {path} is not valid JSON ({error}); fix the file or drop --config") from None
+        raise UserError(f"config file {path} is not valid JSON ({error}); fix the file or use another") from None
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a JSON object of config keys, like best_config.json")
     return data
@@ -264,26 +369,31 @@ def _deep_update(base: dict, update: dict) -> dict:
 
 
 def apply_overrides(config, overrides: list[str]):
-    """Apply ``key.sub=value`` strings (the CLI's ``--set``) to a config, type-checked."""
+    """Apply ``key.sub=value`` strings (the CLI's ``--set``) to a config, type-checked.
+
+    A value is parsed for its field's type: ``100,200`` for a tuple, ``none`` or ``null``
+    for None (see the module docstring).
+    """
     cls = type(config)
     update: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--set takes KEY=VALUE (for example lstm.units=256), got {item!r}")
-        path = key.split(".")
-        owner, types = cls, _field_types(cls)
-        for depth, part in enumerate(path):
-            if part not in types or (depth < len(path) - 1) != dataclasses.is_dataclass(types[part]):
-                raise UserError(
-                    f"unknown config key {key!r}; valid keys: " + ", ".join(_valid_keys(cls))
-                )
-            if depth < len(path) - 1:
-                owner = types[part]
-                types = _field_types(owner)
-        value = _coerce(raw, types[path[-1]], key, from_string=True)
+            raise UserError(f"a config override is KEY=VALUE (for example lstm.units=256), got {item!r}")
+        *sections, name = key.split(".")
+        section = cls
+        for part in sections:
+            section = _field_types(section).get(part)
+            if not dataclasses.is_dataclass(section):
+                raise _unknown_key(key, cls)
+        kind = _field_types(section).get(name)
+        if kind is None:
+            raise _unknown_key(key, cls)
+        if dataclasses.is_dataclass(kind):
+            raise UserError(f"config key {key!r} is a section, not a value; {_section_keys(kind, key + '.')}")
+        value = _coerce(raw, kind, key, from_string=True)
         target = update
-        for part in path[:-1]:
+        for part in sections:
             target = target.setdefault(part, {})
-        target[path[-1]] = value
+        target[name] = value
     return merge(config, update)

@@ -23,7 +23,9 @@ def load_run(task: Task, run_dir: Path):
 
     checkpoint = run_dir / "best.keras"
     if not checkpoint.is_file():
-        raise UserError(f"run {run_dir} has no best.keras yet; finish it with train --resume, or pick another --run")
+        # A run folder is <runs root>/<task>/<run id>.
+        raise UserError(f"run {run_dir} has no best.keras yet; finish it with "
+                        f"{runs.resume_command(task.name, run_dir, run_dir.parent.parent)}, or pick another run")
     config = saved_config(task, run_dir)
     model = load_model(checkpoint)
     return config, model

@@ -88,8 +88,9 @@ def _staging_folder(task_dir: Path) -> Path:
 def _refuse_unfinished_or_diverged(task_name: str, run_dir: Path) -> None:
     """Only a finished run with finite metrics is exported."""
     if run_dir.name.endswith(runs.PARTIAL_SUFFIX) or not (run_dir / "metrics.json").is_file():
+        # A run folder is <runs root>/<task>/<run id>.
         raise UserError(f"run {runs.run_id(run_dir)} is unfinished; finish it first: "
-                        f"python cli.py train {task_name} --resume {runs.run_id(run_dir)}")
+                        f"{runs.resume_command(task_name, run_dir, run_dir.parent.parent)}")
     metrics = runs.read_json(run_dir / "metrics.json")
 
     def numbers(value):
@@ -105,14 +106,14 @@ def _refuse_unfinished_or_diverged(task_name: str, run_dir: Path) -> None:
 
 
 def _checked_export(function):
-    """What both exports refuse before loading anything (a --base-path that cannot be a
+    """What both exports refuse before loading anything (a base path that cannot be a
     folder, an unfinished or diverged run), and a full disk as one line (the staging
     folder is removed either way)."""
     import functools
 
     @functools.wraps(function)
     def wrapper(task, run_dir, base_path="saved_models", *args, **kwargs):
-        runs.require_folder(base_path, "--base-path")
+        runs.require_folder(base_path, "export base path")
         _refuse_unfinished_or_diverged(task.name, Path(run_dir))
         try:
             return function(task, run_dir, base_path, *args, **kwargs)
@@ -199,7 +200,7 @@ def export_tflite(task: Task, run_dir: Path, base_path: str | Path = "saved_mode
     preprocessing = saved_preprocessing(task, run_dir)
     signature = task.tflite_signature(config, preprocessing)
     if signature is None:
-        raise UserError(f"{task.name} has no TensorFlow Lite export; use --format savedmodel")
+        raise UserError(f"{task.name} has no TensorFlow Lite export; export it as a SavedModel instead")
     task_dir = Path(base_path) / f"{task.name}_tflite"
     staging = _staging_folder(task_dir)
     try:

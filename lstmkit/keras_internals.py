@@ -92,9 +92,9 @@ def patch_trainer_for_multi_worker() -> None:
     global _TRAINER_PATCHED
     version = unchecked_version("keras", KERAS_CHECKED)
     if version is not None:
-        raise UserError(f"--strategy multiworker needs lstmkit's fix to Keras's trainer, written for keras"
+        raise UserError(f"the multiworker strategy needs lstmkit's fix to Keras's trainer, written for keras"
                         f"{KERAS_CHECKED}, but keras {version} is installed; install "
-                        f"'keras{KERAS_CHECKED}' or train without --strategy multiworker")
+                        f"'keras{KERAS_CHECKED}' or train with another strategy")
     if _TRAINER_PATCHED:
         return
     import tensorflow as tf

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import secrets
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +20,28 @@ from pathlib import Path
 from lstmkit.errors import UserError
 
 PARTIAL_SUFFIX = ".partial"
+# The checkout's entry point (``python cli.py``); an installed lstmkit has none beside it.
+CHECKOUT_CLI = Path(__file__).resolve().parents[1] / "cli.py"
+DEFAULT_RUNS_ROOT = Path("runs")
+
+
+def lstmkit_command(*words, runs_root: str | Path = DEFAULT_RUNS_ROOT) -> str:
+    """A command line for the user to run next, shell-quoted and spelled the way they run
+    lstmkit: ``python cli.py ...`` when this process is the checkout's ``cli.py``,
+    otherwise ``lstmkit ...`` (the installed console script). ``--runs-dir`` is added only
+    when ``runs_root`` is not the default, so the line stays short."""
+    words = [str(word) for word in words]
+    if Path(runs_root) != DEFAULT_RUNS_ROOT:
+        words += ["--runs-dir", str(runs_root)]
+    script = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    # As typed (cli.py, ../lstmkit/cli.py), so the line works where the user typed theirs.
+    invocation = ["python", script] if script and Path(script).resolve() == CHECKOUT_CLI else ["lstmkit"]
+    return shlex.join([*invocation, *words])
+
+
+def resume_command(task_name: str, run_dir: Path, runs_root: str | Path = DEFAULT_RUNS_ROOT) -> str:
+    """The command that continues the unfinished run ``run_dir``."""
+    return lstmkit_command("train", task_name, "--resume", run_id(run_dir), runs_root=runs_root)
 
 
 def new_run_id() -> str:
@@ -26,15 +49,15 @@ def new_run_id() -> str:
     return f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def require_folder(path: str | Path, option: str) -> None:
-    """Refuse a folder option (``--runs-dir``, ``--base-path``) that cannot become a
-    folder because it, or a folder above it, is a file; before any work is done."""
+def require_folder(path: str | Path, what: str) -> None:
+    """Refuse a folder to write in (``what``: "runs folder", "export folder") that cannot
+    become a folder because it, or a folder above it, is a file; before any work is done."""
     path = Path(path)
     for part in (path, *path.parents):
         if part.exists() or part.is_symlink():
             if not part.is_dir():
                 where = "is a file" if part == path else f"is under {part}, which is a file"
-                raise UserError(f"{option} {path} {where}, not a folder; pass a folder")
+                raise UserError(f"{what} {path} {where}, not a folder; choose a folder")
             return
 
 
@@ -53,7 +76,7 @@ def finish_run_dir(partial: Path) -> Path:
 
 
 def run_id(run_dir: Path) -> str:
-    """The id ``--run``/``--resume`` take: the folder's name without ``.partial``."""
+    """A run's id (what ``find_run`` takes): the folder's name without ``.partial``."""
     name = Path(run_dir).name
     return name[: -len(PARTIAL_SUFFIX)] if name.endswith(PARTIAL_SUFFIX) else name
 
@@ -85,7 +108,7 @@ def remove_quietly(path: Path) -> None:
 def find_run(runs_root: Path, task_name: str, run: str, partial: bool = False) -> Path:
     """Resolve ``run`` ('latest', a run id, or a path) to a run directory.
 
-    With ``partial=True`` it looks for an unfinished run (for ``--resume``).
+    With ``partial=True`` it looks for an unfinished run (to resume).
     """
     task_root = Path(runs_root) / task_name
     if run != "latest":
@@ -100,7 +123,8 @@ def find_run(runs_root: Path, task_name: str, run: str, partial: bool = False) -
     )
     if not runs:
         what = "unfinished run to resume" if partial else "finished run"
-        raise UserError(f"no {what} under {task_root}; train one first: python cli.py train {task_name}")
+        raise UserError(f"no {what} under {task_root}; train one first: "
+                        f"{lstmkit_command('train', task_name, runs_root=runs_root)}")
     return runs[-1]
 
 

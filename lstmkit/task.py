@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any, Callable, ClassVar
 
 from lstmkit.errors import UserError
+from lstmkit.runs import lstmkit_command
 
 # The most a generative task produces per request: more is almost certainly a typo
 # (and would hold a server for minutes).
@@ -155,7 +156,8 @@ class Task(abc.ABC):
     reported_counts: ClassVar[dict[str, str]] = {}
     #: Extra ways ``predict`` reads inputs from files.
     input_file_options: ClassVar[tuple[InputFileOption, ...]] = ()
-    #: The ``--data`` value used when none is given.
+    #: The data source used when none is given: a public one (``tfds:NAME``), never a
+    #: path that exists only in a checkout.
     default_data: ClassVar[str]
 
     # --- configuration -------------------------------------------------------------
@@ -227,8 +229,8 @@ class Task(abc.ABC):
     def placeholder_preprocessing(self, config) -> Preprocessing:
         """A preprocessing state of the right shape without data (e.g. a vocabulary of
         ``vocab_size`` made-up tokens), so ``doctor`` can build the model offline."""
-        raise UserError(f"{self.name} cannot build a model without data; "
-                        "train it first and use doctor --run RUN")
+        raise UserError(f"{self.name} cannot build a model without data; train it first, then: "
+                        f"{lstmkit_command('doctor', self.name, '--run', 'latest')}")
 
     # --- model ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -51,9 +51,9 @@ def test_unknown_task(run_cli):
 @pytest.mark.parametrize(
     "setup, fragments",
     [
-        (lambda tmp: str(tmp / "missing"), ["does not exist", "--data takes"]),
+        (lambda tmp: str(tmp / "missing"), ["does not exist", "the data source must be tfds:imdb_reviews"]),
         (lambda tmp: _write(tmp / "empty.csv", b""), ["is empty"]),
-        (lambda tmp: _write(tmp / "cols.csv", b"review_text,score\nnice,1\n"), ["no text column", "--set data.text_column"]),
+        (lambda tmp: _write(tmp / "cols.csv", b"review_text,score\nnice,1\n"), ["no text column", "config value data.text_column"]),
         (lambda tmp: _write(tmp / "latin1.tsv", b"sentence\tlabel\ncaf\xe9\t1\n"), ["not UTF-8", "re-encode"]),
         (lambda tmp: _write(tmp / "three.tsv", b"sentence\tlabel\ngood\t1\nmeh\tneutral\n"), ["'neutral'", "0/1, neg/pos"]),
         # A quote left open swallows the rest of the file into one field (csv's own error before).
@@ -72,7 +72,9 @@ def test_bad_data_gives_one_line_and_writes_nothing(run_cli, tmp_path, setup, fr
 def test_unknown_set_key_and_bad_value(run_cli, tmp_path):
     runs = tmp_path / "runs"
     _assert_one_line_error(*run_cli("train", "sentiment", "--set", "lstm.size=3", "--runs-dir", runs),
-                           "unknown config key 'lstm.size'", "lstm.units")
+                           "unknown config key 'lstm.size'", "the keys of lstm are units, layers")
+    _assert_one_line_error(*run_cli("train", "sentiment", "--set", "lstm.unit=3", "--runs-dir", runs),
+                           "unknown config key 'lstm.unit'; did you mean 'lstm.units'?")
     _assert_one_line_error(*run_cli("train", "sentiment", "--set", "train.epochs=ten", "--runs-dir", runs),
                            "train.epochs must be of type int")
     _assert_one_line_error(*run_cli("train", "sentiment", "--config", tmp_path / "nope.json"),
@@ -87,7 +89,7 @@ def test_offline_tfds_fails_fast_with_a_local_files_hint(run_cli, tmp_path, offl
     (tmp_path / "tfds" / "imdb_reviews" / "plain_text" / "1.0.0").mkdir(parents=True)
     started = time.perf_counter()
     result = run_cli("train", "sentiment", "--runs-dir", tmp_path / "runs")
-    _assert_one_line_error(*result, "tfds:imdb_reviews", "--data")
+    _assert_one_line_error(*result, "tfds:imdb_reviews", "use local files as the data source")
     assert time.perf_counter() - started < 30
     # pytest captures log records, so check them too: nothing else may reach the terminal.
     assert [record.getMessage() for record in caplog.records if record.levelname in ("WARNING", "ERROR")] == []
@@ -96,10 +98,18 @@ def test_offline_tfds_fails_fast_with_a_local_files_hint(run_cli, tmp_path, offl
 
 def test_commands_without_a_trained_run(run_cli, tmp_path):
     _assert_one_line_error(*run_cli("predict", "sentiment", "hello", "--runs-dir", tmp_path),
-                           "no finished run", "python cli.py train sentiment")
+                           "no finished run", "lstmkit train sentiment")  # in-process: not run as cli.py
     _assert_one_line_error(*run_cli("export", "sentiment", "--run", "nope", "--runs-dir", tmp_path), "no run 'nope'")
     _assert_one_line_error(*run_cli("train", "sentiment", "--resume", "latest", "--runs-dir", tmp_path),
                            "no unfinished run")
+
+
+@pytest.mark.parametrize("entry, invocation", [("cli.py", "python cli.py"), ("lstmkit", "lstmkit")])
+def test_suggested_commands_are_spelled_as_lstmkit_was_run(tmp_path, entry, invocation):
+    command = [sys.executable, "cli.py"] if entry == "cli.py" else [str(Path(sys.executable).parent / "lstmkit")]
+    result = subprocess.run([*command, "runs", "--runs-dir", tmp_path], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"train one: {invocation} train TASK --preset tiny --data PATH" in result.stdout
 
 
 def test_a_real_process_exits_2_with_one_line(tmp_path):
@@ -137,7 +147,15 @@ def test_doctor_builds_the_language_model_without_data(run_cli):
 
 def test_textgen_offline_default_data_says_how_to_use_local_text(run_cli, tmp_path, offline):
     result = run_cli("train", "textgen", "--runs-dir", tmp_path / "runs")
-    _assert_one_line_error(*result, "tfds:tiny_shakespeare", "--data builtin")
+    _assert_one_line_error(*result, "tfds:tiny_shakespeare", "the data source 'builtin'")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_protein_default_data_is_public_and_offline_says_where_to_get_it(run_cli, tmp_path, offline):
+    """An installed lstmkit has no ../shared/data: the default is a public TFDS source."""
+    result = run_cli("train", "protein_ss", "--runs-dir", tmp_path / "runs")
+    _assert_one_line_error(*result, "tfds:cullpdb_profile", "cullpdb+profile_5926_filtered.npy.gz",
+                           "NetSurfP-2.0 folder")
     assert not (tmp_path / "runs").exists()
 
 
@@ -166,7 +184,7 @@ def test_train_sums_up_the_run_and_says_what_to_run_next(run_cli, shared_data, t
     assert re.search(r"^best: epoch [12] of 2 \(val_accuracy 0\.\d{4}\)", out, re.MULTILINE)
     assert re.search(r"^took: \d+ s$", out, re.MULTILINE)
     assert "--preset tiny is a smoke test" in out
-    assert f"next: python cli.py evaluate sentiment --run {run_dir.name} --runs-dir {tmp_path}" in out
+    assert f"next: lstmkit evaluate sentiment --run {run_dir.name} --runs-dir {tmp_path}" in out
 
 
 def test_ctrl_c_during_training_says_how_to_resume(shared_data, tmp_path):
@@ -182,7 +200,7 @@ def test_ctrl_c_during_training_says_how_to_resume(shared_data, tmp_path):
     (partial,) = (tmp_path / "sentiment").glob("*.partial")
     run_id = partial.name.removesuffix(".partial")
     assert process.returncode == 130 and "Traceback" not in err
-    assert f"python cli.py train sentiment --resume {run_id} --runs-dir {tmp_path}" in err
+    assert f"python {ROOT / 'cli.py'} train sentiment --resume {run_id} --runs-dir {tmp_path}" in err
 
 
 def test_runs_lists_finished_and_unfinished_runs(run_cli, tiny_run, tmp_path):
@@ -210,7 +228,7 @@ def test_evaluate_scores_small_outside_files_each_in_its_own_report(run_cli, tin
     one = tmp_path / "one.csv"
     one.write_text("review,stars\ngreat fun from start to end,1\n")
     code, _, err = run_cli("evaluate", "sentiment", "--data", one, "--split", "all", *where)
-    assert code == 2 and "--set data.label_column=" in err  # the hint it gives ...
+    assert code == 2 and "config value data.label_column" in err  # the hint it gives ...
     code, out, err = run_cli("evaluate", "sentiment", "--data", one, "--split", "all", *where,
                              "--set", "data.text_column=review", "--set", "data.label_column=stars")
     assert code == 0, err  # ... works with evaluate

@@ -6,6 +6,6 @@
   machines) and the fixes multi-worker training needs in Keras.
 """
 
-from lstmkit.training.fit import RunResult, resume_command, train
+from lstmkit.training.fit import RunResult, train
 
-__all__ = ["RunResult", "resume_command", "train"]
+__all__ = ["RunResult", "train"]

@@ -15,7 +15,6 @@ import csv
 import dataclasses
 import datetime
 import math
-import shlex
 import sys
 from pathlib import Path
 
@@ -109,7 +108,7 @@ def train(
     from lstmkit.training import strategy as strategy_lib
 
     # A runs folder that cannot be a folder is refused before any data is read.
-    runs.require_folder(runs_root, "--runs-dir")
+    runs.require_folder(runs_root, "runs folder")
     run_dir = None
     if resume is not None:
         run_dir = runs.find_run(runs_root, task.name, resume, partial=True)
@@ -169,7 +168,7 @@ def train(
     except Exception as error:
         if runs.is_out_of_space(error):
             raise UserError(f"out of disk space writing {run_dir}; free some space, then continue the run: "
-                            f"{resume_command(task.name, run_dir, runs_root)}") from None
+                            f"{runs.resume_command(task.name, run_dir, runs_root)}") from None
         from lstmkit.callbacks import RunBackup
 
         if resume is None and not (run_dir / "backup" / RunBackup.STATE_FILE).exists():
@@ -177,12 +176,6 @@ def train(
             # made, a step that does not fit in memory) has nothing to resume: leave nothing.
             runs.remove_quietly(run_dir)
         raise
-
-
-def resume_command(task_name: str, run_dir: Path, runs_root) -> str:
-    """The command that continues the unfinished run ``run_dir`` (shell-quoted)."""
-    where = [] if Path(runs_root) == Path("runs") else ["--runs-dir", str(runs_root)]
-    return shlex.join(["python", "cli.py", "train", task_name, "--resume", runs.run_id(run_dir), *where])
 
 
 def non_finite_metrics(metrics: dict, prefix: str = "") -> list[str]:
@@ -251,7 +244,7 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing, run_dir: P
     if not best_checkpoint.exists():
         raise UserError(
             f"training never produced a finite {monitor} (the loss diverged?); "
-            f"lower train.learning_rate with --set and start a new run. The unfinished run is in {run_dir}"
+            f"lower the config value train.learning_rate and start a new run. The unfinished run is in {run_dir}"
         )
     model.load_weights(str(best_checkpoint))
 
@@ -265,7 +258,7 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing, run_dir: P
         # Not finished, so neither exported nor served; the folder stays for inspection.
         raise UserError(
             f"the trained model gives non-finite metrics ({', '.join(diverged)}): training diverged; "
-            f"lower train.learning_rate with --set and start a new run. The unfinished run is in {run_dir}"
+            f"lower the config value train.learning_rate and start a new run. The unfinished run is in {run_dir}"
         )
     runs.write_json(run_dir / "metrics.json", metrics)
     plots.training_curves(history, run_dir / "training_curves.png")

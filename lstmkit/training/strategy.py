@@ -41,7 +41,7 @@ def check_tf_config(text: str | None) -> dict:
     fix = ('set TF_CONFIG to {"cluster": {"worker": ["host1:port", "host2:port"]}, '
            '"task": {"type": "worker", "index": 0}} (index: this process\'s place in the list)')
     if not text:
-        raise UserError(f"--strategy multiworker needs TF_CONFIG; {fix}")
+        raise UserError(f"the multiworker strategy needs TF_CONFIG; {fix}")
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:

@@ -33,6 +33,7 @@ import time
 
 from lstmkit import keras_internals
 from lstmkit.errors import UserError
+from lstmkit.runs import lstmkit_command
 
 logger = logging.getLogger("lstmkit")
 HEARTBEAT_S = 2.0
@@ -56,7 +57,7 @@ class SearchCluster:
 def parse_oracle(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--oracle must be HOST:PORT (for example 127.0.0.1:8000), got {address!r}")
+        raise UserError(f"the oracle address must be HOST:PORT (for example 127.0.0.1:8000), got {address!r}")
     return host.strip("[]"), int(port)
 
 
@@ -91,7 +92,7 @@ def configure(cluster: SearchCluster) -> None:
         logger.setLevel(logging.INFO)
     if cluster.role == "worker":
         if not cluster.worker_id or "chief" in cluster.worker_id:
-            raise UserError("a worker needs --worker-id ID (unique per worker, not containing 'chief')")
+            raise UserError("a worker needs a worker id (unique per worker, not containing 'chief')")
         wait_for_chief(cluster.host, cluster.port, cluster.connect_timeout)
         # Every call to the chief is bounded (Keras Tuner's default is an hour).
         keras_internals.bound_oracle_calls(max(cluster.connect_timeout, cluster.worker_timeout))
@@ -113,9 +114,9 @@ def wait_for_chief(host: str, port: int, timeout: float) -> None:
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:
-        raise UserError(f"no tuning chief answers at {host}:{port} after {timeout:g} s; start "
-                        f"'python cli.py tune TASK --role chief --oracle {host}:{port}' first, or fix "
-                        "--oracle") from None
+        chief = lstmkit_command("tune", "TASK", "--role", "chief", "--oracle", f"{host}:{port}")
+        raise UserError(f"no tuning chief answers at {host}:{port} after {timeout:g} s; start one first "
+                        f"({chief}), or fix the oracle address") from None
     finally:
         channel.close()
 
@@ -129,8 +130,10 @@ def chief_errors(cluster: SearchCluster):
         yield
     except grpc.RpcError as error:
         code = error.code().name if hasattr(error, "code") else error.__class__.__name__
+        chief = lstmkit_command("tune", "TASK", "--resume", "latest", "--role", "chief",
+                                "--oracle", f"{cluster.host}:{cluster.port}")
         raise UserError(f"lost the tuning chief at {cluster.host}:{cluster.port} ({code}); start the "
-                        "chief again (tune --resume latest --role chief ...), then this worker") from None
+                        f"chief again ({chief}), then this worker") from None
 
 
 def with_heartbeat(tuner_class):
@@ -286,7 +289,7 @@ def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5, workers: L
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     keras_internals.add_oracle_servicer(servicer, server)
     if not server.add_insecure_port(f"{cluster.host}:{cluster.port}"):
-        raise UserError(f"cannot listen on {cluster.host}:{cluster.port} (in use?); choose another --oracle port")
+        raise UserError(f"cannot listen on {cluster.host}:{cluster.port} (in use?); choose another oracle port")
     server.start()
     if workers is None:
         logger.info("chief: oracle listening on %s:%s", cluster.host, cluster.port)

@@ -143,11 +143,11 @@ class SearchSettings:
             raise UserError(f"unknown tuner {self.tuner!r}; choose one of: {', '.join(TUNERS)}")
         for name in ("max_trials", "executions_per_trial"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_epochs is not None and self.max_epochs < 1:
-            raise UserError(f"--max-epochs must be at least 1, got {self.max_epochs}")
+            raise UserError(f"max_epochs must be at least 1, got {self.max_epochs}")
         if self.trials_per_process < 0:
-            raise UserError(f"--trials-per-process must be 0 (all in this process) or more, "
+            raise UserError(f"trials_per_process must be 0 (all in this process) or more, "
                             f"got {self.trials_per_process}")
 
 
@@ -190,7 +190,8 @@ def find_search(runs_root, task_name: str, search: str) -> Path:
     found = sorted(path for path in task_root.glob(f"tune-*{runs.PARTIAL_SUFFIX}")
                    if (path / "search.json").is_file() and "-worker-" not in path.name)
     if not found:
-        raise UserError(f"no unfinished search under {task_root}; start one with python cli.py tune {task_name}")
+        raise UserError(f"no unfinished search under {task_root}; start one with "
+                        f"{runs.lstmkit_command('tune', task_name, runs_root=runs_root)}")
     return found[-1]
 
 
@@ -219,7 +220,7 @@ def tune(
 
     from lstmkit.tuning import cluster as cluster_lib
 
-    runs.require_folder(runs_root, "--runs-dir")
+    runs.require_folder(runs_root, "runs folder")
     directory = None
     if resume is not None:
         directory = find_search(runs_root, task.name, resume)
@@ -289,9 +290,14 @@ def _search(task, config, data_source, settings, *, directory, runs_root, comman
                         f"{cluster.host}:{cluster.port}), then resume {directory.name} on the chief")
     best = [trial for trial in trials if trial["status"] == "COMPLETED"]
     if not trials and cluster is not None:
-        raise UserError(f"the search ended with no trials: no worker called within --worker-timeout "
-                        f"({cluster.worker_timeout:g} s); start workers with --role worker --oracle "
-                        f"{cluster.host}:{cluster.port}, then --resume {directory.name} on the chief")
+        oracle = f"{cluster.host}:{cluster.port}"
+        worker = runs.lstmkit_command("tune", task.name, "--role", "worker", "--oracle", oracle,
+                                      "--worker-id", "ID", runs_root=runs_root)
+        chief = runs.lstmkit_command("tune", task.name, "--resume", directory.name, "--role", "chief",
+                                     "--oracle", oracle, runs_root=runs_root)
+        raise UserError(f"the search ended with no trials: no worker called within the worker timeout "
+                        f"({cluster.worker_timeout:g} s); start workers ({worker}), then resume the "
+                        f"search on the chief ({chief})")
     if not best:
         raise UserError(f"no trial of the search in {directory} completed; see its trial folders for why")
     best_config = tuner.hypermodel.config(tuner.get_best_hyperparameters(1)[0])

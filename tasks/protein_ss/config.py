@@ -26,7 +26,7 @@ class DataConfig:
     split_seed: int = seed(1337)
     # Batches group chains of similar length (tf.data bucket_by_sequence_length):
     # bucket upper bounds, in residues; the last bucket takes everything longer.
-    bucket_boundaries: str = "100,200,300,400,600,800"
+    bucket_boundaries: tuple[int, ...] = in_range((100, 200, 300, 400, 600, 800), 1, MAX_RESIDUES)
     # Training chains longer than this are cut into pieces of at most this length.
     max_train_length: int = in_range(800, 1, MAX_RESIDUES)
     # Keep at most this many training chains (for smoke runs); 0 keeps all.
@@ -34,14 +34,8 @@ class DataConfig:
 
     def __post_init__(self):
         check_ranges(self)
-        try:
-            bounds = [int(value) for value in self.bucket_boundaries.split(",") if value.strip()]
-        except ValueError:
-            raise UserError(f"data.bucket_boundaries must be comma-separated integers, got "
-                            f"{self.bucket_boundaries!r}") from None
-        if bounds != sorted(set(bounds)) or any(not 0 < bound <= MAX_RESIDUES for bound in bounds):
-            raise UserError(f"data.bucket_boundaries must be increasing integers in [1, {MAX_RESIDUES}], "
-                            f"got {self.bucket_boundaries!r}")
+        if list(self.bucket_boundaries) != sorted(set(self.bucket_boundaries)):
+            raise UserError(f"data.bucket_boundaries must be increasing, got {self.bucket_boundaries}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +45,7 @@ class ProteinConfig:
     states: Literal[3, 8] = 3
     embedding_dim: int = in_range(32, 1, 8_192)
     # Parallel 1-D convolutions of these widths see local motifs before the LSTM.
-    conv_kernel_sizes: str = "3,7,11"
+    conv_kernel_sizes: tuple[int, ...] = in_range((3, 7, 11), 1, MAX_RESIDUES)
     conv_filters: int = in_range(64, 1, 8_192)
     conv_dropout: float = rate(0.1)
     dropout_multiplier: float = in_range(1.0, 0.0, 100.0, low_open=True)
@@ -64,25 +58,19 @@ class ProteinConfig:
         check_ranges(self)
         check_scaled_rates(self, self.dropout_multiplier, "conv_dropout")
         self.lstm.check_multiplier(self.dropout_multiplier)
-        if (not self.kernel_sizes or len(self.kernel_sizes) > MAX_CONV_BRANCHES
-                or any(not 0 < size <= MAX_RESIDUES for size in self.kernel_sizes)):
-            raise UserError(f"conv_kernel_sizes must be 1 to {MAX_CONV_BRANCHES} integers in [1, {MAX_RESIDUES}], "
-                            f"got {self.conv_kernel_sizes!r}")
-
-    @property
-    def kernel_sizes(self) -> list[int]:
-        try:
-            return [int(value) for value in self.conv_kernel_sizes.split(",") if value.strip()]
-        except ValueError:
-            raise UserError(f"conv_kernel_sizes must be comma-separated integers, got "
-                            f"{self.conv_kernel_sizes!r}") from None
+        if not 1 <= len(self.conv_kernel_sizes) <= MAX_CONV_BRANCHES:
+            raise UserError(f"conv_kernel_sizes must hold 1 to {MAX_CONV_BRANCHES} sizes, "
+                            f"got {len(self.conv_kernel_sizes)}")
+        # One branch per size, named after it (conv_3): a repeated size would repeat a name.
+        if len(set(self.conv_kernel_sizes)) != len(self.conv_kernel_sizes):
+            raise UserError(f"conv_kernel_sizes must not repeat a size, got {self.conv_kernel_sizes}")
 
 
 TINY = ProteinConfig(
     embedding_dim=8,
-    conv_kernel_sizes="3,5",
+    conv_kernel_sizes=(3, 5),
     conv_filters=8,
     lstm=dataclasses.replace(PROTEIN_LSTM, units=8, layers=1),
-    data=DataConfig(max_train_chains=120, bucket_boundaries="100,200"),
+    data=DataConfig(max_train_chains=120, bucket_boundaries=(100, 200)),
     train=TrainingConfig(epochs=2, batch_size=16, learning_rate=5e-3),
 )

@@ -71,6 +71,10 @@ class CullpdbProfile(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "cullpdb+profile_5926_filtered and cb513+profile_split1."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL
+    # TFDS looks for a builder's metadata files in the folder its module name implies
+    # (lstmkit/tasks/protein_ss), but lstmkit.tasks is installed from the top-level
+    # tasks/ folder: without this it fails to construct the builder at all.
+    pkg_dir_path = tfds.core.Path(__file__).parent
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(

@@ -42,11 +42,11 @@ EIGHT_TO_THREE = {"H": "H", "G": "H", "I": "H", "E": "E", "B": "E", "T": "C", "S
 COIL_ALIASES = {"-": "C", "L": "C", " ": "C", ".": "C"}
 NETSURFP_FILES = ("sequences.fasta", "sampled.fasta", "mask.fasta")
 HHBLITS_FIELDS = ("input", "dssp3", "dssp8", "disorder", "cb513_mask")
-SOURCE_HINT = ("use --data with a NetSurfP-2.0 folder (sequences.fasta + sampled.fasta [+ mask.fasta]), "
+SOURCE_HINT = ("the data source must be a NetSurfP-2.0 folder (sequences.fasta + sampled.fasta [+ mask.fasta]), "
                "a CB513/TS115 *_HHblits.csv, a FASTA of header/sequence/structure records, a "
                "TSV of id, sequence, structure, or tfds:cullpdb_profile")
 TFDS_HINT = ("put cullpdb+profile_5926_filtered.npy.gz and cb513+profile_split1.npy.gz in TFDS's manual "
-             "folder (~/tensorflow_datasets/downloads/manual/), or use --data with a NetSurfP-2.0 folder")
+             "folder (~/tensorflow_datasets/downloads/manual/), or use a NetSurfP-2.0 folder as the data source")
 
 
 @dataclasses.dataclass

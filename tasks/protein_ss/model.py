@@ -36,7 +36,7 @@ def build_model(config: ProteinConfig, profile_features: int = 0) -> keras.Model
         x = keras.layers.Concatenate(name="embedding_and_profile")([x, profile])
     multiplier = config.dropout_multiplier
     convolved = [keras.layers.Conv1D(config.conv_filters, size, padding="same", activation="relu",
-                                     name=f"conv_{size}")(x) for size in config.kernel_sizes]
+                                     name=f"conv_{size}")(x) for size in config.conv_kernel_sizes]
     x = keras.layers.Concatenate(name="motifs")([x, *convolved])
     x = PaddingMask(name="padding_mask")([x, ids])
     x = LockedDropout(scaled_rate(config.conv_dropout, multiplier), name="conv_dropout")(x)

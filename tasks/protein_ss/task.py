@@ -47,7 +47,9 @@ class ProteinTask(Task):
     reported_counts = {"residues": "scored residues"}
     input_file_options = (InputFileOption(
         "fasta", "Read one input per FASTA record (its sequence lines joined) from FILE.", read_fasta_sequences),)
-    default_data = "../shared/data/protein_netsurfp2_flip"
+    # Public and downloaded on first use, as the other tasks' defaults are; the NetSurfP-2.0
+    # folder the benchmarks train on has to be named (it is not on every machine).
+    default_data = "tfds:cullpdb_profile"
 
     def tiny_config(self):
         return protein_config.TINY
@@ -57,7 +59,7 @@ class ProteinTask(Task):
         chains = protein_data.read_source(source)
         settings = config.data
         if config.states == 8 and any(chain.ss8 is None for chain in chains):
-            raise UserError(f"{source} has 3-state labels only; train with --set states=3")
+            raise UserError(f"{source} has 3-state labels only; set the config value states to 3")
         long = next((chain for chain in chains if len(chain.sequence) > MAX_RESIDUES), None)
         if long is not None:
             raise UserError(f"chain {long.id} has {len(long.sequence):,} residues; at most {MAX_RESIDUES:,} "
@@ -112,8 +114,8 @@ class ProteinTask(Task):
         from lstmkit.data import count
 
         if count(train_dataset) == 0:
-            raise UserError("the data has no training chains (a test set such as CB513 is for evaluate "
-                            "--data); train on the NetSurfP-2.0 folder or your own labelled file")
+            raise UserError("the data has no training chains (a test set such as CB513 is for evaluation "
+                            "only); train on the NetSurfP-2.0 folder or your own labelled file")
         # The vocabulary is fixed; what the data decides is whether profiles come with it.
         features = train_dataset.element_spec[0]
         profile_features = features["profile"].shape[-1] if isinstance(features, dict) else 0
@@ -129,7 +131,7 @@ class ProteinTask(Task):
 
         from lstmkit.data import count
 
-        bounds = [int(value) for value in config.data.bucket_boundaries.split(",") if value.strip()]
+        bounds = list(config.data.bucket_boundaries)
         size = config.train.batch_size
         batches = (dataset.shuffle(config.train.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
                    .bucket_by_sequence_length(lambda sequence, labels: tf.shape(labels)[0], bounds,

@@ -31,11 +31,11 @@ _LABEL_VALUES = {"0": 0, "neg": 0, "negative": 0, "1": 1, "pos": 1, "positive": 
 TEXT_COLUMNS = ("text", "sentence", "review")
 LABEL_COLUMNS = ("label", "sentiment", "polarity")
 SOURCES_HINT = (
-    "--data takes tfds:imdb_reviews, an aclImdb folder or .tar.xz/.tar.gz archive, "
+    "the data source must be tfds:imdb_reviews, an aclImdb folder or .tar.xz/.tar.gz archive, "
     "a CSV/TSV file with text and label columns, or a *.pos/*.neg pair of files"
 )
 OFFLINE_HINT = (
-    "point --data at local files instead, e.g. --data ../shared/data/imdb_aclimdb/aclImdb_labeled.tar.xz "
+    "use local files as the data source instead, e.g. aclImdb_v1.tar.gz from ai.stanford.edu/~amaas/data/sentiment "
     "or an extracted aclImdb folder"
 )
 _ACLIMDB_MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/[^/]+\.txt$")
@@ -139,7 +139,7 @@ def _pick_column(header: list[str], wanted: str, usual: tuple[str, ...], kind: s
     key = f"data.{kind}_column"
     raise UserError(
         f"{path} has no {kind} column {' or '.join(map(repr, candidates))} (columns: {', '.join(header)}); "
-        f"name it with --set {key}=COLUMN"
+        f"name it in the config value {key}"
     )
 
 

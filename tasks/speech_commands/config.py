@@ -32,10 +32,10 @@ class DataConfig:
     # Seeds the speaker folds, the Free Spoken Digit Dataset's validation part and
     # the builtin synthetic clips.
     split_seed: int = seed(1337)
-    # Comma-separated words to keep as classes (e.g. the benchmark's ten:
-    # "yes,no,up,down,left,right,on,off,stop,go"); every other word folder becomes
-    # _unknown_. Empty: every label folder is a class.
-    keywords: str = ""
+    # Words to keep as classes (e.g. the benchmark's ten: --set
+    # data.keywords=yes,no,up,down,left,right,on,off,stop,go); every other word folder
+    # becomes _unknown_. Empty: every label folder is a class.
+    keywords: tuple[str, ...] = ()
     # Files longer than this are refused (listed and skipped in training folders).
     max_seconds: float = in_range(3.0, 0.0, 600.0, low_open=True)
     # --data builtin: synthetic clips per class (12 classes).
@@ -47,6 +47,8 @@ class DataConfig:
             raise UserError("validation_percentage + testing_percentage must stay below 100")
         if self.folds == 1 or (self.folds and self.fold >= self.folds):
             raise UserError(f"data.fold must be below data.folds (>= 2), got fold {self.fold} of {self.folds}")
+        if "" in self.keywords:  # "yes,,no": a word left out, probably
+            raise UserError(f"data.keywords holds an empty word: {self.keywords}; name each word once")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,8 +31,8 @@ FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 FSDD_TEST_INDICES = range(5)
 # Speech Commands' split hashing (input_data.which_set in TensorFlow's example), salted.
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
-SOURCE_HINT = ("use --data with a folder or .tar.gz/.tar.xz in the Speech Commands layout "
-               "(<label>/*.wav), a Free Spoken Digit Dataset folder, or --data builtin")
+SOURCE_HINT = ("the data source must be a folder or .tar.gz/.tar.xz in the Speech Commands layout "
+               "(<label>/*.wav), a Free Spoken Digit Dataset folder, or 'builtin'")
 # How many refused files are named one by one before the rest are only counted.
 LISTED_SKIPS = 10
 
@@ -136,7 +136,7 @@ def read_folder(source: str, settings, clip_seconds: float) -> tuple[Clips, list
             for line in files[list_path].decode("utf-8", errors="replace").splitlines():
                 if line.strip():
                     listed[PurePosixPath(line.strip())] = split
-    keywords = {word.strip() for word in settings.keywords.split(",") if word.strip()}
+    keywords = set(settings.keywords)
     for name in sorted(waves):
         if len(name.parts) != 2:
             skipped.append((str(name), "not in a <label>/ folder"))

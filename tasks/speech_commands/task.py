@@ -28,9 +28,9 @@ SPEECH_COMMANDS_12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "
 # padding that validation clips keep: after 4 epochs 0.18, against 0.37 at this scale
 # and 0.67 without noise (BENCHMARKS.md).
 GAUSSIAN_NOISE_SCALE = 0.1
-TFDS_HINT = ("point --data at a Speech Commands folder or archive (e.g. "
-             "../shared/data/speech_commands_v002_test/speech_commands_test_set_v0.02.tar.xz), "
-             "or use --data builtin (synthetic speech, works offline)")
+TFDS_HINT = ("use a Speech Commands folder or archive as the data source (e.g. "
+             "speech_commands_test_set_v0.02.tar.gz from download.tensorflow.org), "
+             "or the data source 'builtin' (synthetic speech, works offline)")
 
 
 def to_clip(waveform, rate, clip_samples: int):

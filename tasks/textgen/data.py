@@ -25,12 +25,12 @@ from lstmkit.errors import UserError
 
 BUILTIN = "builtin"
 SOURCES_HINT = (
-    "--data takes tfds:tiny_shakespeare, 'builtin', a UTF-8 text file, a .txt.gz, "
+    "the data source must be tfds:tiny_shakespeare, 'builtin', a UTF-8 text file, a .txt.gz, "
     "or a folder of .txt files"
 )
 OFFLINE_HINT = (
-    "point --data at a local text file instead, e.g. --data ../shared/data/tinyshakespeare/input.txt, "
-    "or use --data builtin"
+    "use a local UTF-8 text file as the data source instead (e.g. tiny shakespeare's input.txt), "
+    "or the data source 'builtin'"
 )
 
 

@@ -55,7 +55,7 @@ class TextgenTask(Task):
             if not inputs and part:
                 raise UserError(
                     f"the {part} text of {source} has {len(text):,} characters, fewer than one window of "
-                    f"data.{key} + 1 = {window + 1}; use a longer text or lower --set data.{key}"
+                    f"data.{key} + 1 = {window + 1}; use a longer text or lower the config value data.{key}"
                 )
             return tf.data.Dataset.from_tensor_slices(
                 (tf.constant(inputs, tf.string, shape=[len(inputs)]),
@@ -73,13 +73,14 @@ class TextgenTask(Task):
         if windows == 0:
             raise UserError(
                 f"the training text is shorter than one window of data.sequence_length + 1 = "
-                f"{config.data.sequence_length + 1} characters; use a longer text or lower --set data.sequence_length"
+                f"{config.data.sequence_length + 1} characters; use a longer text or lower the config value "
+                "data.sequence_length"
             )
         if config.data.batching == "streams" and windows < streams:
             raise UserError(
                 f"the training text makes {windows} windows of {config.data.sequence_length} characters, "
                 f"fewer than train.batch_size = {streams} streams; use a longer text or lower "
-                "--set train.batch_size or data.sequence_length"
+                "the config value train.batch_size or data.sequence_length"
             )
         counts = collections.Counter()
         for inputs, targets in train_dataset.as_numpy_iterator():
@@ -186,7 +187,7 @@ class TextgenTask(Task):
                 checks = [
                     tf.debugging.Assert(length >= 1, ["length must be >= 1"]),
                     tf.debugging.Assert(length <= most, [f"length must be <= {most:,} (this export's most; "
-                                                         "export --max-generate-length raises it)"]),
+                                                         "a larger max_generated_length at export raises it)"]),
                     tf.debugging.Assert(temperature >= 0, ["temperature must be >= 0"]),
                 ]
                 with tf.control_dependencies(checks):
@@ -218,7 +219,7 @@ class TextgenTask(Task):
         from lstmkit.tasks.textgen.generation import CharacterSampler
 
         if len(prompt) > MAX_PROMPT_CHARACTERS:
-            raise UserError(f"--prompt has {len(prompt):,} characters; at most {MAX_PROMPT_CHARACTERS:,} are read "
+            raise UserError(f"the prompt has {len(prompt):,} characters; at most {MAX_PROMPT_CHARACTERS:,} are read "
                             "(keep the end of it)")
         return CharacterSampler(model).stream(prompt, length, seed=seed, **sampling)
 

@@ -27,12 +27,12 @@ def test_overrides_are_typed_and_nested():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("lstm.unit=3", "unknown config key 'lstm.unit'; valid keys: standardize, vocab_size"),
-        ("lstm=3", "unknown config key 'lstm'"),
+        ("lstm.unit=3", "unknown config key 'lstm.unit'; did you mean 'lstm.units'?"),
+        ("lstm=3", "config key 'lstm' is a section, not a value; the keys of lstm are units, layers"),
         ("lstm.units=many", "lstm.units must be of type int"),
         ("pooling=median", "pooling must be one of 'last', 'max', 'mean', 'attention'"),
         ("lstm.input_dropout=1.5", "input_dropout must be in [0, 1)"),
-        ("units", "--set takes KEY=VALUE"),
+        ("units", "a config override is KEY=VALUE"),
     ],
 )
 def test_bad_overrides_name_the_problem(override, message):
@@ -41,10 +41,37 @@ def test_bad_overrides_name_the_problem(override, message):
     assert message in str(error.value)
 
 
-def test_unknown_key_lists_valid_keys():
+@pytest.mark.parametrize("override, nearest", [
+    ("train.epoch=3", "train.epochs"),
+    ("trian.epochs=3", "train.epochs"),  # a typo in the section
+    ("units=3", "lstm.units"),  # a key of a nested section, given without it
+    ("data.split_sed=1", "data.split_seed"),
+])
+def test_a_mistyped_key_suggests_the_nearest_valid_one(override, nearest):
+    with pytest.raises(UserError) as error:
+        config_lib.apply_overrides(SentimentConfig(), [override])
+    key = override.partition("=")[0]
+    assert str(error.value) == f"unknown config key {key!r}; did you mean {nearest!r}?"
+
+
+def test_a_key_near_no_valid_one_names_the_keys_of_its_section():
     with pytest.raises(UserError) as error:
         config_lib.apply_overrides(SentimentConfig(), ["nope=1"])
-    assert "lstm.units" in str(error.value) and "train.epochs" in str(error.value)
+    assert str(error.value).startswith("unknown config key 'nope'; the top-level keys are standardize, vocab_size,")
+    assert str(error.value).endswith("lstm.*, data.*, train.*")
+    # A key whose section is right lists that section only; a shared "lstm." prefix is
+    # no reason to suggest lstm.l2 for lstm.zzz.
+    with pytest.raises(UserError) as error:
+        config_lib.apply_overrides(SentimentConfig(), ["lstm.zzz=1"])
+    assert str(error.value).startswith("unknown config key 'lstm.zzz'; the keys of lstm are units, layers,")
+    assert "epochs" not in str(error.value) and len(str(error.value)) < 300
+
+
+def test_unknown_keys_in_json_get_the_same_suggestions():
+    with pytest.raises(UserError, match=r"^unknown config key 'train.epoch'; did you mean 'train.epochs'\?$"):
+        config_lib.from_dict(SentimentConfig, {"train": {"epoch": 3}})
+    with pytest.raises(UserError, match=r"^unknown config key 'trian'; did you mean 'train'\?$"):
+        config_lib.from_dict(SentimentConfig, {"trian": {"epochs": 3}})
 
 
 def test_json_round_trip_and_partial_files(tmp_path):
@@ -68,14 +95,25 @@ def test_configs_are_frozen():
 
 
 def _numeric_fields(cls, prefix=""):
-    """(key, field, type) of every int/float field of a config class, nested ones too."""
+    """(key, field, type) of every int/float field of a config class, nested ones too;
+    for a tuple or optional field of numbers, the key names its first item (``key[0]``)."""
     types = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         kind = types[field.name]
         if dataclasses.is_dataclass(kind):
             yield from _numeric_fields(kind, f"{prefix}{field.name}.")
-        elif kind in (int, float):
-            yield f"{prefix}{field.name}", field, kind
+            continue
+        kind, first = _unwrapped(kind), ""
+        if typing.get_origin(kind) is tuple:
+            kind, first = typing.get_args(kind)[0], "[0]"
+        if kind in (int, float):
+            yield f"{prefix}{field.name}{first}", field, kind
+
+
+def _unwrapped(kind):
+    """X for X | None, otherwise kind."""
+    args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    return args[0] if type(None) in typing.get_args(kind) else kind
 
 
 @pytest.mark.parametrize("task_name", task_names())
@@ -102,7 +140,8 @@ def test_every_range_is_checked_and_the_error_names_the_whole_key(task_name):
         outside += [float("nan"), float("inf")] if kind is float else []
         for value in outside:
             with pytest.raises(config_lib.OutOfRange) as error:
-                config_lib.apply_overrides(task.default_config(), [f"{key}={value!r}"])
+                # key[0]=v sets a tuple field to the one item v.
+                config_lib.apply_overrides(task.default_config(), [f"{key.removesuffix('[0]')}={value!r}"])
             assert str(error.value).startswith(f"{key} must be in {bounds}, got "), str(error.value)
 
 
@@ -160,3 +199,65 @@ def test_config_files_are_regular_files_of_at_most_1_mib(tmp_path):
     big.write_text('{"pooling": "max"' + " " * (1 << 20) + "}")
     with pytest.raises(UserError, match="larger than 1 MiB, the most lstmkit reads from one config file"):
         config_lib.load_json(big)
+
+
+@dataclasses.dataclass(frozen=True)
+class ListsAndOptionals:
+    """Every list and optional shape the config system supports."""
+
+    sizes: tuple[int, ...] = config_lib.in_range((1, 2), 1, 10)
+    names: tuple[str, ...] = ()
+    limit: int | None = config_lib.in_range(None, 1, 100)
+    rates: typing.Optional[tuple[float, ...]] = config_lib.in_range(None, 0.0, 1.0)
+
+    def __post_init__(self):
+        config_lib.check_ranges(self)
+
+
+def test_tuples_are_comma_separated_in_overrides_and_lists_in_json():
+    config = config_lib.apply_overrides(ListsAndOptionals(), ["sizes=3, 4,5", "names=yes,no", "rates=0.5"])
+    assert config == ListsAndOptionals(sizes=(3, 4, 5), names=("yes", "no"), rates=(0.5,))
+    assert config_lib.apply_overrides(config, ["sizes="]).sizes == ()
+    assert config_lib.from_dict(ListsAndOptionals, {"sizes": [7, 8]}).sizes == (7, 8)
+    # Saved as JSON lists (as a run's config.json is), read back as tuples.
+    saved = json.loads(json.dumps(config_lib.to_dict(config)))
+    assert saved["sizes"] == [3, 4, 5]
+    assert config_lib.from_dict(ListsAndOptionals, saved) == config
+
+
+def test_optional_fields_take_none_or_null():
+    config = config_lib.apply_overrides(ListsAndOptionals(), ["limit=5", "rates=0.1,0.2"])
+    assert config.limit == 5 and config.rates == (0.1, 0.2)
+    for word in ("none", "null", "None"):
+        unset = config_lib.apply_overrides(config, [f"limit={word}", f"rates={word}"])
+        assert unset.limit is None and unset.rates is None
+    assert config_lib.from_dict(ListsAndOptionals, {"limit": None, "rates": None}) == ListsAndOptionals()
+    assert config_lib.from_dict(ListsAndOptionals, {"limit": 7}).limit == 7
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sizes=1,x", "sizes[1] must be of type int, got 'x'"),
+    ("sizes=1,,2", "sizes[1] must be of type int, got ''"),
+    ("sizes=1,11", "sizes[1] must be in [1, 10], got 11"),
+    ("sizes=0", "sizes[0] must be in [1, 10], got 0"),
+    ("rates=0.5,1.5", "rates[1] must be in [0, 1], got 1.5"),
+    ("limit=many", "limit must be of type int or none, got 'many'"),
+    ("limit=0", "limit must be in [1, 100], got 0"),
+])
+def test_every_item_is_type_and_range_checked(override, message):
+    with pytest.raises(UserError) as error:
+        config_lib.apply_overrides(ListsAndOptionals(), [override])
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"sizes": ["1"]}, "sizes[0] must be of type int, got '1'"),
+    ({"sizes": [1, True]}, "sizes[1] must be of type int, got True"),
+    ({"sizes": 3}, "sizes must be a list of int, got 3"),
+    ({"rates": {"a": 1}}, "rates must be a list of float or none, got {'a': 1}"),
+    ({"limit": "5"}, "limit must be of type int or none, got '5'"),
+])
+def test_json_items_are_not_coerced(data, message):
+    with pytest.raises(UserError) as error:
+        config_lib.from_dict(ListsAndOptionals, data)
+    assert str(error.value) == message

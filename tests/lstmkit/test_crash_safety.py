@@ -211,7 +211,7 @@ def test_a_full_disk_stops_training_with_one_line_and_the_run_resumes(uninterrup
     assert_one_line_error(done, "out of disk space", "--resume")
     assert backup_state(runs)["epochs"] >= 1  # it stopped after a finished epoch, which it keeps
     python, script, *arguments = shlex.split(done.stderr.split("continue the run: ")[1])
-    assert (python, script) == ("python", "cli.py")
+    assert (python, script) == ("python", str(ROOT / "cli.py"))  # the checkout's cli.py, as it was run
     filler.unlink()
     resumed = cli(*arguments)  # the command the error printed
     assert resumed.returncode == 0, resumed.stderr[-2000:]

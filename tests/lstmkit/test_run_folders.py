@@ -30,10 +30,10 @@ def test_folder_options_under_a_regular_file_are_one_line(run_cli, tmp_path, tin
     a_file.write_text("not a folder")
     for runs_dir in (a_file, a_file / "runs"):
         assert_one_line_error(*run_cli("train", "sentiment", "--preset", "tiny", "--runs-dir", runs_dir),
-                              "--runs-dir", "a file", "pass a folder")
+                              "runs folder", "a file", "choose a folder")
     for base_path in (a_file, a_file / "saved_models"):
         assert_one_line_error(*run_cli("export", "sentiment", "--run", tiny_run, "--base-path", base_path),
-                              "--base-path", "a file", "pass a folder")
+                              "export base path", "a file", "choose a folder")
     assert a_file.read_text() == "not a folder"
 
 

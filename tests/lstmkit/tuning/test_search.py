@@ -72,7 +72,7 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(run_cli
     assert code == 0, err
     (directory,) = search_dir(tmp_path)
     # What to run next trains on the search's own data, not the task's default.
-    assert (f"train it:    python cli.py train sentiment --data {shared_data / 'mr_polarity'} --config "
+    assert (f"train it:    lstmkit train sentiment --data {shared_data / 'mr_polarity'} --config "
             f"{directory / 'best_config.json'} --runs-dir {tmp_path}") in out
     assert not search_dir(tmp_path, partial=True)
     trials = json.loads((directory / "trials.json").read_text())
@@ -95,7 +95,7 @@ def test_a_runs_dir_under_a_file_is_one_line(run_cli, shared_data, tmp_path):
     (["--objective", "val_f1"], "unknown objective 'val_f1' for sentiment; choose one of: val_accuracy, val_loss"),
     (["--max-trials", "0"], "0 is not in the range x>=1"),
     (["--trials-per-process", "-1"], "-1 is not in the range x>=0"),
-    (["--role", "worker", "--oracle", "localhost"], "--oracle must be HOST:PORT"),
+    (["--role", "worker", "--oracle", "localhost"], "the oracle address must be HOST:PORT"),
     (["--role", "worker"], "needs both --role and --oracle"),
 ])
 def test_bad_search_input_is_one_line(run_cli, shared_data, tmp_path, args, message):

@@ -49,7 +49,7 @@ def test_aclimdb_folder_and_archive_keep_their_test_split(tmp_path):
 def test_csv_with_named_columns_and_word_labels(tmp_path):
     path = tmp_path / "reviews.csv"
     path.write_text('body,stars\n"good, really",pos\nbad,negative\nfine,1\n')
-    with pytest.raises(UserError, match=r"no text column .*columns: body, stars.*--set data.text_column"):
+    with pytest.raises(UserError, match=r"no text column .*columns: body, stars.*config value data.text_column"):
         data.read_source(str(path))
     raw = data.read_source(str(path), text_column="body", label_column="stars")
     assert raw.train.texts == ["good, really", "bad", "fine"] and raw.train.labels == [1, 0, 1]
@@ -80,7 +80,7 @@ def test_a_review_over_csvs_default_field_limit_is_read(tmp_path):
 
 
 def test_missing_path_lists_the_accepted_sources(tmp_path):
-    with pytest.raises(UserError, match=r"does not exist; --data takes tfds:imdb_reviews"):
+    with pytest.raises(UserError, match=r"does not exist; the data source must be tfds:imdb_reviews"):
         data.read_source(str(tmp_path / "nowhere"))
 
 

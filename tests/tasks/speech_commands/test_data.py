@@ -133,7 +133,7 @@ def test_tfds_offline_fails_fast_with_the_local_alternatives(offline):
     import time
 
     started = time.monotonic()
-    with pytest.raises(UserError, match="--data builtin"):
+    with pytest.raises(UserError, match="or the data source 'builtin'"):
         TASK.load_data("tfds:speech_commands", SpeechConfig())
     assert time.monotonic() - started < 30
 
@@ -147,7 +147,7 @@ def test_builtin_clips_are_synthetic_keywords_in_twelve_classes():
 
 
 def test_keywords_turn_every_other_word_into_unknown(speech_slice):
-    settings = DataConfig(keywords="yes, no")
+    settings = DataConfig(keywords=("yes", "no"))
     clips, _, _ = speech_data.read_folder(str(speech_slice), settings, 1.0)
     assert sorted(set(clips.labels)) == ["_silence_", "_unknown_", "no", "yes"]
     assert clips.labels.count("_unknown_") == 9 * 8  # eight other words and the old _unknown_

@@ -161,4 +161,4 @@ def test_training_on_nothing_usable_is_one_line_and_writes_nothing(run_cli, tmp_
 
 def test_tflite_export_of_a_task_without_one_is_refused(tiny_run, run_cli):
     code, out, err = run_cli("export", "sentiment", "--format", "tflite", "--runs-dir", tiny_run.parent.parent)
-    assert code == 2 and err.strip() == "Error: sentiment has no TensorFlow Lite export; use --format savedmodel"
+    assert code == 2 and err.strip() == "Error: sentiment has no TensorFlow Lite export; export it as a SavedModel instead"

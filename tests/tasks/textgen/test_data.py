@@ -83,7 +83,7 @@ def test_bad_split_fractions_are_refused():
 
 
 def test_tfds_shakespeare_fails_fast_offline(offline):
-    with pytest.raises(UserError, match="cannot download tfds:tiny_shakespeare.*--data builtin"):
+    with pytest.raises(UserError, match="cannot download tfds:tiny_shakespeare.*the data source 'builtin'"):
         data.read_source("tfds:tiny_shakespeare", 0.1, 0.0)
 
 

@@ -98,7 +98,7 @@ def test_export_round_trip_both_signatures(textgen_run, run_cli, tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match="length must be >= 1"):
         exported.signatures["generate"](prompt=tf.constant(["a"]), length=tf.constant(0),
                                         temperature=tf.constant(0.8), seed=tf.constant(3, tf.int64))
-    # Served generation is capped in the graph (export --max-generate-length raises it).
+    # Served generation is capped in the graph (a larger max_generated_length at export raises it).
     with pytest.raises(tf.errors.InvalidArgumentError, match="length must be <= 2,000"):
         exported.signatures["generate"](prompt=tf.constant(["a"]), length=tf.constant(2001),
                                         temperature=tf.constant(0.8), seed=tf.constant(3, tf.int64))
