@@ -62,7 +62,7 @@ def decode_utf8(data: bytes, name: str) -> str:
     except UnicodeDecodeError as error:
         raise UserError(
             f"{name} is not UTF-8 (byte {error.start}: {data[error.start:error.start + 1]!r}); "
-            "re-encode it as UTF-8, e.g. iconv -f latin1 -t utf-8"
+            "re-encode it as UTF-8, e.g. iconv -f cp1252 -t utf-8"
         ) from None
 
 

@@ -41,7 +41,7 @@ def test_unscored_residues_change_neither_loss_nor_metrics(protein_run):
     other = np.where(labels == NOT_SCORED, NOT_SCORED, labels)
     dataset = tf.data.Dataset.from_tensor_slices((sequences, tf.ragged.constant(
         [row[: len(seq)] for row, seq in zip(labels.tolist(), ["x" * 17, "x" * 8])]))).map(lambda s, y: (s, y))
-    base = task.evaluate(model, dataset, config, {})
+    base = task.evaluate(model, dataset, config, task.placeholder_preprocessing(config))
     loss = task.loss(config)
     predictions = model(sequences, training=False)
     padded = tf.constant(other)

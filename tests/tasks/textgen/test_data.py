@@ -8,6 +8,7 @@ from lstmkit.errors import UserError
 from lstmkit.registry import get_task
 from lstmkit.tasks.textgen import data
 from lstmkit.tasks.textgen.config import TINY, DataConfig
+from lstmkit.tasks.textgen.task import TextgenPreprocessing
 
 
 def test_windows_are_inputs_and_their_next_characters():
@@ -95,7 +96,7 @@ def test_vocabulary_is_the_training_texts_characters(tmp_path):
     vocabulary = task.adapt(TINY, splits.train).vocabulary
     # "z" only occurs in the validation part (the last 10%).
     assert vocabulary == ["\n", "a", "b", "c"]
-    encoded = task.encode_labels(splits.train, TINY, {"vocabulary": vocabulary})
+    encoded = task.encode_labels(splits.train, TINY, TextgenPreprocessing(vocabulary))
     text, ids = next(iter(encoded))
     # ids: 0 padding, 1 out of vocabulary, then the vocabulary in order.
     expected = [vocabulary.index(char) + 2 for char in text.numpy().decode()[1:]]
