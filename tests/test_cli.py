@@ -104,6 +104,7 @@ def test_commands_without_a_trained_run(run_cli, tmp_path):
                            "no unfinished run")
 
 
+@pytest.mark.slow  # two new processes that import lstmkit's CLI
 @pytest.mark.parametrize("entry, invocation", [("cli.py", "python cli.py"), ("lstmkit", "lstmkit")])
 def test_suggested_commands_are_spelled_as_lstmkit_was_run(tmp_path, entry, invocation):
     command = [sys.executable, "cli.py"] if entry == "cli.py" else [str(Path(sys.executable).parent / "lstmkit")]
@@ -112,6 +113,7 @@ def test_suggested_commands_are_spelled_as_lstmkit_was_run(tmp_path, entry, invo
     assert f"train one: {invocation} train TASK --preset tiny --data PATH" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_real_process_exits_2_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "train", "sentiment", "--data", str(tmp_path / "missing")],
@@ -174,6 +176,7 @@ def test_every_task_verb_lists_the_tasks_in_its_help(run_cli, command):
     assert code == 0 and "TASK is one of: protein_ss, sentiment, speech_commands, textgen" in " ".join(out.split())
 
 
+@pytest.mark.slow
 def test_train_sums_up_the_run_and_says_what_to_run_next(run_cli, shared_data, tmp_path):
     code, out, err = run_cli("train", "sentiment", "--preset", "tiny", "--data", shared_data / "mr_polarity",
                              "--set", "data.max_train_examples=100", "--set", "train.epochs=2", "--runs-dir", tmp_path)
@@ -187,6 +190,7 @@ def test_train_sums_up_the_run_and_says_what_to_run_next(run_cli, shared_data, t
     assert f"next: lstmkit evaluate sentiment --run {run_dir.name} --runs-dir {tmp_path}" in out
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_says_how_to_resume(shared_data, tmp_path):
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), "train", "sentiment", "--preset", "tiny", "--set", "train.epochs=200",
@@ -203,6 +207,7 @@ def test_ctrl_c_during_training_says_how_to_resume(shared_data, tmp_path):
     assert f"python {ROOT / 'cli.py'} train sentiment --resume {run_id} --runs-dir {tmp_path}" in err
 
 
+@pytest.mark.slow
 def test_runs_lists_finished_and_unfinished_runs(run_cli, tiny_run, tmp_path):
     code, out, err = run_cli("runs", "--runs-dir", tiny_run.parents[1])
     assert code == 0, err
@@ -213,6 +218,7 @@ def test_runs_lists_finished_and_unfinished_runs(run_cli, tiny_run, tmp_path):
     assert code == 0 and "no runs under" in out
 
 
+@pytest.mark.slow
 def test_predict_skips_blank_lines_and_writes_json_lines(run_cli, tiny_run, tmp_path):
     lines = tmp_path / "reviews.txt"
     lines.write_text("a gripping film\n\n   \ntwo hours I will never get back\n\n")
@@ -223,6 +229,7 @@ def test_predict_skips_blank_lines_and_writes_json_lines(run_cli, tiny_run, tmp_
                                                                         "two hours I will never get back"]
 
 
+@pytest.mark.slow
 def test_evaluate_scores_small_outside_files_each_in_its_own_report(run_cli, tiny_run, tmp_path):
     where = ["--runs-dir", tiny_run.parents[1], "--run", tiny_run.name]
     one = tmp_path / "one.csv"
@@ -245,6 +252,7 @@ def test_evaluate_scores_small_outside_files_each_in_its_own_report(run_cli, tin
     assert code == 2 and "data.* keys" in err
 
 
+@pytest.mark.slow
 def test_export_takes_the_base_path_under_serves_name_too(run_cli, tiny_run, tmp_path):
     code, out, err = run_cli("export", "sentiment", "--model-base-path", tmp_path,
                              "--runs-dir", tiny_run.parents[1], "--run", tiny_run.name)
@@ -284,6 +292,7 @@ def test_paths_that_are_no_data_give_one_line_and_write_nothing(run_cli, tmp_pat
 
 @pytest.mark.parametrize("command", [["train", "textgen", "--data"], ["train", "protein_ss", "--data"],
                                      ["train", "sentiment", "--config"], ["predict", "sentiment", "--file"]])
+@pytest.mark.slow
 def test_a_fifo_is_refused_at_once(tmp_path, command):
     """Before: reading a FIFO nobody writes to waited forever (the timeout bounds this test)."""
     fifo = _fifo(tmp_path)

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Every test needs a session-trained run and spawns `python cli.py` processes.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FIXTURES = {"sentiment": "tiny_run", "speech_commands": "speech_run", "protein_ss": "protein_run",
                 "textgen": "textgen_run"}

@@ -90,6 +90,7 @@ def uninterrupted(shared_data, tmp_path_factory):
     return finished_run(runs)
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(uninterrupted, shared_data, tmp_path):
     # Killed once the first epoch is logged and backed up, whatever the backup's format.
     kill_when(train_command(shared_data / "mr_polarity", tmp_path),
@@ -105,6 +106,7 @@ def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(uninterru
     assert metrics(run_dir) == metrics(uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_weight_averaging_and_the_plateau_schedule(shared_data, tmp_path):
     """Averaging (its average, its trigger) and the plateau schedule's counters carry
     over: killed after two epochs, the run ends exactly as an uninterrupted one."""
@@ -126,6 +128,7 @@ def test_a_resumed_run_keeps_weight_averaging_and_the_plateau_schedule(shared_da
     assert metrics(run_dir) == metrics(uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_resumed_textgen_run_carries_its_batch_to_batch_states_on(shakespeare_slice, tmp_path):
     """Truncated BPTT carries each stream's LSTM state from batch to batch, outside the
     model's weights: the backup keeps it, so the resumed run repeats the uninterrupted one."""
@@ -145,6 +148,7 @@ def test_a_resumed_textgen_run_carries_its_batch_to_batch_states_on(shakespeare_
     assert metrics(run_dir) == metrics(uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_its_last_epoch_resumes_into_the_final_evaluation_only(uninterrupted, shared_data,
                                                                                    tmp_path):
     # Killed once the last epoch is logged and the backup says training is over (or,
@@ -202,6 +206,7 @@ def assert_one_line_error(done, *fragments):
         assert fragment in lines[0]
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_training_with_one_line_and_the_run_resumes(uninterrupted, shared_data, small_disk):
     runs = small_disk / "runs"
     # Room for the run folder and the first epoch's checkpoint and backup (~0.5 MB
@@ -219,6 +224,7 @@ def test_a_full_disk_stops_training_with_one_line_and_the_run_resumes(uninterrup
     assert epochs_and_losses(run_dir) == epochs_and_losses(uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_export_with_one_line_and_leaves_nothing(tiny_run, small_disk):
     base = small_disk / "saved_models"
     filler = fill(small_disk, leave_kib=200)
@@ -231,6 +237,7 @@ def test_a_full_disk_stops_export_with_one_line_and_leaves_nothing(tiny_run, sma
     assert [path.name for path in (base / "sentiment").iterdir()] == ["1"]
 
 
+@pytest.mark.slow
 def test_a_killed_export_leaves_a_staging_folder_the_next_export_removes(tiny_run, tmp_path):
     base = tmp_path / "saved_models"
     kill_when([sys.executable, str(ROOT / "cli.py"), "export", "sentiment", "--run", str(tiny_run),
@@ -247,6 +254,7 @@ def test_a_killed_export_leaves_a_staging_folder_the_next_export_removes(tiny_ru
     assert sorted(path.name for path in (base / "sentiment").iterdir()) == sorted(["1", live.name, elsewhere.name])
 
 
+@pytest.mark.slow
 def test_out_of_space_is_simulated_in_training_and_the_run_resumes(run_cli, shared_data, tmp_path, monkeypatch):
     """The same as the tmpfs test, wherever mounting is not allowed: the second epoch's
     backup meets a full disk."""
@@ -281,6 +289,7 @@ def test_out_of_space_is_simulated_in_training_and_the_run_resumes(run_cli, shar
     assert [row[0] for row in epochs_and_losses(finished_run(tmp_path))] == ["0", "1", "2"]
 
 
+@pytest.mark.slow
 def test_out_of_space_is_simulated_in_export(run_cli, tiny_run, tmp_path, monkeypatch):
     import errno
 

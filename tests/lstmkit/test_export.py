@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Every test needs every task's session-trained run (the exports fixture).
+pytestmark = pytest.mark.slow
+
 # One raw input per task for saved_model_cli run: a Python literal (--input_exprs), or an
 # array (--inputs, from a .npy file: TensorFlow 2.21 takes literals only in expressions).
 SAVED_MODEL_CLI_INPUTS = {

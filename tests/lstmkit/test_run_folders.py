@@ -25,6 +25,7 @@ def sentiment_task_class():
     return type(get_task("sentiment"))
 
 
+@pytest.mark.slow
 def test_folder_options_under_a_regular_file_are_one_line(run_cli, tmp_path, tiny_run):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
@@ -49,6 +50,7 @@ def test_a_model_that_cannot_be_built_leaves_no_run_folder(run_cli, tmp_path, sh
     assert list(runs.rglob("*")) == []
 
 
+@pytest.mark.slow
 def test_a_run_with_non_finite_metrics_stays_unfinished_and_is_not_exported(run_cli, tmp_path, shared_data,
                                                                              monkeypatch, sentiment_task_class):
     evaluate = sentiment_task_class.evaluate
@@ -70,6 +72,7 @@ def test_a_run_with_non_finite_metrics_stays_unfinished_and_is_not_exported(run_
     assert not base.exists()
 
 
+@pytest.mark.slow
 def test_export_refuses_a_run_whose_metrics_are_not_finite(run_cli, tmp_path, tiny_run):
     copy = tmp_path / "runs" / "sentiment" / tiny_run.name
     shutil.copytree(tiny_run, copy)

@@ -250,6 +250,7 @@ def _model_with_every_option(seed=0):
     return keras.Model(tokens, keras.layers.Dense(1)(x))
 
 
+@pytest.mark.slow
 def test_every_option_round_trips_through_config_keras_file_and_saved_model(tmp_path):
     import tensorflow as tf
 
@@ -273,6 +274,7 @@ def test_every_option_round_trips_through_config_keras_file_and_saved_model(tmp_
     np.testing.assert_allclose(served.serve(tf.constant(batch, tf.int32)).numpy(), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_seeded_training_repeats_exactly():
     batch = np.array([[1, 2, 3, 0], [4, 5, 0, 0], [6, 7, 8, 9]])
 

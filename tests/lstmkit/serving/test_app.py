@@ -111,6 +111,7 @@ def assert_same(served, expected):
 
 
 @pytest.mark.parametrize("task_name", ["sentiment", "speech_commands", "protein_ss", "textgen"])
+@pytest.mark.slow
 def test_predict_answers_equal_the_in_memory_models(server, task_name, speech_slice, request, exports):
     from lstmkit.training.setup import saved_preprocessing
     from lstmkit.evaluation import load_run
@@ -138,6 +139,7 @@ def test_predict_answers_equal_the_in_memory_models(server, task_name, speech_sl
                 assert_same(outputs[name], expected[name])
 
 
+@pytest.mark.slow
 def test_status_and_metadata_follow_tensorflow_serving(server):
     assert server.request("/v1/models/sentiment") == (200, {"model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
@@ -171,6 +173,7 @@ def test_status_and_metadata_follow_tensorflow_serving(server):
     ("/v1/models/..%2F..%2Fetc/metadata", None, 404, "Malformed request"),
     ("/v1/models/sentiment:predict", None, 405, "use POST"),
 ])
+@pytest.mark.slow
 def test_bad_requests_get_tensorflow_serving_errors_and_the_server_keeps_serving(server, path, body, status,
                                                                                  message):
     raw = body if isinstance(body, bytes) else None
@@ -221,6 +224,7 @@ def generate_request(prompt="A", length=5):
     ("/v1/models/sentiment/versions/" + "9" * 5000, None, "Failed to convert version"),
     ("/v1/models/sentiment/versions/" + "9" * 5000 + ":predict", {"instances": ["a"]}, "Failed to convert version"),
 ])
+@pytest.mark.slow
 def test_hostile_requests_get_a_400_and_the_server_keeps_serving(server, path, body, message):
     raw = body if isinstance(body, bytes) else None
     started = time.monotonic()
@@ -231,6 +235,7 @@ def test_hostile_requests_get_a_400_and_the_server_keeps_serving(server, path, b
     assert server.process.poll() is None and "Traceback" not in "".join(server.output)
 
 
+@pytest.mark.slow
 def test_the_exported_graph_refuses_what_the_server_refuses(exports):
     """TensorFlow Serving runs the SavedModel without lstmkit's Python: the limits are in the graph."""
     speech = tf.saved_model.load(str(exports / "speech_commands" / "1")).signatures
@@ -251,6 +256,7 @@ def test_the_exported_graph_refuses_what_the_server_refuses(exports):
                             seed=tf.constant(1, tf.int64))
 
 
+@pytest.mark.slow
 def test_health_readiness_metrics_and_the_printed_urls_work(server):
     printed = re.findall(r"http://\S+", "".join(server.output))
     assert len(printed) == 2 * 4 + 2, server.output
@@ -285,6 +291,7 @@ def test_health_readiness_metrics_and_the_printed_urls_work(server):
     assert samples[("process_resident_memory_bytes", ())] > 0
 
 
+@pytest.mark.slow
 def test_versions_removed_or_replaced_on_disk_are_unloaded(exports, tmp_path):
     base = tmp_path / "models"
     shutil.copytree(exports / "sentiment", base / "sentiment")
@@ -314,6 +321,7 @@ def test_versions_removed_or_replaced_on_disk_are_unloaded(exports, tmp_path):
         running.stop()
 
 
+@pytest.mark.slow
 def test_idle_and_trickling_connections_are_closed_and_connections_are_capped(exports, tmp_path):
     base = tmp_path / "models"
     shutil.copytree(exports / "sentiment", base / "sentiment")
@@ -347,6 +355,7 @@ def test_idle_and_trickling_connections_are_closed_and_connections_are_capped(ex
         running.stop()
 
 
+@pytest.mark.slow
 def test_new_versions_are_picked_up_and_a_broken_one_never_replaces_a_working_one(exports, tmp_path):
     base = tmp_path / "models"
     shutil.copytree(exports / "sentiment", base / "sentiment")

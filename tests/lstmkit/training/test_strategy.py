@@ -43,6 +43,7 @@ def test_train_refuses_a_bad_tf_config_before_reading_data(run_cli, monkeypatch,
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_two_multiworker_processes_finish_with_identical_weights(shared_data, tmp_path):
     from lstmkit.evaluation import load_run
     from lstmkit.tasks.sentiment.task import TASK
@@ -74,6 +75,7 @@ def test_two_multiworker_processes_finish_with_identical_weights(shared_data, tm
     assert len(history) == 3  # header + 2 epochs
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_and_is_recorded(run_cli, shared_data, tmp_path):
     code, out, err = run_cli("train", "sentiment", "--preset", "tiny", "--data", shared_data / "mr_polarity",
                              "--strategy", "mirrored", "--runs-dir", tmp_path, "--set", "train.epochs=1",

@@ -24,6 +24,7 @@ def search_dir(runs, partial=False):
             if "worker" not in path.name and path.name.endswith(".partial") == partial]
 
 
+@pytest.mark.slow
 def test_search_writes_trials_hparams_logs_and_memory_then_retrains(run_cli, shared_data, tmp_path):
     code, out, err = run_cli("tune", "sentiment", "--data", shared_data / "mr_polarity", *TINY_MR,
                              "--tuner", "random", "--max-trials", "2", "--max-epochs", "2",
@@ -53,6 +54,7 @@ def test_search_writes_trials_hparams_logs_and_memory_then_retrains(run_cli, sha
     assert json.loads((run_dir / "config.json").read_text())["lstm"] == best["lstm"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_search_resumes_without_rerunning_finished_trials(run_cli, shared_data, tmp_path):
     command = [sys.executable, str(ROOT / "cli.py"), "tune", "sentiment", "--data", str(shared_data / "mr_polarity"),
                *TINY_MR, "--tuner", "random", "--max-trials", "3", "--max-epochs", "1",
@@ -128,6 +130,7 @@ def begun(output):
     return re.findall(r"worker (worker-\d): trial (\d+) begins", output)
 
 
+@pytest.mark.slow
 def test_one_chief_two_workers_run_every_trial_once_and_the_chief_exits(shared_data, tmp_path):
     (port,) = free_loopback_ports(1)
     chief = start("chief", port, tmp_path, shared_data, "--worker-timeout", "60")
@@ -145,6 +148,7 @@ def test_one_chief_two_workers_run_every_trial_once_and_the_chief_exits(shared_d
     assert "every trial has ended" in chief_output
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_neither_hangs_the_chief_nor_loses_trials(shared_data, tmp_path):
     (port,) = free_loopback_ports(1)
     chief = start("chief", port, tmp_path, shared_data, "--worker-timeout", "8")

@@ -115,6 +115,7 @@ def profile_run(cullpdb_manual, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_model_trained_with_profiles_reads_them(profile_run):
     from lstmkit.evaluation import load_run
     from lstmkit.tasks.protein_ss.task import TASK
@@ -131,6 +132,7 @@ def test_a_model_trained_with_profiles_reads_them(profile_run):
 
 
 @pytest.mark.parametrize("batch, length", [(1, 30), (3, 90)])
+@pytest.mark.slow
 def test_export_takes_sequences_and_profiles(profile_run, tmp_path, batch, length):
     from lstmkit.evaluation import load_run
     from lstmkit.export import export_run
@@ -150,6 +152,7 @@ def test_export_takes_sequences_and_profiles(profile_run, tmp_path, batch, lengt
     assert [len(s) for s in outputs["structure"].numpy()] == [len(s) for s in sequences]
 
 
+@pytest.mark.slow
 def test_profile_model_refuses_data_and_inputs_without_profiles(profile_run, run_cli, shared_data):
     runs = profile_run.parent.parent
     code, out, err = run_cli("predict", "protein_ss", "MKVLAAG", "--runs-dir", runs)

@@ -17,6 +17,7 @@ def loaded(run_dir):
     return (TASK, *load_run(TASK, run_dir))
 
 
+@pytest.mark.slow
 def test_loss_goes_down_and_metrics_count_scored_residues_only(protein_run, netsurfp_small):
     rows = (protein_run / "history.csv").read_text().strip().splitlines()
     header = rows[0].split(",")
@@ -30,6 +31,7 @@ def test_loss_goes_down_and_metrics_count_scored_residues_only(protein_run, nets
     assert 0 < metrics["sov"] < 1
 
 
+@pytest.mark.slow
 def test_unscored_residues_change_neither_loss_nor_metrics(protein_run):
     """Relabel every unscored position: a leak would move the figures."""
     from lstmkit.tasks.protein_ss.task import NOT_SCORED
@@ -57,6 +59,7 @@ def test_unscored_residues_change_neither_loss_nor_metrics(protein_run):
 
 
 @pytest.mark.parametrize("batch, length", [(1, 30), (3, 120)])
+@pytest.mark.slow
 def test_export_matches_the_model_at_two_batch_sizes_and_lengths(protein_run, tmp_path, batch, length):
     from lstmkit.export import export_run
 
@@ -73,6 +76,7 @@ def test_export_matches_the_model_at_two_batch_sizes_and_lengths(protein_run, tm
     assert structures[0] == "".join("HEC"[i] for i in expected[0, :len(sequences[0])].argmax(-1))
 
 
+@pytest.mark.slow
 def test_predict_aligns_structure_under_sequence_and_refuses_bad_input(protein_run, run_cli):
     runs = protein_run.parent.parent
     code, out, err = run_cli("predict", "protein_ss", "mkvlaag", "GSHM", "--runs-dir", runs)
@@ -97,6 +101,7 @@ def test_training_on_a_test_set_alone_is_refused(run_cli, shared_data, tmp_path)
     assert code == 2 and "no training chains" in err and not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_predict_reads_fasta_records(protein_run, run_cli, tmp_path):
     runs = protein_run.parent.parent
     fasta = tmp_path / "seqs.fasta"
@@ -109,6 +114,7 @@ def test_predict_reads_fasta_records(protein_run, run_cli, tmp_path):
     assert code == 2 and err.strip() == f"Error: {fasta}: record empty has no sequence; remove it or add one"
 
 
+@pytest.mark.slow
 def test_evaluate_on_ts115_prints_q3_sov_and_writes_a_confusion_png(protein_run, run_cli, shared_data):
     code, out, err = run_cli("evaluate", "protein_ss", "--data", shared_data / "protein_ts115" / "TS115_HHblits.csv",
                              "--split", "test", "--runs-dir", protein_run.parent.parent)

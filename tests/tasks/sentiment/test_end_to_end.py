@@ -11,6 +11,9 @@ import tensorflow as tf
 
 from tests.conftest import ROOT
 
+# Every test trains a model, tunes, or needs the session-trained run.
+pytestmark = pytest.mark.slow
+
 
 def test_run_folder_holds_everything_a_run_should(tiny_run):
     names = {path.name for path in tiny_run.iterdir()}

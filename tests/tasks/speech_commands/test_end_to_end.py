@@ -30,6 +30,7 @@ def clips(folder, count):
     return sorted(folder.rglob("*.wav"))[:: 96 // max(count, 1)][:count]
 
 
+@pytest.mark.slow
 def test_training_learns_and_records_the_labels(speech_run):
     rows = (speech_run / "history.csv").read_text().strip().splitlines()
     header = rows[0].split(",")
@@ -41,6 +42,7 @@ def test_training_learns_and_records_the_labels(speech_run):
     assert len(preprocessing["mean"]) == len(preprocessing["variance"]) == 16  # the tiny preset's mel bands
 
 
+@pytest.mark.slow
 def test_inference_is_deterministic(speech_run):
     """SpecAugment and dropout act only in training."""
     _, model = loaded_model(speech_run)
@@ -49,6 +51,7 @@ def test_inference_is_deterministic(speech_run):
     assert not np.allclose(model(clip, training=True).numpy(), model(clip, training=False).numpy())
 
 
+@pytest.mark.slow
 def test_evaluate_reports_per_class_figures_and_a_confusion_png(speech_run, run_cli):
     code, out, err = run_cli("evaluate", "speech_commands", "--runs-dir", speech_run.parent.parent,
                              "--split", "all")
@@ -61,6 +64,7 @@ def test_evaluate_reports_per_class_figures_and_a_confusion_png(speech_run, run_
 
 
 @pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.slow
 def test_exported_waveform_signature_matches_the_model(speech_run, exported, batch):
     _, model = loaded_model(speech_run)
     serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
@@ -74,6 +78,7 @@ def test_exported_waveform_signature_matches_the_model(speech_run, exported, bat
 
 
 @pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.slow
 def test_exported_wav_signature_decodes_and_resamples_by_itself(speech_run, exported, speech_slice,
                                                                fsdd_slice, batch):
     from lstmkit.wav import read_wav
@@ -91,6 +96,7 @@ def test_exported_wav_signature_decodes_and_resamples_by_itself(speech_run, expo
     assert outputs["label"].shape == (batch,)
 
 
+@pytest.mark.slow
 def test_tflite_export_uses_builtin_ops_and_matches_keras(speech_run, tmp_path, speech_slice):
     from lstmkit.wav import read_wav
     from lstmkit.export import export_tflite
@@ -113,6 +119,7 @@ def test_tflite_export_uses_builtin_ops_and_matches_keras(speech_run, tmp_path, 
     assert b"Flex" not in (version / "model.tflite").read_bytes()
 
 
+@pytest.mark.slow
 def test_predict_prints_a_label_per_file_and_one_line_per_bad_file(speech_run, run_cli, speech_slice, tmp_path):
     good = clips(speech_slice, 2)
     bad = {
@@ -159,6 +166,7 @@ def test_training_on_nothing_usable_is_one_line_and_writes_nothing(run_cli, tmp_
     assert not runs.exists()
 
 
+@pytest.mark.slow
 def test_tflite_export_of_a_task_without_one_is_refused(tiny_run, run_cli):
     code, out, err = run_cli("export", "sentiment", "--format", "tflite", "--runs-dir", tiny_run.parent.parent)
     assert code == 2 and err.strip() == "Error: sentiment has no TensorFlow Lite export; export it as a SavedModel instead"

@@ -15,6 +15,7 @@ def history(run_dir):
     return [dict(zip(header, map(float, line.split(",")))) for line in lines[1:]]
 
 
+@pytest.mark.slow
 def test_loss_goes_down_and_metrics_agree(textgen_run):
     rows = history(textgen_run)
     assert len(rows) == 3
@@ -32,6 +33,7 @@ def test_loss_goes_down_and_metrics_agree(textgen_run):
     assert validation["nats_per_char"] == pytest.approx(min(row["val_loss"] for row in rows), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_text_file(textgen_run, run_cli, shared_data, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text()[-20_000:], encoding="utf-8")
@@ -44,6 +46,7 @@ def test_evaluate_on_a_text_file(textgen_run, run_cli, shared_data, tmp_path):
     assert saved["characters"] == (2_000 - 1) // 64 * 64
 
 
+@pytest.mark.slow
 def test_generate_length_seed_and_greedy(textgen_run, run_cli):
     def generate(*options):
         code, out, err = run_cli("generate", "textgen", "--run", textgen_run, "--prompt", "ROMEO:", *options)
@@ -59,6 +62,7 @@ def test_generate_length_seed_and_greedy(textgen_run, run_cli):
     assert generate("--length", "60", "--top-k", "1", "--temperature", "2", "--seed", "9") == greedy
 
 
+@pytest.mark.slow
 def test_generate_with_characters_the_model_never_saw(textgen_run, run_cli):
     code, out, err = run_cli("generate", "textgen", "--run", textgen_run, "--prompt", "ŒUVRE 漢字:",
                              "--length", "30", "--seed", "1", "--top-p", "0.9")
@@ -66,6 +70,7 @@ def test_generate_with_characters_the_model_never_saw(textgen_run, run_cli):
     assert out.startswith("ŒUVRE 漢字:") and len(out.rstrip("\n")) == len("ŒUVRE 漢字:") + 30
 
 
+@pytest.mark.slow
 def test_predict_lists_likely_next_characters(textgen_run, run_cli):
     code, out, err = run_cli("predict", "textgen", "--run", textgen_run, "--format", "json", "First Citizen", "")
     assert code == 0, err
@@ -75,6 +80,7 @@ def test_predict_lists_likely_next_characters(textgen_run, run_cli):
         assert len(row["next"]) == 5 and 0 < sum(row["next"].values()) <= 1 + 1e-6
 
 
+@pytest.mark.slow
 def test_export_round_trip_both_signatures(textgen_run, run_cli, tmp_path):
     code, out, err = run_cli("export", "textgen", "--run", textgen_run, "--base-path", tmp_path)
     assert code == 0, err
@@ -112,12 +118,14 @@ def test_export_round_trip_both_signatures(textgen_run, run_cli, tmp_path):
     (["--top-p", "1.5"], "--top-p"),
     (["--top-k", "-1"], "--top-k"),
 ])
+@pytest.mark.slow
 def test_bad_generate_options(textgen_run, run_cli, options, message):
     code, out, err = run_cli("generate", "textgen", "--run", textgen_run, *options)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_generate_refuses_a_classifier(run_cli, tiny_run):
     code, _, err = run_cli("generate", "sentiment", "--run", tiny_run, "--seed", "1")
     assert code == 2 and "not a generative task" in err
@@ -141,6 +149,7 @@ def test_bad_corpus_writes_nothing(run_cli, tmp_path, content, options, message)
     assert not runs.exists() or not any(runs.rglob("*"))
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_text_too_short_to_train_on(textgen_run, run_cli, tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("To be, or not to be, that is the question. " * 20, encoding="utf-8")  # 880 characters
@@ -152,6 +161,7 @@ def test_evaluate_scores_a_text_too_short_to_train_on(textgen_run, run_cli, tmp_
     assert saved["characters"] == 24 * 32 + 64
 
 
+@pytest.mark.slow
 def test_prompts_over_the_limit_are_refused_in_one_line(textgen_run, run_cli):
     from lstmkit.tasks.textgen.config import MAX_PROMPT_CHARACTERS
 
