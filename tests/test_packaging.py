@@ -88,6 +88,7 @@ def top_level_names(paths) -> set[str]:
     return {path.split("/")[0] for path in paths if not path.split("/")[0].endswith(".dist-info")}
 
 
+@pytest.mark.slow  # builds a wheel and a fresh venv
 def test_the_wheel_installs_only_the_lstmkit_namespace(wheel, venv):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
@@ -111,6 +112,7 @@ def test_the_wheel_installs_only_the_lstmkit_namespace(wheel, venv):
     assert top_level_names(in_site_packages) == {"lstmkit"}
 
 
+@pytest.mark.slow  # builds a wheel and a fresh venv
 def test_the_wheel_holds_every_module_of_the_repository(wheel):
     """pyproject.toml lists its packages one by one: a new sub-package must be added there."""
     with zipfile.ZipFile(wheel) as archive:
@@ -123,6 +125,7 @@ def test_the_wheel_holds_every_module_of_the_repository(wheel):
     assert sorted(expected - names) == []
 
 
+@pytest.mark.slow  # builds a wheel and a fresh venv
 def test_the_console_script_reports_its_version_and_lists_the_tasks(venv, tmp_path):
     version = run([venv / "bin" / "lstmkit", "--version"], cwd=tmp_path)
     assert version.stdout.strip() == f"lstmkit {VERSION}"
@@ -146,6 +149,7 @@ def write_sentences(path: Path, count: int = 80) -> None:
                              index % 2])
 
 
+@pytest.mark.slow  # builds a wheel and a fresh venv
 def test_the_installed_package_trains_and_predicts_outside_the_checkout(venv, tmp_path):
     lstmkit_script = venv / "bin" / "lstmkit"
     imported = run([venv / "bin" / "python", "-c", "import lstmkit.tasks.sentiment.task as task, lstmkit; "

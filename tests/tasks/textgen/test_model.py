@@ -132,8 +132,8 @@ def test_training_carries_each_rows_state_to_the_next_batch():
     windows = [text[i:i + 10] for i in range(0, 40, 10)]  # streams: windows 0,1 and 2,3
     targets = [text[i + 1:i + 11] for i in range(0, 40, 10)]
     dataset = task.encode_labels(tf.data.Dataset.from_tensor_slices((windows, targets)), config,
-                                 {"vocabulary": VOCABULARY})
-    batches = task.training_batches(dataset, config, {}, seed=0)
+                                 TextgenPreprocessing(VOCABULARY))
+    batches = task.training_batches(dataset, config, TextgenPreprocessing(VOCABULARY), seed=0)
     assert [list(map(bytes.decode, texts.numpy())) for texts, _ in batches] == [
         [windows[0], windows[2]], [windows[1], windows[3]]]
     keras.utils.set_random_seed(3)
@@ -173,7 +173,7 @@ def test_window_batching_shuffles_and_keeps_no_state():
                                  train=TrainingConfig(batch_size=4))
     windows = [f"window {i:02d}" for i in range(12)]
     dataset = task.encode_labels(tf.data.Dataset.from_tensor_slices((windows, windows)), config,
-                                 {"vocabulary": VOCABULARY + list("0123456789")})
+                                 TextgenPreprocessing(VOCABULARY + list("0123456789")))
     batches = task.training_batches(dataset, config, {}, seed=1)
     epochs = [[text.decode() for texts, _ in batches for text in texts.numpy()] for _ in range(2)]
     assert sorted(epochs[0]) == windows and epochs[0] != windows and epochs[0] != epochs[1]
