@@ -11,8 +11,6 @@ from lstmkit.serving.registry import Servable, logger
 from lstmkit.serving.requests import Prediction, ServingError, run
 
 
-
-
 class Runner:
     """Runs signatures on ``threads`` threads of their own, at most ``per_signature``
     at once for any one model signature: requests past that wait their turn, so one

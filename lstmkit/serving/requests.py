@@ -43,7 +43,6 @@ def check_version(version: str | None) -> None:
         raise ServingError(400, f"Failed to convert version: {printable(version, 20)} to numeric.")
 
 
-
 def _too_deep() -> ServingError:
     return ServingError(400, f"JSON nested more than {MAX_JSON_DEPTH} deep; no input of these models needs that")
 
