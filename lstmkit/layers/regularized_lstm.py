@@ -27,6 +27,13 @@ logger = logging.getLogger("lstmkit")
 
 LAYER_NORM_EPSILON = 1e-5
 
+CPU_KERNELS = ("auto", "sequence", "step")
+# Training on 2 cores (benchmarks/lstm_throughput.py, BENCHMARKS.md), sequence kernel vs
+# step loop: 0.76x at 128 units, 0.91x at 256, 1.28x at 512 (input 128) and 1.56x at 512
+# (input 512). Its large products win once the layer is wide; below that the extra passes
+# over [time, batch, 4·units] tensors in memory cost more than they save.
+SEQUENCE_KERNEL_MIN_UNITS = 512
+
 
 def gpu_visible() -> bool:
     """Whether the active Keras backend sees a GPU (where the fused kernel matters)."""
@@ -125,6 +132,10 @@ class RegularizedLSTM(keras.layers.LSTM):
         temporal_activation_l2: temporal activation regularization (TAR): this weight
             times the mean square of ``h_t - h_{t-1}`` (before output dropout). Both are
             masked, and only added while training.
+        cpu_kernel: how the plain LSTM step runs on TensorFlow without a GPU: ``"sequence"``
+            (``sequence_lstm``: weight gradients as large products after the loop), ``"step"``
+            (the per-step loop), or ``"auto"``: the sequence kernel from
+            ``SEQUENCE_KERNEL_MIN_UNITS`` units, where it was measured faster.
         **kwargs: everything ``keras.layers.LSTM`` takes: ``return_sequences``,
             ``return_state``, ``go_backwards``, ``stateful``, ``recurrent_dropout`` (the
             slow, per-step variational recurrent dropout, kept as an explicit opt-in),
@@ -144,6 +155,7 @@ class RegularizedLSTM(keras.layers.LSTM):
         layer_norm=False,
         activation_l2=0.0,
         temporal_activation_l2=0.0,
+        cpu_kernel="auto",
         **kwargs,
     ):
         super().__init__(units, **kwargs)
@@ -183,6 +195,9 @@ class RegularizedLSTM(keras.layers.LSTM):
         self.weight_drop_seed = keras.random.SeedGenerator(derived(3))
         self.zoneout_seed = keras.random.SeedGenerator(derived(4))
         self._logged_path = False
+        if cpu_kernel not in CPU_KERNELS:
+            raise ValueError(f"cpu_kernel must be one of {', '.join(CPU_KERNELS)}, got {cpu_kernel!r}")
+        self.cpu_kernel = cpu_kernel
 
     # ---------------------------------------------------------------- fused path
     def fused_kernel_obstacles(self) -> list[str]:
@@ -268,8 +283,55 @@ class RegularizedLSTM(keras.layers.LSTM):
             if self.use_cudnn is True:
                 raise ValueError("use_cudnn=True, but the fused kernel cannot run here: "
                                  + ("; ".join(self.fused_kernel_obstacles()) or "no GPU"))
+            if self._sequence_kernel_applies():
+                return self._sequence_kernel(sequences, initial_state, mask, recurrent_kernel,
+                                             need_tar)
             result = self._step_loop(sequences, initial_state, mask, training, recurrent_kernel,
                                      input_masks)
+        if need_tar:
+            self._add_temporal_activation_loss(result[1], mask)
+        return result
+
+    # ---------------------------------------------------------------- CPU sequence kernel
+    def _sequence_kernel_applies(self) -> bool:
+        """Whether lstmkit's whole-sequence kernel (``sequence_lstm``) runs this layer: on
+        TensorFlow without a GPU (where cuDNN is better), when the step itself is the plain
+        LSTM step (the same conditions as the fused kernel's) and ``cpu_kernel`` picks it."""
+        if self.cpu_kernel == "step" or (self.cpu_kernel == "auto"
+                                         and self.units < SEQUENCE_KERNEL_MIN_UNITS):
+            return False
+        return (keras.config.backend() == "tensorflow" and not self.fused_kernel_obstacles()
+                and not gpu_visible())
+
+    def _sequence_kernel(self, sequences, initial_state, mask, recurrent_kernel, need_tar):
+        import tensorflow as tf
+
+        from lstmkit.layers.sequence_lstm import candidate_scaled, lstm_sequence
+
+        cell = self.cell
+        dtype = sequences.dtype
+        inputs = tf.transpose(sequences, [1, 0, 2])  # time-major
+        step_mask = None
+        if mask is not None:
+            step_mask = tf.cast(tf.transpose(mask)[:, :, None], dtype)
+        if self.go_backwards:
+            inputs = tf.reverse(inputs, [0])
+            step_mask = None if step_mask is None else tf.reverse(step_mask, [0])
+
+        def weights(w):
+            return candidate_scaled(tf.cast(_ifoc(w), dtype))
+
+        hidden, c_last = lstm_sequence(
+            inputs, tf.cast(initial_state[0], dtype), tf.cast(initial_state[1], dtype),
+            weights(cell.kernel), weights(recurrent_kernel), weights(cell.bias), step_mask)
+        hidden.set_shape([sequences.shape[1], sequences.shape[0], self.units])
+        outputs = hidden
+        if step_mask is not None:
+            # Keras's masked outputs: zero before a sequence's first real step (or at every
+            # masked step with zero_output_for_mask), the previous output after it.
+            shown = step_mask if self.zero_output_for_mask else tf.cumsum(step_mask, axis=0)
+            outputs = tf.where(shown > 0, hidden, tf.zeros_like(hidden))
+        result = outputs[-1], tf.transpose(outputs, [1, 0, 2]), [hidden[-1], c_last]
         if need_tar:
             self._add_temporal_activation_loss(result[1], mask)
         return result
@@ -373,5 +435,6 @@ class RegularizedLSTM(keras.layers.LSTM):
             layer_norm=self.layer_norm,
             activation_l2=self.activation_l2,
             temporal_activation_l2=self.temporal_activation_l2,
+            cpu_kernel=self.cpu_kernel,
         )
         return config
