@@ -128,6 +128,11 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
     source = data_source or task.default_data
     # On stdout with the progress bar: stderr holds nothing but the one-line error of bad input.
     click.echo(f"reading data: {source}" if resume is None else f"resuming run {resume}: reading its data again")
+    if resume is None:
+        from lstmkit import precision
+
+        policy, why = precision.resolve(config.train.precision)
+        click.echo(f"precision: {policy} ({why})")
     started, started_wall = time.monotonic(), time.time()
     try:
         result = train_task(task, config, source, runs_root=runs_dir, seed=seed,
@@ -503,6 +508,7 @@ def doctor(task_name, preset, config_file, overrides, run, runs_dir):
     import_tensorflow_quietly()
     import keras
 
+    from lstmkit import precision
     from lstmkit.diagnostics import format_reports, recurrent_layer_reports
     from lstmkit.layers.regularized_lstm import gpu_visible
     from lstmkit.registry import get_task
@@ -518,11 +524,18 @@ def doctor(task_name, preset, config_file, overrides, run, runs_dir):
         source = f"run {run}"
     else:
         config = resolve_config(task, preset, config_file, overrides)
-        model = task.build_model(config, task.placeholder_preprocessing(config))
+        with precision.dtype_policy(config.train.precision):
+            model = task.build_model(config, task.placeholder_preprocessing(config))
         source = "config" + (f" {config_file}" if config_file else "") + (" with --set" if overrides else "")
     click.echo(f"model: {model.name} ({source}), {model.count_params():,} parameters")
-    here = "a GPU is visible" if gpu_visible() else "no GPU here: every layer runs a step loop on CPU"
+    here = "a GPU is visible" if gpu_visible() else "no GPU here: every layer runs on the CPU"
     click.echo(f"backend: {keras.config.backend()}; {here}")
+    policy = precision.model_precision(model)
+    click.echo(f"precision: {policy}" + ("" if run is not None else
+                                         f" ({precision.resolve(config.train.precision)[1]})"))
+    if policy != "float32":
+        float32_layers = precision.layers_in_float32(model)
+        click.echo("    float32 layers: " + (", ".join(float32_layers) or "none"))
     for line in format_reports(recurrent_layer_reports(model)) or ["no recurrent layers"]:
         click.echo(line)
 

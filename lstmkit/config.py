@@ -139,6 +139,10 @@ class TrainingConfig:
     weight_averaging: Literal["none", "swa", "nt_asgd"] = "none"
     averaging_start_epoch: int = in_range(2, 1, 100_000)
     averaging_patience: int = in_range(2, 0, 100_000)
+    # The Keras dtype policy the model is built under (lstmkit.precision): "float32",
+    # "mixed_bfloat16" (CPUs with AMX/AVX-512 BF16, TPUs), "mixed_float16" (GPUs), or
+    # "auto", which picks per machine.
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
 
     def __post_init__(self):
         check_ranges(self)

@@ -1,4 +1,5 @@
-"""``doctor``: which recurrent layers of a model take the fused (cuDNN) kernel on GPU."""
+"""``doctor``: which recurrent layers of a model take the fused (cuDNN) kernel on GPU, and
+which CPU kernel each runs."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ def recurrent_layer_reports(model) -> list[RecurrentLayerReport]:
                                                 ["not an LSTM: lstmkit checks LSTM layers only"]))
             continue
         notes = []
+        if isinstance(layer, RegularizedLSTM):
+            kernel = {"sequence": "sequence kernel (weight gradients after the loop)",
+                      "step": "step loop"}[layer.cpu_kernel_choice()]
+            notes.append(f"on CPU with TensorFlow: {kernel} (cpu_kernel={layer.cpu_kernel!r})")
         if masked:
             notes.append("masked input: the fused kernel needs right-padded sequences "
                          "(left padding raises an error on GPU)")

@@ -49,3 +49,25 @@ def test_a_new_process_evaluates_predicts_and_exports_a_trained_run(task_name, r
 
     exported = cli("export", task_name, "--base-path", tmp_path, *where)
     assert (tmp_path / task_name / "1" / "saved_model.pb").is_file(), exported.stdout
+
+
+@pytest.mark.parametrize("task_name", ["sentiment", "speech_commands"])
+def test_a_mixed_bfloat16_run_trains_predicts_and_exports_float32_signatures(task_name, request, tmp_path):
+    import tensorflow as tf
+
+    data = {"sentiment": lambda: request.getfixturevalue("shared_data") / "mr_polarity",
+            "speech_commands": lambda: request.getfixturevalue("speech_slice")}[task_name]()
+    runs = tmp_path / "runs"
+    trained = cli("train", task_name, "--preset", "tiny", "--data", data, "--runs-dir", runs,
+                  "--set", "train.precision=mixed_bfloat16", "--set", "train.epochs=1", timeout=600)
+    assert "precision: mixed_bfloat16 (train.precision)" in trained.stdout
+    (run_dir,) = (runs / task_name).iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["precision"] == "mixed_bfloat16"
+    where = ["--run", run_dir.name, "--runs-dir", runs]
+    predicted = cli("predict", task_name, *predict_inputs(task_name, request), "--format", "json", *where)
+    assert len(predicted.stdout.splitlines()) == 1
+    assert "mixed_bfloat16" in cli("doctor", task_name, *where).stdout
+    cli("export", task_name, "--base-path", tmp_path / "export", *where)
+    signature = tf.saved_model.load(str(tmp_path / "export" / task_name / "1")).signatures["serving_default"]
+    for name, spec in {**signature.structured_input_signature[1], **signature.structured_outputs}.items():
+        assert spec.dtype in (tf.float32, tf.string, tf.int32, tf.int64), (name, spec.dtype)

@@ -24,14 +24,17 @@ class SequencePooling(keras.layers.Layer):
         self.mode = mode
         self.supports_masking = True
         if mode == "attention":
-            self.attention_softmax = keras.layers.Softmax(axis=1)
+            # Sub-layers take this layer's policy, not the global one (which is float32 when
+            # a mixed precision model is loaded).
+            self.attention_softmax = keras.layers.Softmax(axis=1, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         if self.mode == "attention":
             features = input_shape[-1]
-            self.attention_hidden = keras.layers.Dense(features, activation="tanh")
+            self.attention_hidden = keras.layers.Dense(features, activation="tanh",
+                                                       dtype=self.dtype_policy)
             self.attention_hidden.build(input_shape)
-            self.attention_score = keras.layers.Dense(1, use_bias=False)
+            self.attention_score = keras.layers.Dense(1, use_bias=False, dtype=self.dtype_policy)
             self.attention_score.build(tuple(input_shape[:-1]) + (features,))
 
     def call(self, inputs, mask=None):

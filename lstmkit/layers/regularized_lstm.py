@@ -100,7 +100,9 @@ def _per_gate_matmul(x, kernel, gate_masks):
 
 
 def _masked_mean(values, mask):
-    """Mean of ``values`` ([batch, time]) over the steps where ``mask`` is true."""
+    """Mean of ``values`` ([batch, time]) over the steps where ``mask`` is true, in float32
+    (a loss: under mixed precision the layer computes in 16 bits, the sum must not)."""
+    values = ops.cast(values, "float32")
     if mask is None:
         return ops.mean(values)
     weights = ops.cast(mask, values.dtype)
@@ -190,8 +192,12 @@ class RegularizedLSTM(keras.layers.LSTM):
             # something about 2x slower than TensorFlow's own while loop (lstm_throughput);
             # on GPU keras.layers.LSTM already opts out for cuDNN.
             self.supports_jit = False
-        self.input_dropout_layer = LockedDropout(variational_dropout, seed=derived(1))
-        self.output_dropout_layer = LockedDropout(output_dropout, seed=derived(2))
+        # The layer's own policy, not the global one: a model loaded under float32 must keep
+        # a mixed precision layer's dropout in its compute dtype.
+        self.input_dropout_layer = LockedDropout(variational_dropout, seed=derived(1),
+                                                 dtype=self.dtype_policy)
+        self.output_dropout_layer = LockedDropout(output_dropout, seed=derived(2),
+                                                  dtype=self.dtype_policy)
         self.weight_drop_seed = keras.random.SeedGenerator(derived(3))
         self.zoneout_seed = keras.random.SeedGenerator(derived(4))
         self._logged_path = False
@@ -297,11 +303,16 @@ class RegularizedLSTM(keras.layers.LSTM):
         """Whether lstmkit's whole-sequence kernel (``sequence_lstm``) runs this layer: on
         TensorFlow without a GPU (where cuDNN is better), when the step itself is the plain
         LSTM step (the same conditions as the fused kernel's) and ``cpu_kernel`` picks it."""
-        if self.cpu_kernel == "step" or (self.cpu_kernel == "auto"
-                                         and self.units < SEQUENCE_KERNEL_MIN_UNITS):
-            return False
-        return (keras.config.backend() == "tensorflow" and not self.fused_kernel_obstacles()
+        return (self.cpu_kernel_choice() == "sequence" and keras.config.backend() == "tensorflow"
                 and not gpu_visible())
+
+    def cpu_kernel_choice(self) -> str:
+        """``"sequence"`` or ``"step"``: which loop this layer runs on a CPU with TensorFlow."""
+        if self.fused_kernel_obstacles() or self.cpu_kernel == "step":
+            return "step"
+        if self.cpu_kernel == "auto" and self.units < SEQUENCE_KERNEL_MIN_UNITS:
+            return "step"
+        return "sequence"
 
     def _sequence_kernel(self, sequences, initial_state, mask, recurrent_kernel, need_tar):
         import tensorflow as tf

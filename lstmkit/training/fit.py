@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from lstmkit import data as data_lib
-from lstmkit import runs
+from lstmkit import precision, runs
 from lstmkit.errors import UserError
 from lstmkit.task import Task
 from lstmkit.training.setup import RunSetup, saved_config
@@ -141,7 +141,7 @@ def train(
         train_batches = strategy_lib.shard_by_batch(train_batches)
         if validation_batches is not None:
             validation_batches = strategy_lib.shard_by_batch(validation_batches)
-    with strategy.scope():
+    with strategy.scope(), precision.dtype_policy(settings.precision) as policy:
         model = task.build_model(config, preprocessing)
         compile_model(task, model, config, steps_per_epoch)
 
@@ -155,6 +155,7 @@ def train(
                 "data_description": splits.description,
                 "seed": seed,
                 "strategy": strategy_name,
+                "precision": policy,
                 "validation_merged_into_train": merge_validation,
                 "replicas": replicas,
                 "train_fingerprint_sha256": setup.train_fingerprint,

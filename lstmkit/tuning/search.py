@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lstmkit import config as config_lib
 from lstmkit import data as data_lib
-from lstmkit import runs
+from lstmkit import precision, runs
 from lstmkit.errors import UserError
 from lstmkit.task import Task
 from lstmkit.training.fit import compile_model, fit_datasets, progress_verbosity, training_callbacks
@@ -55,10 +55,11 @@ def _hypermodel_class():
 
         def build(self, hp):
             config = self.config(hp)
-            model = self.task.build_model(config, self.preprocessing)
             batches = self.task.training_batches(self.splits.train, config, self.preprocessing, self.seed)
             steps_per_epoch = max(data_lib.count(batches), 1)
-            compile_model(self.task, model, config, steps_per_epoch)
+            with precision.dtype_policy(config.train.precision):
+                model = self.task.build_model(config, self.preprocessing)
+                compile_model(self.task, model, config, steps_per_epoch)
             return model
 
         def fit(self, hp, model, *args, **kwargs):

@@ -41,5 +41,6 @@ def build_model(config: ProteinConfig, profile_features: int = 0) -> keras.Model
     x = PaddingMask(name="padding_mask")([x, ids])
     x = LockedDropout(scaled_rate(config.conv_dropout, multiplier), name="conv_dropout")(x)
     x = config.lstm.apply(x, return_sequences=True, dropout_multiplier=multiplier)
-    probabilities = keras.layers.Dense(config.states, activation="softmax", name="states")(x)
+    probabilities = keras.layers.Dense(config.states, activation="softmax", name="states",
+                                       dtype="float32")(x)
     return keras.Model(inputs, probabilities, name="protein_ss")

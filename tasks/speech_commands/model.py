@@ -22,13 +22,14 @@ def front_end(config: SpeechConfig) -> list:
     """Waveform → fixed length → log-mel frames (before normalization)."""
     frame_length = int(round(config.frame_ms * SAMPLE_RATE / 1000))
     return [
-        FixedLength(config.clip_samples, name="fixed_length"),
+        # The signal processing stays float32 under a mixed precision policy.
+        FixedLength(config.clip_samples, name="fixed_length", dtype="float32"),
         LogMelSpectrogram(
             sample_rate=SAMPLE_RATE, frame_length=frame_length,
             frame_step=int(round(config.frame_step_ms * SAMPLE_RATE / 1000)),
             # The next power of two that holds a frame.
             fft_length=1 << (frame_length - 1).bit_length(),
-            num_mel_bins=config.num_mel_bins, name="log_mel",
+            num_mel_bins=config.num_mel_bins, name="log_mel", dtype="float32",
         ),
     ]
 
@@ -39,7 +40,8 @@ def build_model(config: SpeechConfig, preprocessing) -> keras.Model:
     for layer in front_end(config):
         x = layer(x)
     x = keras.layers.Normalization(axis=-1, mean=np.asarray(preprocessing.mean),
-                                   variance=np.asarray(preprocessing.variance), name="normalize")(x)
+                                   variance=np.asarray(preprocessing.variance), name="normalize",
+                                   dtype="float32")(x)
     x = SpecAugment(config.frequency_masks, config.frequency_mask_width, config.time_masks,
                     config.time_mask_width, name="spec_augment")(x)
     x = keras.layers.Reshape((-1, config.num_mel_bins, 1), name="add_channel")(x)
@@ -56,5 +58,5 @@ def build_model(config: SpeechConfig, preprocessing) -> keras.Model:
     x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
     x = keras.layers.Dropout(scaled_rate(config.classifier_dropout, multiplier), name="classifier_dropout")(x)
     probabilities = keras.layers.Dense(len(preprocessing.labels), activation="softmax",
-                                       name="probabilities")(x)
+                                       name="probabilities", dtype="float32")(x)
     return keras.Model(waveform, probabilities, name="speech_commands")

@@ -99,7 +99,8 @@ class CharacterModel(keras.Model):
         gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         for variable, state in zip(self.carried.variables, states):
-            variable.assign(tf.stop_gradient(state))
+            # Kept in float32; under mixed precision the layers return 16-bit states.
+            variable.assign(tf.cast(tf.stop_gradient(state), variable.dtype))
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss)
@@ -120,9 +121,11 @@ def build_model(config: TextgenConfig, vocabulary: list[str]) -> keras.Model:
     x, _ = config.lstm.apply(embedding(ids), return_sequences=True, dropout_multiplier=multiplier,
                              return_state=True)
     if config.tie_embeddings:
-        logits = embedding(x, reverse=True)
+        # Float32 logits under a mixed precision policy too (sampling and the loss need them).
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits")(
+            embedding(x, reverse=True))
     else:
-        logits = keras.layers.Dense(size, name="logits")(x)
+        logits = keras.layers.Dense(size, name="logits", dtype="float32")(x)
     model = CharacterModel(text, logits, name="textgen")
     if config.data.batching == "streams":
         model.carried = CarriedStates(config.train.batch_size, [config.lstm.units] * config.lstm.layers)
