@@ -289,6 +289,45 @@ def count(dataset) -> int:
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
 
 
+def geometric_boundaries(max_length: int, ratio: float = 1.25, start: int = 8) -> tuple[int, ...]:
+    """Length-bucket boundaries ``start, start·ratio, ...`` below ``max_length``: within a
+    bucket no sequence is padded to more than ``ratio`` times its length (except the
+    shortest, under ``start``)."""
+    bounds, bound = [], float(start)
+    while round(bound) < max_length:
+        if not bounds or round(bound) > bounds[-1]:
+            bounds.append(round(bound))
+        bound *= ratio
+    return tuple(bounds)
+
+
+def bucketed(dataset, batch_size: int, length, boundaries, *, seed: int, buffer: int, padding_values=None):
+    """Shuffled (seeded, differently each epoch), then batched with examples of similar
+    ``length(*example)`` together (``Dataset.bucket_by_sequence_length`` over
+    ``boundaries``), so short sequences are not padded to long ones."""
+    import tensorflow as tf
+
+    bounds = list(boundaries)
+    batches = (dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+               .bucket_by_sequence_length(length, bounds, [batch_size] * (len(bounds) + 1),
+                                          padding_values=padding_values))
+    # Every epoch has the same examples in each bucket, so the same number of batches;
+    # telling tf.data so keeps Keras from warning that the data "ran out".
+    return batches.apply(tf.data.experimental.assert_cardinality(count(batches))).prefetch(tf.data.AUTOTUNE)
+
+
+def padded_share(length_batches) -> float:
+    """The share of padded steps when batches of sequences with these lengths (one array of
+    lengths per batch) are each padded to their longest: the recurrence's wasted work."""
+    real = padded = 0
+    for lengths in length_batches:
+        lengths = [int(n) for n in lengths]
+        if lengths:
+            real += sum(lengths)
+            padded += max(lengths) * len(lengths)
+    return 1.0 - real / padded if padded else 0.0
+
+
 def batched(dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, buffer: int = 10_000):
     """Batch an unbatched dataset for ``fit``/``evaluate``; shuffling is seeded and
     differs each epoch."""

@@ -129,16 +129,11 @@ class ProteinTask(Task):
         chains are not padded to long ones; labels are padded with NOT_SCORED."""
         import tensorflow as tf
 
-        from lstmkit.data import count
+        from lstmkit.data import bucketed
 
-        bounds = list(config.data.bucket_boundaries)
-        size = config.train.batch_size
-        batches = (dataset.shuffle(config.train.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-                   .bucket_by_sequence_length(lambda sequence, labels: tf.shape(labels)[0], bounds,
-                                              [size] * (len(bounds) + 1), padding_values=(None, NOT_SCORED)))
-        # Every epoch has the same chains in each bucket, so the same number of batches;
-        # telling tf.data so keeps Keras from warning that the data "ran out".
-        return batches.apply(tf.data.experimental.assert_cardinality(count(batches))).prefetch(tf.data.AUTOTUNE)
+        return bucketed(dataset, config.train.batch_size, lambda sequence, labels: tf.shape(labels)[0],
+                        config.data.bucket_boundaries, seed=seed, buffer=config.train.shuffle_buffer,
+                        padding_values=(None, NOT_SCORED))
 
     def evaluation_batches(self, dataset, config):
         import tensorflow as tf

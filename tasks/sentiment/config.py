@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
+from lstmkit.errors import UserError
 from lstmkit.layers import LSTMStackConfig
 
 # The recurrent encoder's defaults. Regularization: variational input dropout 0.5 and
@@ -25,9 +26,16 @@ class DataConfig:
     split_seed: int = seed(1337)
     # Keep at most this many training examples (after shuffling); 0 keeps all.
     max_train_examples: int = in_range(0, 0, 10**9)
+    # Training batches group texts of similar length (in tokens, cut at max_length) so that
+    # short ones are not padded to long ones: none picks boundaries 8, 10, 12, 16, ... (each
+    # 1.25 times the last) below max_length; an empty value turns bucketing off.
+    bucket_boundaries: tuple[int, ...] | None = in_range(None, 1, 100_000)
 
     def __post_init__(self):
         check_ranges(self)
+        bounds = self.bucket_boundaries
+        if bounds is not None and list(bounds) != sorted(set(bounds)):
+            raise UserError(f"data.bucket_boundaries must be increasing, got {bounds}")
 
 
 @dataclasses.dataclass(frozen=True)

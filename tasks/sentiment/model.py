@@ -30,6 +30,20 @@ STANDARDIZERS = {
 }
 
 
+def token_count(config: SentimentConfig):
+    """A TensorFlow function: the tokens of a text as the vectorizer splits it (for length
+    bucketing). Exact for split_punctuation; for strip_punctuation, words between spaces
+    (a token of punctuation alone would be removed: rare)."""
+    import tensorflow as tf
+
+    def count(text):
+        if config.standardize == "split_punctuation":
+            text = lower_and_split_punctuation(text)
+        return tf.size(tf.strings.split(text))
+
+    return count
+
+
 def vectorizer(config: SentimentConfig, vocabulary=None) -> keras.layers.TextVectorization:
     """Standardizes text (``config.standardize``), splits on whitespace and maps words to
     ids (0 = padding, 1 = out of vocabulary)."""
@@ -53,5 +67,6 @@ def build_model(config: SentimentConfig, vocabulary: list[str]) -> keras.Model:
         x = SequencePooling(config.pooling, name="pooling")(x)
     x = keras.layers.Dropout(scaled_rate(config.classifier_dropout, multiplier),
                              name="classifier_dropout")(x)
-    probabilities = keras.layers.Dense(len(LABEL_NAMES), activation="softmax", name="probabilities")(x)
+    probabilities = keras.layers.Dense(len(LABEL_NAMES), activation="softmax", name="probabilities",
+                                       dtype="float32")(x)
     return keras.Model(text, probabilities, name="sentiment")

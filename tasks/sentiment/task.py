@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from lstmkit.data import seeded_split, take
+from lstmkit.data import bucketed, geometric_boundaries, seeded_split, take
 from lstmkit.errors import UserError
 from lstmkit.task import ClassificationTask, DataSplits, Preprocessing, ServingSignature
 from lstmkit.tasks.sentiment import config as sentiment_config
@@ -16,6 +16,12 @@ from lstmkit.tasks.sentiment import data as sentiment_data
 # this module registers with Keras (its text standardization).
 from lstmkit.tasks.sentiment import model as sentiment_model
 from lstmkit.tasks.sentiment.search_space import search_space
+
+
+def bucket_boundaries(config) -> tuple[int, ...]:
+    """``data.bucket_boundaries``, or by default geometric ones below ``max_length``."""
+    bounds = config.data.bucket_boundaries
+    return geometric_boundaries(config.max_length) if bounds is None else bounds
 
 
 def examples_dataset(examples):
@@ -76,6 +82,18 @@ class SentimentTask(ClassificationTask):
         layer = sentiment_model.vectorizer(config)
         layer.adapt(train_dataset.map(lambda text, label: text).batch(1024))
         return SentimentPreprocessing([str(token) for token in layer.get_vocabulary()])
+
+    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
+        """Shuffled, then grouped by length in tokens (``data.bucket_boundaries``)."""
+        bounds = bucket_boundaries(config)
+        if not bounds:
+            return super().training_batches(dataset, config, preprocessing, seed)
+        import tensorflow as tf
+
+        count = sentiment_model.token_count(config)
+        return bucketed(dataset, config.train.batch_size,
+                        lambda text, label: tf.minimum(count(text), config.max_length), bounds,
+                        seed=seed, buffer=config.train.shuffle_buffer)
 
     def placeholder_preprocessing(self, config) -> Preprocessing:
         # TextVectorization's own first two entries: padding and out-of-vocabulary.

@@ -98,3 +98,34 @@ def test_csv_fields_over_csvs_limit_are_read_up_to_2_to_the_20_characters():
     with pytest.raises(UserError, match=r"reviews.csv line 3: a field longer than 1,048,576 characters; is a quote"):
         data.read_csv_rows('text,label\nfine,1\n"oops,0\n' + "more,1\n" * 200_000, "reviews.csv")
     assert csv.field_size_limit() == 131072  # the process-wide limit is put back
+
+
+def test_geometric_boundaries_stay_below_the_cap_and_grow_by_the_ratio():
+    bounds = data.geometric_boundaries(200)
+    assert bounds[0] == 8 and bounds[-1] < 200 and list(bounds) == sorted(set(bounds))
+    assert all(b / a <= 1.25 + 1 / a for a, b in zip(bounds, bounds[1:]))  # 1.25, rounded
+    assert data.geometric_boundaries(5) == ()
+
+
+def test_padded_share_counts_the_padding_to_each_batch_longest():
+    assert data.padded_share([[3, 3], [5]]) == 0.0
+    assert data.padded_share([[1, 3], [2, 2]]) == pytest.approx(1 - 8 / 10)
+    assert data.padded_share([]) == 0.0
+
+
+def test_bucketed_batches_group_lengths_keep_every_example_and_repeat_with_the_seed():
+    lengths = np.random.default_rng(0).integers(1, 60, 300)
+    dataset = tf.data.Dataset.from_tensor_slices(lengths)
+
+    def epochs(seed):
+        batches = data.bucketed(dataset, 16, lambda n: tf.cast(n, tf.int32), (10, 20, 40), seed=seed, buffer=300)
+        return [[list(b.numpy()) for b in batches] for _ in range(2)]
+
+    first, second = epochs(3)
+    assert sorted(n for b in first for n in b) == sorted(lengths.tolist())
+    assert first != second  # reshuffled each epoch
+    assert epochs(3) == [first, second]  # and repeatable
+    for batch in first:
+        assert len({int(np.digitize(n, (10, 20, 40))) for n in batch}) == 1
+    plain = [lengths[i:i + 16] for i in range(0, 300, 16)]
+    assert data.padded_share(first) < data.padded_share(plain) / 2

@@ -96,3 +96,44 @@ def test_splits_are_seeded_disjoint_and_validation_comes_from_train(shared_data)
     assert len(test) == 1_066 and len(validation) == 960 and len(train) == 400
     assert texts(again.test) == test and texts(again.train) == train
     assert not set(test) & set(train) and not set(validation) & set(train)
+
+
+def test_training_batches_group_texts_by_token_count_and_cut_the_padding(shared_data):
+    import dataclasses
+
+    import numpy as np
+
+    from lstmkit.data import padded_share
+    from lstmkit.tasks.sentiment.model import token_count
+    from lstmkit.tasks.sentiment.task import bucket_boundaries
+
+    config = TASK.default_config()
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, max_train_examples=2000))
+    splits = TASK.load_data(str(shared_data / "mr_polarity"), config)
+    count = token_count(config)
+    bounds = bucket_boundaries(config)
+
+    def token_lengths(batches):
+        return [[min(int(count(text)), config.max_length) for text in texts.numpy()] for texts, _ in batches]
+
+    bucketed = token_lengths(TASK.training_batches(splits.train, config, None, seed=5))
+    assert sum(map(len, bucketed)) == 2000
+    for lengths in bucketed:  # one bucket per batch
+        assert len(set(np.digitize(lengths, bounds).tolist())) == 1
+    off = dataclasses.replace(config, data=dataclasses.replace(config.data, bucket_boundaries=()))
+    shuffled = token_lengths(TASK.training_batches(splits.train, off, None, seed=5))
+    assert padded_share(bucketed) < 0.1 < 0.3 < padded_share(shuffled)
+
+
+def test_token_count_matches_the_vectorizer():
+    import tensorflow as tf
+
+    from lstmkit.tasks.sentiment.model import token_count, vectorizer
+
+    config = TASK.default_config()
+    layer = vectorizer(config)
+    texts = ["A film, truly -- great!", "  spaced   out  ", "one"]
+    layer.adapt(tf.constant(texts))
+    for text in texts:
+        ids = layer(tf.constant([text])).numpy()[0]
+        assert int(token_count(config)(tf.constant(text))) == int((ids != 0).sum())
