@@ -229,6 +229,31 @@ def textgen_summary(task, result, config, source) -> dict:
     }
 
 
+def sentiment_padding(task, config, source) -> dict:
+    """The share of padded LSTM steps in one epoch of training batches, grouped by length
+    as configured and plainly shuffled (data.bucket_boundaries empty)."""
+    import dataclasses
+
+    from lstmkit.data import padded_share
+    from lstmkit.tasks.sentiment.model import token_count
+
+    splits = task.load_data(str(source), config)
+    count = token_count(config)
+    plain = dataclasses.replace(config, data=dataclasses.replace(config.data, bucket_boundaries=()))
+    shares = {}
+    for name, settings in (("shuffled", plain), ("bucketed", config)):
+        batches = task.training_batches(splits.train, settings, None, seed=0)
+        lengths = batches.map(lambda texts, labels: tf_minimum_lengths(texts, count, config.max_length))
+        shares[name] = round(padded_share(batch.numpy() for batch in lengths), 4)
+    return shares
+
+
+def tf_minimum_lengths(texts, count, cap):
+    import tensorflow as tf
+
+    return tf.minimum(tf.map_fn(count, texts, fn_output_signature=tf.int32), cap)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted([*BENCHMARKS, *SPECIAL]))
@@ -262,6 +287,7 @@ def main() -> None:
                           "data": data_note, "seed": args.seed, "config": config_lib.to_dict(config)}))
         return
     test = result.metrics["test"]
+    padding = sentiment_padding(task, config, source) if task_name == "sentiment" else None
     print(json.dumps({
         "benchmark": args.name,
         "quick": args.quick,
@@ -273,6 +299,7 @@ def main() -> None:
         "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
         "epochs_run": len(history) - 1,
         "test_examples": test["examples"],
+        **({"padded_share": padding} if padding else {}),
         "data": data_note,
         "seed": args.seed,
         "config": config_lib.to_dict(config),

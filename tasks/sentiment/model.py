@@ -36,6 +36,7 @@ def token_count(config: SentimentConfig):
     (a token of punctuation alone would be removed: rare)."""
     import tensorflow as tf
 
+    @tf.autograph.experimental.do_not_convert  # plain TensorFlow ops; nothing to convert
     def count(text):
         if config.standardize == "split_punctuation":
             text = lower_and_split_punctuation(text)
