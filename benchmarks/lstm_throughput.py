@@ -222,9 +222,9 @@ def ratio(rates: dict, a: str, b: str):
 
 def run(quick: bool, seed: int) -> dict:
     steps, rounds = (3, 2) if quick else (10, 3)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
         print("torch not installed: the torch variant is skipped (pip install torch to add it)")
     rates = {shape_name: measure(shape_name, seed, steps, rounds) for shape_name in SHAPES}
     peaks = {"float32": matmul_peak_gflops("float32"), "bfloat16": matmul_peak_gflops("bfloat16")}

@@ -230,8 +230,9 @@ def textgen_summary(task, result, config, source) -> dict:
 
 
 def sentiment_padding(task, config, source) -> dict:
-    """The share of padded LSTM steps in one epoch of training batches, grouped by length
-    as configured and plainly shuffled (data.bucket_boundaries empty)."""
+    """The share of padded LSTM steps in one epoch of training batches, plainly shuffled
+    (data.bucket_boundaries empty) and grouped by length (as configured, or geometric
+    boundaries when the config has none)."""
     import dataclasses
 
     from lstmkit.data import padded_share
@@ -240,8 +241,10 @@ def sentiment_padding(task, config, source) -> dict:
     splits = task.load_data(str(source), config)
     count = token_count(config)
     plain = dataclasses.replace(config, data=dataclasses.replace(config.data, bucket_boundaries=()))
+    bucketed = config if config.data.bucket_boundaries else dataclasses.replace(
+        config, data=dataclasses.replace(config.data, bucket_boundaries=None))
     shares = {}
-    for name, settings in (("shuffled", plain), ("bucketed", config)):
+    for name, settings in (("shuffled", plain), ("bucketed", bucketed)):
         batches = task.training_batches(splits.train, settings, None, seed=0)
         lengths = batches.map(lambda texts, labels: tf_minimum_lengths(texts, count, config.max_length))
         shares[name] = round(padded_share(batch.numpy() for batch in lengths), 4)

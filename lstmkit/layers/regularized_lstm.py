@@ -1,16 +1,18 @@
 """``RegularizedLSTM``: ``keras.layers.LSTM`` plus the AWD-LSTM regularizers, on the fast path.
 
-Two ways through the time steps:
+Three ways through the time steps:
 
 * the **fused kernel** (cuDNN on GPU, through Keras's private backend ``lstm``: see
   ``lstmkit.keras_internals``) whenever every option in use acts outside the recurrence:
   variational input/output dropout are masks on the sequences, weight drop is one mask
   on the recurrent kernel per batch (the masked kernel is handed to the fused op), AR/TAR
   and L1/L2 are losses;
-* otherwise, and on CPU, **lstmkit's step loop** on Keras's backend ``rnn`` (see
-  ``_step_loop``). Recurrent dropout, zoneout and layer normalization change the step
-  itself, so they only exist there; the layer logs once that it left the fused path
-  and why.
+* on a CPU with TensorFlow, for the same options, **the sequence kernel**
+  (``lstmkit.layers.sequence_lstm``: the weight gradients as large products after the
+  loop) from ``SEQUENCE_KERNEL_MIN_UNITS`` units, where it was measured faster;
+* otherwise **lstmkit's step loop** on Keras's backend ``rnn`` (see ``_step_loop``).
+  Recurrent dropout, zoneout and layer normalization change the step itself, so they
+  only exist there; the layer logs once that it left the fused path and why.
 """
 
 import logging
@@ -290,10 +292,10 @@ class RegularizedLSTM(keras.layers.LSTM):
                 raise ValueError("use_cudnn=True, but the fused kernel cannot run here: "
                                  + ("; ".join(self.fused_kernel_obstacles()) or "no GPU"))
             if self._sequence_kernel_applies():
-                return self._sequence_kernel(sequences, initial_state, mask, recurrent_kernel,
-                                             need_tar)
-            result = self._step_loop(sequences, initial_state, mask, training, recurrent_kernel,
-                                     input_masks)
+                result = self._sequence_kernel(sequences, initial_state, mask, recurrent_kernel)
+            else:
+                result = self._step_loop(sequences, initial_state, mask, training, recurrent_kernel,
+                                         input_masks)
         if need_tar:
             self._add_temporal_activation_loss(result[1], mask)
         return result
@@ -314,7 +316,7 @@ class RegularizedLSTM(keras.layers.LSTM):
             return "step"
         return "sequence"
 
-    def _sequence_kernel(self, sequences, initial_state, mask, recurrent_kernel, need_tar):
+    def _sequence_kernel(self, sequences, initial_state, mask, recurrent_kernel):
         import tensorflow as tf
 
         from lstmkit.layers.sequence_lstm import candidate_scaled, lstm_sequence
@@ -342,10 +344,7 @@ class RegularizedLSTM(keras.layers.LSTM):
             # masked step with zero_output_for_mask), the previous output after it.
             shown = step_mask if self.zero_output_for_mask else tf.cumsum(step_mask, axis=0)
             outputs = tf.where(shown > 0, hidden, tf.zeros_like(hidden))
-        result = outputs[-1], tf.transpose(outputs, [1, 0, 2]), [hidden[-1], c_last]
-        if need_tar:
-            self._add_temporal_activation_loss(result[1], mask)
-        return result
+        return outputs[-1], tf.transpose(outputs, [1, 0, 2]), [hidden[-1], c_last]
 
     def _add_temporal_activation_loss(self, outputs, mask):
         differences = ops.mean(ops.square(outputs[:, 1:] - outputs[:, :-1]), axis=-1)

@@ -19,7 +19,7 @@ from lstmkit.tasks.sentiment.search_space import search_space
 
 
 def bucket_boundaries(config) -> tuple[int, ...]:
-    """``data.bucket_boundaries``, or by default geometric ones below ``max_length``."""
+    """``data.bucket_boundaries``; for none, geometric ones below ``max_length``."""
     bounds = config.data.bucket_boundaries
     return geometric_boundaries(config.max_length) if bounds is None else bounds
 

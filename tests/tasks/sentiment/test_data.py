@@ -108,7 +108,9 @@ def test_training_batches_group_texts_by_token_count_and_cut_the_padding(shared_
     from lstmkit.tasks.sentiment.task import bucket_boundaries
 
     config = TASK.default_config()
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, max_train_examples=2000))
+    assert config.data.bucket_boundaries == ()  # off by default
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, max_train_examples=2000,
+                                                                  bucket_boundaries=None))
     splits = TASK.load_data(str(shared_data / "mr_polarity"), config)
     count = token_count(config)
     bounds = bucket_boundaries(config)
