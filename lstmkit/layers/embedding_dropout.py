@@ -37,8 +37,10 @@ class EmbeddingDropout(keras.layers.Embedding):
 
     def call(self, inputs, training=False, reverse=False):
         if reverse:
+            # In the inputs' dtype: 16 bits under mixed precision, where the float32
+            # weights are not cast for us on this path.
             logits = ops.matmul(inputs, ops.transpose(ops.cast(self.embeddings, inputs.dtype)))
-            return logits + self.output_bias if self.reverse_bias else logits
+            return logits + ops.cast(self.output_bias, logits.dtype) if self.reverse_bias else logits
         outputs = super().call(inputs)
         if not training or self.rate == 0:
             return outputs

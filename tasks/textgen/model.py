@@ -44,11 +44,18 @@ def run_layers(model, ids, states=None, training=False, mask=None):
     return x, final_states
 
 
+# The float32 cast after the tied embedding's output projection.
+TIED_LOGITS = "tied_logits"
+
+
 def output_logits(model, outputs):
     """Logits over the vocabulary from LSTM outputs (any leading shape)."""
-    if any(layer.name == "logits" for layer in model.layers):
+    names = {layer.name for layer in model.layers}
+    if "logits" in names:
         return model.get_layer("logits")(outputs)
-    return model.get_layer("embedding")(outputs, reverse=True)  # tied embeddings
+    logits = model.get_layer("embedding")(outputs, reverse=True)  # tied embeddings
+    # Runs trained before mixed precision existed have no float32 cast layer.
+    return model.get_layer(TIED_LOGITS)(logits) if TIED_LOGITS in names else logits
 
 
 class CarriedStates:
@@ -122,7 +129,7 @@ def build_model(config: TextgenConfig, vocabulary: list[str]) -> keras.Model:
                              return_state=True)
     if config.tie_embeddings:
         # Float32 logits under a mixed precision policy too (sampling and the loss need them).
-        logits = keras.layers.Activation("linear", dtype="float32", name="logits")(
+        logits = keras.layers.Activation("linear", dtype="float32", name=TIED_LOGITS)(
             embedding(x, reverse=True))
     else:
         logits = keras.layers.Dense(size, name="logits", dtype="float32")(x)

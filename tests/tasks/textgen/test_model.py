@@ -47,6 +47,25 @@ def test_tied_embeddings_share_the_matrix():
     assert not np.allclose(before, tied(tf.constant(["abc"])).numpy())
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_layer_by_layer_logits_equal_the_models_and_stay_float32_under_bfloat16(tied):
+    """Carried-state training and generation run the layers one by one (run_layers,
+    output_logits); they must give the model's own logits, also under mixed precision,
+    where the logits are cast back to float32."""
+    from lstmkit.precision import dtype_policy
+    from lstmkit.tasks.textgen.model import output_logits, run_layers
+
+    for policy in ("float32", "mixed_bfloat16"):
+        with dtype_policy(policy):
+            model = tiny_model(embedding_dim=32, tie_embeddings=tied)
+        texts = tf.constant(["to be", "or not"])
+        ids = model.get_layer("characters")(texts)
+        outputs, _ = run_layers(model, ids)
+        logits = output_logits(model, outputs)
+        assert logits.dtype == tf.float32
+        np.testing.assert_allclose(logits.numpy(), model(texts).numpy(), atol=1e-5)
+
+
 def test_tying_needs_equal_widths():
     with pytest.raises(UserError, match="tie_embeddings needs embedding_dim == lstm.units"):
         TextgenConfig(tie_embeddings=True, embedding_dim=64)
