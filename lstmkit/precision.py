@@ -43,14 +43,26 @@ def resolve(precision: str) -> tuple[str, str]:
     """The dtype policy for ``precision`` and, in words, why."""
     if precision != "auto":
         return precision, "train.precision"
-    from lstmkit.layers.regularized_lstm import gpu_visible
-
-    if gpu_visible():
+    if _gpu_present():
         return "float32", "auto: a GPU is visible (mixed precision there is not measured yet)"
     features = cpu_bf16_features()
     if features:
         return AUTO_ON_BF16_CPU, f"auto: this CPU has {'/'.join(features)}"
     return "float32", "auto: this CPU has no bfloat16 matrix instructions"
+
+
+def _gpu_present() -> bool:
+    import keras
+
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # Physical devices: listing logical ones would start TensorFlow's runtime, after
+        # which a multi-worker strategy can no longer be set up.
+        return bool(tf.config.list_physical_devices("GPU"))
+    from lstmkit.layers.regularized_lstm import gpu_visible
+
+    return gpu_visible()
 
 
 @contextlib.contextmanager

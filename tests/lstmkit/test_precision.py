@@ -11,7 +11,7 @@ from lstmkit.layers import RegularizedLSTM, SequencePooling
 
 def test_explicit_precision_is_taken_as_is_and_auto_depends_on_the_machine(monkeypatch):
     assert precision.resolve("mixed_bfloat16") == ("mixed_bfloat16", "train.precision")
-    monkeypatch.setattr("lstmkit.layers.regularized_lstm.gpu_visible", lambda: False)
+    monkeypatch.setattr(precision, "_gpu_present", lambda: False)
     monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ())
     assert precision.resolve("auto")[0] == "float32"
     monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ("amx_bf16",))
