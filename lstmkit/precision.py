@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 from pathlib import Path
-
-logger = logging.getLogger("lstmkit")
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 # What "auto" picks where bfloat16 matrix products are fast. Measured on the quick
@@ -66,14 +63,12 @@ def _gpu_present() -> bool:
 
 
 @contextlib.contextmanager
-def dtype_policy(precision: str, *, log: bool = False):
+def dtype_policy(precision: str):
     """Build models inside this block under ``precision``'s policy (Keras layers read the
     global policy when they are created); the previous policy comes back afterwards."""
     import keras
 
-    policy, why = resolve(precision)
-    if log:
-        logger.info("precision: %s (%s)", policy, why)
+    policy, _ = resolve(precision)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
