@@ -2,7 +2,10 @@
 
 Each benchmark trains through the same ``lstmkit.training.train`` as the CLI, on real
 data from ``../shared/data`` (or ``$LSTMKIT_DATA``), and prints, as its last line, one
-JSON object with at least ``benchmark``, ``metric``, ``value`` and ``seconds``.
+JSON object with at least ``benchmark``, ``metric``, ``value`` and ``seconds``. The
+sentiment benchmarks also fit the NBSVM-bi baseline (``benchmarks/nbsvm.py``, needs
+``pip install -e ".[bench]"``) on the same training split and report the model's margin
+over it; ``sentiment_baselines`` fits only the baselines.
 Figures go into BENCHMARKS.md with the date, the machine and this command.
 """
 
@@ -85,7 +88,7 @@ TEXTGEN_BATCHING = ["lstm.units=256", "train.batch_size=32", "data.sequence_leng
 
 # Benchmarks that are not one training run.
 SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching", "speech_commands12", "protein_cb513",
-           "tune_sentiment_mr", "multiworker_throughput", "serving_load")
+           "tune_sentiment_mr", "multiworker_throughput", "serving_load", "sentiment_baselines")
 
 
 def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict:
@@ -108,6 +111,9 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
         result = serving_load.run(DATA, quick, seed)
     elif name == "speech_commands12":
         result = speech_cross_validation(quick, seed, overrides)
+    elif name == "sentiment_baselines":
+        require_sklearn()
+        result = sentiment_baselines(quick, overrides)
     elif name == "textgen_batching":
         from benchmarks import textgen_batching
 
@@ -229,7 +235,53 @@ def textgen_summary(task, result, config, source) -> dict:
     }
 
 
-def sentiment_padding(task, config, source) -> dict:
+def require_sklearn() -> None:
+    """The sentiment benchmarks' baseline needs scikit-learn: say so before any training."""
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        print('benchmarks/run.py: the NBSVM baseline of the sentiment benchmarks needs scikit-learn; '
+              'install it with pip install -e ".[bench]"', file=sys.stderr)
+        sys.exit(2)
+
+
+def texts_and_labels(dataset) -> tuple[list[str], list[int]]:
+    """A sentiment split (a dataset of raw text and 0/1 label) as two lists."""
+    texts, labels = [], []
+    for text, label in dataset.as_numpy_iterator():
+        texts.append(text.decode("utf-8"))
+        labels.append(int(label))
+    return texts, labels
+
+
+def sentiment_baseline(splits) -> dict:
+    """NBSVM-bi fitted on the training split only (the model's validation split is held
+    out of both) and scored on the test split; ``seconds``: fitting and scoring."""
+    from benchmarks import nbsvm
+
+    train, test = texts_and_labels(splits.train), texts_and_labels(splits.test)
+    return {**nbsvm.fit_and_score(*train, *test), "train_examples": len(train[0]), "test_examples": len(test[0])}
+
+
+def sentiment_baselines(quick: bool, overrides: list[str]) -> dict:
+    """NBSVM-bi alone on every sentiment benchmark's splits (those of its config, with
+    --quick's overrides where given), without training a model."""
+    from lstmkit import config as config_lib
+    from lstmkit.registry import get_task
+
+    task = get_task("sentiment")
+    scores = {}
+    for name, (task_name, source, full, short, data_note) in BENCHMARKS.items():
+        if task_name != "sentiment":
+            continue
+        config = config_lib.apply_overrides(task.default_config(), (short if quick else full) + overrides)
+        splits = task.load_data(str(source), config)
+        scores[name] = {**sentiment_baseline(splits), "data": data_note}
+        print(json.dumps({"benchmark": name, **scores[name]}), flush=True)
+    return {"metric": "baseline_test_accuracy", "baselines": scores}
+
+
+def sentiment_padding(task, config, splits) -> dict:
     """The share of padded LSTM steps in one epoch of training batches, plainly shuffled
     (data.bucket_boundaries empty) and grouped by length (as configured, or geometric
     boundaries when the config has none)."""
@@ -238,7 +290,6 @@ def sentiment_padding(task, config, source) -> dict:
     from lstmkit.data import padded_share
     from lstmkit.tasks.sentiment.model import token_count
 
-    splits = task.load_data(str(source), config)
     count = token_count(config)
     plain = dataclasses.replace(config, data=dataclasses.replace(config.data, bucket_boundaries=()))
     bucketed = config if config.data.bucket_boundaries else dataclasses.replace(
@@ -274,6 +325,8 @@ def main() -> None:
     from lstmkit.registry import get_task
 
     task_name, source, full, quick, data_note = BENCHMARKS[args.name]
+    if task_name == "sentiment":
+        require_sklearn()
     task = get_task(task_name)
     config = config_lib.apply_overrides(task.default_config(), (quick if args.quick else full) + args.overrides)
     started = time.perf_counter()
@@ -282,6 +335,7 @@ def main() -> None:
                        command=" ".join(sys.argv))
         seconds = time.perf_counter() - started
         history = (result.run_dir / "history.csv").read_text().strip().splitlines()
+        trained_on = json.loads((result.run_dir / "run.json").read_text())["train_fingerprint_sha256"]
         if task_name == "textgen":
             summary = textgen_summary(task, result, config, source)
     if task_name == "textgen":
@@ -290,7 +344,19 @@ def main() -> None:
                           "data": data_note, "seed": args.seed, "config": config_lib.to_dict(config)}))
         return
     test = result.metrics["test"]
-    padding = sentiment_padding(task, config, source) if task_name == "sentiment" else None
+    extra = {}
+    if task_name == "sentiment":
+        from lstmkit.data import fingerprint
+
+        # The same seeded splits as the run's: the baseline learns from exactly its training examples.
+        splits = task.load_data(str(source), config)
+        if fingerprint(splits.train) != trained_on:
+            raise RuntimeError("the reloaded training split differs from the one the model trained on")
+        baseline = sentiment_baseline(splits)
+        extra = {"padded_share": sentiment_padding(task, config, splits),
+                 "baseline": baseline["name"], "baseline_accuracy": baseline["accuracy"],
+                 "baseline_seconds": baseline["seconds"],
+                 "margin": round(round(test["accuracy"], 4) - baseline["accuracy"], 4)}
     print(json.dumps({
         "benchmark": args.name,
         "quick": args.quick,
@@ -302,7 +368,7 @@ def main() -> None:
         "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
         "epochs_run": len(history) - 1,
         "test_examples": test["examples"],
-        **({"padded_share": padding} if padding else {}),
+        **extra,
         "data": data_note,
         "seed": args.seed,
         "config": config_lib.to_dict(config),
