@@ -50,6 +50,11 @@ def evaluate_run(task: Task, run_dir: Path, data_source: str | None, split: str,
     config = config_lib.apply_overrides(config, list(data_overrides))
     trained_on = runs.read_json(run_dir / "run.json")["data"]
     source = data_source or trained_on
+    if source != trained_on and getattr(getattr(config, "data", None), "test_source", "") and not any(
+            item.startswith("data.test_source=") for item in data_overrides):
+        # A run's separate test file (data.test_source) went with the data it trained on:
+        # another source is split as usual, unless --set data.test_source=... names one again.
+        config = config_lib.apply_overrides(config, ["data.test_source="])
     preprocessing = saved_preprocessing(task, run_dir)
     if split == "all":
         dataset = task.encode_labels(task.load_all(source, config), config, preprocessing)

@@ -19,8 +19,12 @@ class DataConfig:
     # CSV/TSV column names; "auto" picks a usual name (text/sentence/review, label/sentiment).
     text_column: str = "auto"
     label_column: str = "auto"
-    # Used only when the source has no test split of its own.
+    # Used only when the source has no test split of its own and test_source is empty.
     test_fraction: float = rate(0.1)
+    # A second file of the same kind (CSV/TSV, *.pos/*.neg pair, aclImdb...), read with the
+    # same column settings, used whole as the test split instead of holding one out.
+    # Empty: the source's own test split, or a seeded held-out test_fraction.
+    test_source: str = ""
     validation_fraction: float = rate(0.1)
     # Fixed apart from the training seed so every run sees the same test set.
     split_seed: int = seed(1337)

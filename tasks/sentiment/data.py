@@ -77,6 +77,37 @@ def read_source(source: str, text_column: str = "auto", label_column: str = "aut
     raise UserError(f"cannot tell the format of {path}; {SOURCES_HINT}")
 
 
+def check_test_source(test_source: str, source: str) -> None:
+    """Refuse ``data.test_source`` at once, before a long read of ``source``: missing,
+    or ``source`` itself."""
+    if _identity(test_source) == _identity(source):
+        raise UserError(f"data.test_source {test_source} is the data source itself; give a separate labelled "
+                        "test file, or leave data.test_source empty to hold out data.test_fraction")
+    if not test_source.startswith("tfds:"):
+        require_path(test_source, "data.test_source", SOURCES_HINT)
+
+
+def read_test_source(test_source: str, text_column: str = "auto", label_column: str = "auto") -> RawData:
+    """``data.test_source`` read as a source, all of it in ``train`` (its own train and
+    test parts joined) and ``test`` None: every example is a test example."""
+    raw = read_source(test_source, text_column, label_column)
+    parts = [raw.train] if raw.test is None else [raw.train, raw.test]
+    examples = Examples([text for part in parts for text in part.texts],
+                        [label for part in parts for label in part.labels])
+    return RawData(examples, None, raw.description)
+
+
+def _identity(source: str):
+    """What a source reads, so that two spellings of one compare equal: a tfds name, or
+    the resolved path (a *.pos or *.neg file, or their folder, stands for the pair)."""
+    if source.startswith("tfds:"):
+        return source
+    path = Path(source).expanduser().resolve()
+    if path.is_dir() and len(pairs := list(path.glob("*.pos"))) == 1:
+        path = pairs[0]
+    return path.with_suffix("") if path.suffix.lower() in (".pos", ".neg") else path
+
+
 def _read_tfds(name: str) -> RawData:
     train, test = load_tfds(name, ["train", "test"], OFFLINE_HINT)
 

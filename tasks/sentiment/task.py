@@ -51,10 +51,16 @@ class SentimentTask(ClassificationTask):
 
     def load_data(self, source: str, config) -> DataSplits:
         settings = config.data
+        if settings.test_source:
+            sentiment_data.check_test_source(settings.test_source, source)
         raw = sentiment_data.read_source(source, settings.text_column, settings.label_column)
         sentiment_data.check_both_classes(raw.train, source)
-        train, test = raw.train, raw.test
-        if test is None:
+        train, test, description = raw.train, raw.test, raw.description
+        if settings.test_source:  # a second file instead of the source's own test split
+            tested = sentiment_data.read_test_source(settings.test_source, settings.text_column,
+                                                     settings.label_column)
+            test, description = tested.train, f"{description}; test split: {tested.description}"
+        elif test is None:
             kept, held_out = seeded_split(len(train.texts), settings.test_fraction, settings.split_seed)
             test = sentiment_data.Examples(take(train.texts, held_out), take(train.labels, held_out))
             train = sentiment_data.Examples(take(train.texts, kept), take(train.labels, kept))
@@ -69,9 +75,10 @@ class SentimentTask(ClassificationTask):
                 f"{source} has too few examples ({len(raw.train.texts)}) to hold out validation and test sets"
             )
         return DataSplits(examples_dataset(train), examples_dataset(validation), examples_dataset(test),
-                          raw.description)
+                          description)
 
     def load_all(self, source: str, config):
+        # The source alone: a run's data.test_source does not join the file being scored.
         settings = config.data
         raw = sentiment_data.read_source(source, settings.text_column, settings.label_column)
         parts = [raw.train] if raw.test is None else [raw.train, raw.test]

@@ -139,3 +139,62 @@ def test_token_count_matches_the_vectorizer():
     for text in texts:
         ids = layer(tf.constant([text])).numpy()[0]
         assert int(token_count(config)(tf.constant(text))) == int((ids != 0).sum())
+
+
+def _write_tsv(path, rows):
+    path.write_text("sentence\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows))
+    return path
+
+
+def _with_test_source(test_source):
+    from lstmkit import config as config_lib
+
+    return config_lib.apply_overrides(TASK.tiny_config(), [f"data.test_source={test_source}"])
+
+
+def test_test_source_is_the_whole_test_split_and_validation_comes_from_the_source(tmp_path):
+    train = _write_tsv(tmp_path / "train.tsv", [(f"train sentence {index}", index % 2) for index in range(40)])
+    test = _write_tsv(tmp_path / "test.tsv", [(f"test sentence {index}", int(index % 3 == 0)) for index in range(7)])
+    splits = TASK.load_data(str(train), _with_test_source(test))
+
+    def examples(dataset):
+        return [(text.decode(), int(label)) for text, label in dataset.as_numpy_iterator()]
+
+    tested, validation, trained = examples(splits.test), examples(splits.validation), examples(splits.train)
+    assert tested == [(f"test sentence {index}", int(index % 3 == 0)) for index in range(7)]
+    assert len(validation) == 4 and len(trained) == 36  # no test_fraction held out of train.tsv
+    assert {text for text, _ in trained + validation} == {f"train sentence {index}" for index in range(40)}
+    assert f"test split: table {test}" in splits.description
+    # Without it, the same file holds out data.test_fraction as before.
+    assert len(examples(TASK.load_data(str(train), TASK.tiny_config()).test)) == 4
+
+
+def test_test_source_joins_both_parts_of_an_aclimdb_source(tmp_path):
+    _write_aclimdb(tmp_path / "aclImdb")
+    train = _write_tsv(tmp_path / "train.tsv", [(f"sentence {index}", index % 2) for index in range(20)])
+    splits = TASK.load_data(str(train), _with_test_source(tmp_path / "aclImdb"))
+    assert len(list(splits.test.as_numpy_iterator())) == 12
+
+
+def test_test_source_missing_or_without_labels_is_refused(tmp_path):
+    train = _write_tsv(tmp_path / "train.tsv", [(f"sentence {index}", index % 2) for index in range(20)])
+    with pytest.raises(UserError, match=r"data.test_source .*nowhere.tsv does not exist; the data source must be"):
+        TASK.load_data(str(train), _with_test_source(tmp_path / "nowhere.tsv"))
+    unlabelled = tmp_path / "unlabelled.tsv"
+    unlabelled.write_text("index\tsentence\n0\ta fine film\n")
+    with pytest.raises(UserError, match=r"unlabelled.tsv has no label column"):
+        TASK.load_data(str(train), _with_test_source(unlabelled))
+
+
+def test_test_source_that_is_the_source_itself_is_refused(tmp_path):
+    train = _write_tsv(tmp_path / "train.tsv", [(f"sentence {index}", index % 2) for index in range(20)])
+    (tmp_path / "sub").mkdir()
+    for same in (train, tmp_path / "sub" / ".." / "train.tsv"):
+        with pytest.raises(UserError, match=r"data.test_source .* is the data source itself; give a separate"):
+            TASK.load_data(str(train), _with_test_source(same))
+    pair = tmp_path / "mr"
+    pair.mkdir()
+    (pair / "rt.pos").write_text("good\nfine\n")
+    (pair / "rt.neg").write_text("bad\ndull\n")
+    with pytest.raises(UserError, match="is the data source itself"):
+        TASK.load_data(str(pair), _with_test_source(pair / "rt.neg"))

@@ -64,6 +64,30 @@ def test_evaluate_a_whole_outside_file(tiny_run, run_cli, shared_data):
     assert saved["examples"] == 872 and saved["data"].endswith("dev.tsv")
 
 
+def test_evaluate_scores_the_runs_test_source_and_splits_another_source_as_usual(tiny_run, run_cli, shared_data,
+                                                                                 tmp_path):
+    import shutil
+
+    # The tiny run as if trained with data.test_source (evaluation reads the saved config).
+    run = shutil.copytree(tiny_run, tmp_path / "runs" / "sentiment" / tiny_run.name)
+    for report in run.glob("evaluation-*"):
+        report.unlink()
+    tests = tmp_path / "tests.csv"
+    tests.write_text("text,label\na gripping film,1\ndull and long,0\nlovely,1\n")
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["test_source"] = str(tests)
+    (run / "config.json").write_text(json.dumps(config))
+    code, out, err = run_cli("evaluate", "sentiment", "--run", run)
+    assert code == 0 and "test split of" in out and ": 3 examples" in out, err
+    # Another --data is split as usual (10% of SST-2 dev's 872), unless test_source is given again.
+    dev = shared_data / "sst2_glue" / "dev.tsv"
+    code, out, err = run_cli("evaluate", "sentiment", "--run", run, "--data", dev)
+    assert code == 0 and ": 87 examples" in out, err
+    code, out, err = run_cli("evaluate", "sentiment", "--run", run, "--data", dev, "--set",
+                             f"data.test_source={tests}")
+    assert code == 0 and ": 3 examples" in out, err
+
+
 def test_predict_arguments_empty_and_huge_inputs(tiny_run, run_cli):
     huge = "good " * 20_000
     code, out, err = run_cli("predict", "sentiment", "--run", tiny_run, "--format", "json",
