@@ -90,7 +90,10 @@ def check_test_source(test_source: str, source: str) -> None:
 def read_test_source(test_source: str, text_column: str = "auto", label_column: str = "auto") -> RawData:
     """``data.test_source`` read as a source, all of it in ``train`` (its own train and
     test parts joined) and ``test`` None: every example is a test example."""
-    raw = read_source(test_source, text_column, label_column)
+    try:
+        raw = read_source(test_source, text_column, label_column)
+    except UserError as error:  # say which setting the file came from
+        raise UserError(f"data.test_source: {error}") from None
     parts = [raw.train] if raw.test is None else [raw.train, raw.test]
     examples = Examples([text for part in parts for text in part.texts],
                         [label for part in parts for label in part.labels])

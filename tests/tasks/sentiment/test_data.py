@@ -182,7 +182,7 @@ def test_test_source_missing_or_without_labels_is_refused(tmp_path):
         TASK.load_data(str(train), _with_test_source(tmp_path / "nowhere.tsv"))
     unlabelled = tmp_path / "unlabelled.tsv"
     unlabelled.write_text("index\tsentence\n0\ta fine film\n")
-    with pytest.raises(UserError, match=r"unlabelled.tsv has no label column"):
+    with pytest.raises(UserError, match=r"^data.test_source: .*unlabelled.tsv has no label column"):
         TASK.load_data(str(train), _with_test_source(unlabelled))
 
 
