@@ -32,6 +32,9 @@ DATA = Path(os.environ.get("LSTMKIT_DATA", ROOT.parent / "shared" / "data"))
 MR_MODEL = [
     "max_length=64", "embedding_dim=300", "lstm.units=100", "train.batch_size=50",
 ]
+# SST-2: GLUE's train file (sentences and their phrases) is split into train and
+# validation; the test split is the labelled GLUE test file (data.test_source).
+SST2_TEST = DATA / "sst2_glue" / "test-labeled.tsv"
 # Character language model sizes: see BENCHMARKS.md (textgen) for the measurements.
 TEXTGEN_QUICK = ["lstm.units=256", "train.epochs=9", "lstm.input_dropout=0.1", "lstm.output_dropout=0.1",
                  "lstm.weight_drop=0.1"]
@@ -62,6 +65,14 @@ BENCHMARKS = {
         ["max_length=500", "train.epochs=10", "train.patience=2"],
         ["max_length=200", "train.epochs=3", "train.patience=1"],
         "aclImdb train (25k, 10% held out for validation) -> aclImdb test (25k), no pretrained vectors",
+    ),
+    "sentiment_sst2": (
+        "sentiment",
+        DATA / "sst2_glue" / "train.tsv",
+        MR_MODEL + ["train.epochs=6", "train.patience=2", f"data.test_source={SST2_TEST}"],
+        MR_MODEL + ["train.epochs=3", "train.patience=2", f"data.test_source={SST2_TEST}"],
+        "GLUE SST-2 train (67,349, 10% held out for validation) -> the 1,821 labelled SST-2 test sentences, "
+        "no pretrained vectors",
     ),
     "textgen_shakespeare": (
         "textgen",
