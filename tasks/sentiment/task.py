@@ -8,7 +8,7 @@ import numpy as np
 
 from lstmkit.data import bucketed, geometric_boundaries, seeded_split, take
 from lstmkit.errors import UserError
-from lstmkit.task import ClassificationTask, DataSplits, Preprocessing, ServingSignature
+from lstmkit.task import ClassificationTask, DataSplits, Preprocessing, ServingSignature, TextEncoder
 from lstmkit.tasks.sentiment import config as sentiment_config
 from lstmkit.tasks.sentiment import data as sentiment_data
 
@@ -88,7 +88,10 @@ class SentimentTask(ClassificationTask):
     def adapt(self, config, train_dataset) -> Preprocessing:
         layer = sentiment_model.vectorizer(config)
         layer.adapt(train_dataset.map(lambda text, label: text).batch(1024))
-        return SentimentPreprocessing([str(token) for token in layer.get_vocabulary()])
+        vocabulary = [str(token) for token in layer.get_vocabulary()]
+        if len(vocabulary) <= 2:  # padding and out-of-vocabulary only
+            raise UserError("the training texts hold no words; give a source whose text column has text")
+        return SentimentPreprocessing(vocabulary)
 
     def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
         """Shuffled, then grouped by length in tokens (``data.bucket_boundaries``)."""
@@ -108,6 +111,19 @@ class SentimentTask(ClassificationTask):
 
     def build_model(self, config, preprocessing: Preprocessing):
         return sentiment_model.build_model(config, preprocessing.vocabulary)
+
+    def text_encoder(self, config, preprocessing: Preprocessing) -> TextEncoder:
+        vocabulary = preprocessing.vocabulary
+        return TextEncoder(
+            settings=config.pretrain,
+            tokenizer=lambda: sentiment_model.vectorizer(config, vocabulary),
+            build=lambda tokens: sentiment_model.encode(config, len(vocabulary), tokens),
+            embedding_layer="embedding",
+            vocabulary_size=len(vocabulary),
+            bidirectional=config.lstm.bidirectional,
+            layers=config.lstm.layers,
+            texts=lambda dataset: dataset.map(lambda text, label: text),
+        )
 
     def search_space(self, hp, config):
         return search_space(hp, config)
