@@ -373,7 +373,7 @@ class RunBackup(keras.callbacks.Callback):
             # Early stopping, TerminateOnNaN or the last epoch: no epoch follows.
             "training_done": bool(self.model.stop_training) or epochs >= self.params["epochs"],
         }
-        self.folder.mkdir(exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
         written = self.folder / state["arrays"]
         try:
             with written.open("wb") as handle:

@@ -154,6 +154,28 @@ class TrainingConfig:
                             "turn one off (ema_momentum=0 or weight_averaging=none)")
 
 
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Language-model pretraining of a text task's encoder (lstmkit.training.pretrain):
+    the embedding and LSTM stack learn to predict the next word (and, in a
+    bidirectional stack, the backward direction the previous word) on the training
+    texts before the task trains on its labels. ``epochs`` 0 turns it off."""
+
+    epochs: int = in_range(0, 0, 100_000)
+    # Tokens per training window (each window starts from a zero state).
+    sequence_length: int = in_range(70, 2, 100_000)
+    batch_size: int = in_range(64, 1, 65_536)
+    # Peak rate of a linear warm-up (the first tenth of the steps) then cosine decay.
+    learning_rate: float = in_range(3e-3, 0.0, 10.0, low_open=True)
+    global_clipnorm: float = in_range(1.0, 0.0, 1e6)
+    # Words drawn per batch for the sampled softmax (log-uniform over the vocabulary,
+    # which is sorted by frequency); must be smaller than the vocabulary.
+    sampled_words: int = in_range(1_024, 1, 10_000_000)
+
+    def __post_init__(self):
+        check_ranges(self)
+
+
 def check_scaled_rates(config, multiplier: float, *names: str, prefix: str = "") -> None:
     """Rates that ``dropout_multiplier`` scales must stay in [0, 1) after scaling."""
     for name in names:

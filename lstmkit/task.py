@@ -119,6 +119,30 @@ class Preprocessing:
 
 
 @dataclasses.dataclass(frozen=True)
+class TextEncoder:
+    """What language-model pretraining (``lstmkit.training.pretrain``) needs from a task
+    whose model reads text: how to turn texts into word ids, and how to build the
+    embedding and recurrent layers on them, with the same layer names as in
+    ``build_model``, so that the pretrained weights move into the task's model by name."""
+
+    #: A ``PretrainConfig`` (usually the task config's ``pretrain`` section).
+    settings: Any
+    #: Makes a layer that maps a batch of strings to word ids (0 = padding).
+    tokenizer: Callable[[], Any]
+    #: Word ids (a Keras tensor, ``[batch, time]``) -> the stack's per-step outputs.
+    build: Callable[[Any], Any]
+    #: The name of the word embedding (a ``keras.layers.Embedding``), whose matrix is
+    #: also the language model's output layer (tied weights).
+    embedding_layer: str
+    vocabulary_size: int
+    bidirectional: bool
+    #: Recurrent layers in the stack.
+    layers: int
+    #: A split's unbatched dataset -> a dataset of its texts.
+    texts: Callable[[Any], Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class InputFileOption:
     """A task's own way for ``predict`` to read inputs from a file: the CLI offers it as
     ``--<name> FILE`` (sequences from a FASTA file...). ``read(path)`` returns the
@@ -236,6 +260,12 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def build_model(self, config, preprocessing: Preprocessing):
         """Return an uncompiled ``keras.Model`` that takes raw input."""
+
+    def text_encoder(self, config, preprocessing: Preprocessing) -> TextEncoder | None:
+        """For a task whose model reads text: the encoder that language-model
+        pretraining trains before the task does (when its settings' ``epochs`` > 0).
+        None (the default): the task has none."""
+        return None
 
     @abc.abstractmethod
     def loss(self, config):

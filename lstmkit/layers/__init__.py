@@ -1,7 +1,8 @@
 """Keras layers for regularized recurrent networks.
 
 Every layer here is registered serializable under the ``lstmkit`` package, so models
-that use them save to and load from ``.keras`` files once ``lstmkit.layers`` is imported.
+that use them save to and load from ``.keras`` files once ``lstmkit.layers`` is imported;
+SampledSoftmaxLoss, part of a language model that is never saved, is the exception.
 """
 
 from lstmkit.layers.spectrogram import FixedLength, LogMelSpectrogram, SpecAugment
@@ -10,6 +11,7 @@ from lstmkit.layers.locked_dropout import LockedDropout
 from lstmkit.layers.masking import PaddingMask
 from lstmkit.layers.pooling import SequencePooling
 from lstmkit.layers.regularized_lstm import RegularizedLSTM
+from lstmkit.layers.sampled_softmax import SampledSoftmaxLoss
 from lstmkit.layers.stack import LSTMStackConfig, scaled_rate, stacked_lstm
 from lstmkit.layers.truncate import TruncateSequence
 
@@ -21,6 +23,7 @@ __all__ = [
     "LSTMStackConfig",
     "LockedDropout",
     "RegularizedLSTM",
+    "SampledSoftmaxLoss",
     "SequencePooling",
     "SpecAugment",
     "TruncateSequence",

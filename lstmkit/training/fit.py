@@ -163,16 +163,24 @@ def train(
                 "versions": runs.library_versions(),
             },
         })
+    from lstmkit.callbacks import RunBackup
+    from lstmkit.training import pretrain
+
     try:
+        # Once the task's own training has begun, its backup holds the weights.
+        if not (run_dir / "backup" / RunBackup.STATE_FILE).exists():
+            with strategy.scope():
+                copied = pretrain.pretrain_encoder(task, model, config, splits, preprocessing, run_dir, seed)
+            if copied:
+                print(f"pretrained layers moved into the {task.name} model: {', '.join(copied)}", flush=True)
         return _fit_and_finish(task, model, config, splits, preprocessing, run_dir, train_batches,
                                validation_batches)
     except Exception as error:
         if runs.is_out_of_space(error):
             raise UserError(f"out of disk space writing {run_dir}; free some space, then continue the run: "
                             f"{runs.resume_command(task.name, run_dir, runs_root)}") from None
-        from lstmkit.callbacks import RunBackup
-
-        if resume is None and not (run_dir / "backup" / RunBackup.STATE_FILE).exists():
+        if resume is None and not any((run_dir / "backup" / folder / RunBackup.STATE_FILE).exists()
+                                      for folder in ("", "pretrain")):
             # A new run that failed before it finished an epoch (a batch that cannot be
             # made, a step that does not fit in memory) has nothing to resume: leave nothing.
             runs.remove_quietly(run_dir)
@@ -212,8 +220,8 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing, run_dir: P
     if not backup.training_done:
         # Epochs past the backup's last complete one (killed before it was recorded)
         # are run again: forget what they logged.
-        _keep_history_epochs(history, backup.completed_epochs)
-        _skip_used_shuffles(train_batches, backup.completed_epochs)
+        keep_history_epochs(history, backup.completed_epochs)
+        skip_used_shuffles(train_batches, backup.completed_epochs)
         # Order matters: the backup copies the raw weights (and the EMA in the optimizer)
         # first; with averaging on, the averaged weights are then swapped in (at
         # validation's start, or the epoch's end), so that validation, early stopping and
@@ -270,7 +278,7 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing, run_dir: P
     return RunResult(finished, metrics)
 
 
-def _skip_used_shuffles(train_batches, epochs: int) -> None:
+def skip_used_shuffles(train_batches, epochs: int) -> None:
     """Draw the shuffles of the training data that ``epochs`` epochs have used, so that
     a resumed run's next epoch sees the order an uninterrupted run would have seen.
 
@@ -284,7 +292,7 @@ def _skip_used_shuffles(train_batches, epochs: int) -> None:
         iter(train_batches)
 
 
-def _keep_history_epochs(history: Path, epochs: int) -> None:
+def keep_history_epochs(history: Path, epochs: int) -> None:
     """Keep the header and the first ``epochs`` epochs of a CSVLogger file."""
     if not history.is_file():
         return

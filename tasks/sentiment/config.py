@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
+from lstmkit.config import PretrainConfig, TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
 from lstmkit.errors import UserError
 from lstmkit.layers import LSTMStackConfig
 
@@ -64,6 +64,9 @@ class SentimentConfig:
     lstm: LSTMStackConfig = SENTIMENT_LSTM
     data: DataConfig = DataConfig()
     train: TrainingConfig = TrainingConfig()
+    # Language-model pretraining of the embedding and LSTM on the training texts before
+    # the classifier trains (pretrain.epochs > 0; lstmkit.training.pretrain).
+    pretrain: PretrainConfig = PretrainConfig()
 
     def __post_init__(self):
         check_ranges(self)

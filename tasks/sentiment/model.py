@@ -54,19 +54,24 @@ def vectorizer(config: SentimentConfig, vocabulary=None) -> keras.layers.TextVec
     )
 
 
+def encode(config: SentimentConfig, vocabulary_size: int, tokens, return_sequences: bool = True):
+    """Word ids -> the LSTM stack's outputs: the encoder that language-model
+    pretraining trains (``SentimentTask.text_encoder``) and the classifier reuses."""
+    multiplier = config.dropout_multiplier
+    x = EmbeddingDropout(vocabulary_size, config.embedding_dim,
+                         rate=scaled_rate(config.embedding_dropout, multiplier),
+                         mask_zero=True, name="embedding")(tokens)
+    return config.lstm.apply(x, return_sequences=return_sequences, dropout_multiplier=multiplier)
+
+
 def build_model(config: SentimentConfig, vocabulary: list[str]) -> keras.Model:
     text = keras.Input(shape=(), dtype="string", name="text")
     tokens = vectorizer(config, vocabulary)(text)
     tokens = TruncateSequence(config.max_length, name="truncate")(tokens)
-    multiplier = config.dropout_multiplier
-    x = EmbeddingDropout(len(vocabulary), config.embedding_dim,
-                         rate=scaled_rate(config.embedding_dropout, multiplier),
-                         mask_zero=True, name="embedding")(tokens)
-    x = config.lstm.apply(x, return_sequences=config.pooling != "last",
-                          dropout_multiplier=multiplier)
+    x = encode(config, len(vocabulary), tokens, return_sequences=config.pooling != "last")
     if config.pooling != "last":
         x = SequencePooling(config.pooling, name="pooling")(x)
-    x = keras.layers.Dropout(scaled_rate(config.classifier_dropout, multiplier),
+    x = keras.layers.Dropout(scaled_rate(config.classifier_dropout, config.dropout_multiplier),
                              name="classifier_dropout")(x)
     probabilities = keras.layers.Dense(len(LABEL_NAMES), activation="softmax", name="probabilities",
                                        dtype="float32")(x)

@@ -58,7 +58,7 @@ def test_a_key_near_no_valid_one_names_the_keys_of_its_section():
     with pytest.raises(UserError) as error:
         config_lib.apply_overrides(SentimentConfig(), ["nope=1"])
     assert str(error.value).startswith("unknown config key 'nope'; the top-level keys are standardize, vocab_size,")
-    assert str(error.value).endswith("lstm.*, data.*, train.*")
+    assert str(error.value).endswith("lstm.*, data.*, train.*, pretrain.*")
     # A key whose section is right lists that section only; a shared "lstm." prefix is
     # no reason to suggest lstm.l2 for lstm.zzz.
     with pytest.raises(UserError) as error:
