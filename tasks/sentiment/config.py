@@ -59,6 +59,14 @@ class SentimentConfig:
     embedding_dropout: float = rate(0.0)
     pooling: Literal["last", "max", "mean", "attention"] = "max"
     classifier_dropout: float = rate(0.0)
+    # Wide & deep (Cheng et al. 2016): a linear model over which word n-grams (1 to
+    # wide_ngrams words) a text holds, the field's classic strong baseline, whose logits
+    # are added to the LSTM's and trained with them; 0 is the LSTM alone. Its vocabulary
+    # (the wide_vocab_size most frequent n-grams) is adapted on training data only.
+    wide_ngrams: int = in_range(0, 0, 5)
+    wide_vocab_size: int = in_range(200_000, 2, 10_000_000)
+    # Dropout on the n-gram indicators while training.
+    wide_dropout: float = rate(0.0)
     # Scales every dropout rate above and in lstm at once (one knob for tuning).
     dropout_multiplier: float = in_range(1.0, 0.0, 100.0, low_open=True)
     lstm: LSTMStackConfig = SENTIMENT_LSTM
@@ -70,7 +78,8 @@ class SentimentConfig:
 
     def __post_init__(self):
         check_ranges(self)
-        check_scaled_rates(self, self.dropout_multiplier, "embedding_dropout", "classifier_dropout")
+        check_scaled_rates(self, self.dropout_multiplier, "embedding_dropout", "classifier_dropout",
+                           "wide_dropout")
         self.lstm.check_multiplier(self.dropout_multiplier)
 
 

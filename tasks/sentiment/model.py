@@ -64,7 +64,16 @@ def encode(config: SentimentConfig, vocabulary_size: int, tokens, return_sequenc
     return config.lstm.apply(x, return_sequences=return_sequences, dropout_multiplier=multiplier)
 
 
-def build_model(config: SentimentConfig, vocabulary: list[str]) -> keras.Model:
+def ngram_vectorizer(config: SentimentConfig, vocabulary=None) -> keras.layers.TextVectorization:
+    """The wide part's input: which of the vocabulary's 1- to ``wide_ngrams``-word
+    n-grams a text holds (multi-hot; entry 0 counts the others)."""
+    return keras.layers.TextVectorization(
+        max_tokens=config.wide_vocab_size, standardize=STANDARDIZERS[config.standardize],
+        ngrams=config.wide_ngrams, output_mode="multi_hot", vocabulary=vocabulary, name="vectorize_ngrams",
+    )
+
+
+def build_model(config: SentimentConfig, vocabulary: list[str], ngram_vocabulary=()) -> keras.Model:
     text = keras.Input(shape=(), dtype="string", name="text")
     tokens = vectorizer(config, vocabulary)(text)
     tokens = TruncateSequence(config.max_length, name="truncate")(tokens)
@@ -73,6 +82,15 @@ def build_model(config: SentimentConfig, vocabulary: list[str]) -> keras.Model:
         x = SequencePooling(config.pooling, name="pooling")(x)
     x = keras.layers.Dropout(scaled_rate(config.classifier_dropout, config.dropout_multiplier),
                              name="classifier_dropout")(x)
-    probabilities = keras.layers.Dense(len(LABEL_NAMES), activation="softmax", name="probabilities",
-                                       dtype="float32")(x)
+    if not config.wide_ngrams:
+        probabilities = keras.layers.Dense(len(LABEL_NAMES), activation="softmax", name="probabilities",
+                                           dtype="float32")(x)
+        return keras.Model(text, probabilities, name="sentiment")
+    # Wide & deep: the n-gram model's logits join the LSTM's before the softmax.
+    bag = ngram_vectorizer(config, list(ngram_vocabulary))(text)
+    bag = keras.layers.Dropout(scaled_rate(config.wide_dropout, config.dropout_multiplier), name="wide_dropout")(bag)
+    wide = keras.layers.Dense(len(LABEL_NAMES), name="wide_logits", dtype="float32")(bag)
+    deep = keras.layers.Dense(len(LABEL_NAMES), name="deep_logits", dtype="float32")(x)
+    logits = keras.layers.Add(name="logits", dtype="float32")([deep, wide])
+    probabilities = keras.layers.Activation("softmax", name="probabilities", dtype="float32")(logits)
     return keras.Model(text, probabilities, name="sentiment")

@@ -36,6 +36,9 @@ class SentimentPreprocessing(Preprocessing):
     #: TextVectorization's vocabulary, adapted on the training texts (padding and
     #: out-of-vocabulary first).
     vocabulary: list[str]
+    #: The wide part's n-grams (``wide_ngrams`` > 0), adapted on the training texts
+    #: (out-of-vocabulary first); empty without one.
+    ngram_vocabulary: list[str] = dataclasses.field(default_factory=list)
 
 
 class SentimentTask(ClassificationTask):
@@ -91,7 +94,12 @@ class SentimentTask(ClassificationTask):
         vocabulary = [str(token) for token in layer.get_vocabulary()]
         if len(vocabulary) <= 2:  # padding and out-of-vocabulary only
             raise UserError("the training texts hold no words; give a source whose text column has text")
-        return SentimentPreprocessing(vocabulary)
+        ngrams = []
+        if config.wide_ngrams:
+            bag = sentiment_model.ngram_vectorizer(config)
+            bag.adapt(train_dataset.map(lambda text, label: text).batch(1024))
+            ngrams = [str(token) for token in bag.get_vocabulary()]
+        return SentimentPreprocessing(vocabulary, ngrams)
 
     def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
         """Shuffled, then grouped by length in tokens (``data.bucket_boundaries``)."""
@@ -107,10 +115,11 @@ class SentimentTask(ClassificationTask):
 
     def placeholder_preprocessing(self, config) -> Preprocessing:
         # TextVectorization's own first two entries: padding and out-of-vocabulary.
-        return SentimentPreprocessing(["", "[UNK]"] + [f"word{i}" for i in range(config.vocab_size - 2)])
+        ngrams = ["[UNK]"] + [f"ngram{i}" for i in range(config.wide_vocab_size - 1)] if config.wide_ngrams else []
+        return SentimentPreprocessing(["", "[UNK]"] + [f"word{i}" for i in range(config.vocab_size - 2)], ngrams)
 
     def build_model(self, config, preprocessing: Preprocessing):
-        return sentiment_model.build_model(config, preprocessing.vocabulary)
+        return sentiment_model.build_model(config, preprocessing.vocabulary, preprocessing.ngram_vocabulary)
 
     def text_encoder(self, config, preprocessing: Preprocessing) -> TextEncoder:
         vocabulary = preprocessing.vocabulary

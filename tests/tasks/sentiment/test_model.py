@@ -56,3 +56,28 @@ def test_dropout_multiplier_scales_every_rate_and_refuses_rates_of_one():
     assert (lstm.variational_dropout, lstm.weight_drop, lstm.output_dropout) == (0.6, 0.5, 0.2)
     with pytest.raises(UserError, match="dropout_multiplier 3 makes lstm.input_dropout 0.4 -> 1.2"):
         config_lib.apply_overrides(TASK.tiny_config(), ["lstm.input_dropout=0.4", "dropout_multiplier=3"])
+
+
+def test_the_wide_part_adapts_n_grams_on_training_texts_and_adds_their_logits(tmp_path):
+    import keras
+
+    from lstmkit import config as config_lib
+
+    config = config_lib.apply_overrides(TASK.tiny_config(), ["wide_ngrams=2", "wide_vocab_size=50"])
+    train = tf.data.Dataset.from_tensor_slices((["not good at all", "very good film", "not bad"], [0, 1, 1]))
+    state = TASK.adapt(config, train)
+    assert state.ngram_vocabulary[0] == "[UNK]" and {"not good", "very good", "good"} <= set(state.ngram_vocabulary)
+    assert type(state).from_json(json.loads(json.dumps(state.to_json()))) == state
+    # A run saved before the wide part existed has no ngram_vocabulary: it reads back empty.
+    assert type(state).from_json({"vocabulary": state.vocabulary}).ngram_vocabulary == []
+    model = TASK.build_model(config, state)
+    texts = tf.constant(["not good", "very good film !", ""])
+    probabilities = model(texts).numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    # The softmax reads the sum of the LSTM's and the n-gram model's logits.
+    wide = keras.Model(model.input, model.get_layer("wide_logits").output)(texts)
+    deep = keras.Model(model.input, model.get_layer("deep_logits").output)(texts)
+    np.testing.assert_allclose(probabilities, tf.nn.softmax(wide + deep).numpy(), rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "wide.keras")
+    loaded = keras.saving.load_model(tmp_path / "wide.keras")
+    np.testing.assert_allclose(loaded(texts).numpy(), probabilities, rtol=1e-5, atol=1e-6)
