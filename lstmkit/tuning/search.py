@@ -253,6 +253,11 @@ def _search(task, config, data_source, settings, *, directory, runs_root, comman
     role = "alone" if cluster is None else cluster.role
     created = directory is None
     setup = RunSetup.prepare(task, config, data_source, settings.seed, resumed=directory)
+    encoder = task.text_encoder(config, setup.preprocessing)
+    if encoder is not None and encoder.settings.epochs:
+        # Trials build and fit their models directly: none would be pretrained.
+        raise UserError("tune does not pretrain its trials' encoders; drop pretrain.epochs here and set it "
+                        "when training the best config")
     if created:
         directory = setup.create_folder(runs_root, {
             "command.txt": command + "\n",

@@ -156,3 +156,11 @@ def test_a_killed_pretraining_resumes_to_the_uninterrupted_result_which_exports_
     probabilities = outputs["probabilities"].numpy()
     assert probabilities.shape == (2, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_tune_refuses_to_search_with_pretraining_rather_than_ignore_it(run_cli, tmp_path):
+    data = repetitive_corpus(tmp_path / "corpus.csv", sentences=40)
+    code, out, err = run_cli("tune", "sentiment", "--data", data, "--preset", "tiny", "--runs-dir", tmp_path / "runs",
+                             "--max-trials", "1", "--set", "pretrain.epochs=1")
+    assert code == 2 and err.strip().endswith("drop pretrain.epochs here and set it when training the best config")
+    assert not list((tmp_path / "runs").glob("sentiment/*"))
