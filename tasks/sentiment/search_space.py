@@ -1,7 +1,7 @@
 """The sentiment search space: Keras Tuner's ``hp`` mapped onto ``SentimentConfig``.
 
-Preprocessing (the vocabulary) is adapted once before the search, so ``vocab_size``
-and ``max_length`` are not searched. Each hyperparameter's default is the starting
+Preprocessing (the vocabularies) is adapted once before the search, so ``vocab_size``,
+``max_length`` and the wide part's ``wide_ngrams`` / ``wide_vocab_size`` are not searched. Each hyperparameter's default is the starting
 config's value where that value is one of the choices.
 """
 

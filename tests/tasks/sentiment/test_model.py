@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from lstmkit.tasks.sentiment.config import SentimentConfig
-from lstmkit.tasks.sentiment.model import build_model, lower_and_split_punctuation, vectorizer
+from lstmkit.tasks.sentiment.model import lower_and_split_punctuation, vectorizer
 from lstmkit.tasks.sentiment.task import TASK
 
 
@@ -25,7 +25,7 @@ def test_model_takes_raw_strings_and_is_the_same_after_adapt_state_round_trip():
     state = TASK.adapt(config, train)
     assert state.vocabulary[:2] == ["", "[UNK]"] and "good" in state.vocabulary
     assert type(state).from_json(json.loads(json.dumps(state.to_json()))) == state  # as preprocessing.json
-    model = build_model(config, state.vocabulary)
+    model = TASK.build_model(config, state)
     probabilities = model(tf.constant(["good", "unseen words only", ""])).numpy()
     assert probabilities.shape == (3, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
@@ -49,7 +49,7 @@ def test_dropout_multiplier_scales_every_rate_and_refuses_rates_of_one():
     config = config_lib.apply_overrides(TASK.tiny_config(), [
         "embedding_dropout=0.2", "classifier_dropout=0.4", "lstm.input_dropout=0.3",
         "lstm.weight_drop=0.25", "lstm.output_dropout=0.1", "dropout_multiplier=2"])
-    model = build_model(config, TASK.placeholder_preprocessing(config).vocabulary)
+    model = TASK.build_model(config, TASK.placeholder_preprocessing(config))
     lstm = model.get_layer("lstm_0_bidirectional").forward_layer
     assert model.get_layer("embedding").rate == 0.4
     assert model.get_layer("classifier_dropout").rate == 0.8
