@@ -26,7 +26,8 @@ class DataConfig:
     testing_percentage: float = in_range(10.0, 0.0, 100.0, high_open=True)
     # Cross-validation by speaker instead (for small data such as one test set):
     # speakers are dealt into `folds` groups; group `fold` is the test split, and
-    # validation_percentage of the other speakers are validation. 0 turns it off.
+    # validation_percentage of the other speakers are validation (of their clips, when
+    # that share of speakers rounds to none: FSDD has six). 0 turns it off.
     folds: int = in_range(0, 0, 1_000)
     fold: int = in_range(0, 0, 999)
     # Seeds the speaker folds, the Free Spoken Digit Dataset's validation part and

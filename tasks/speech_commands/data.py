@@ -201,8 +201,17 @@ def assign_splits(clips: Clips, settings) -> list[str]:
         rest = sorted({s for s in clips.speakers if fold_of[s] != settings.fold})
         held = set(np.random.default_rng(settings.split_seed + 1).permutation(rest)
                    [: int(round(len(rest) * settings.validation_percentage / 100))])
-        return ["test" if fold_of[s] == settings.fold else "validation" if s in held else "train"
-                for s in clips.speakers]
+        if held or not settings.validation_percentage:
+            return ["test" if fold_of[s] == settings.fold else "validation" if s in held else "train"
+                    for s in clips.speakers]
+        # Too few speakers to hold whole ones out (leave-one-speaker-out over FSDD's six
+        # leaves five): validation is a seeded share of the training speakers' clips, so
+        # it measures speakers already heard; the test speaker stays unheard.
+        open_indices = [i for i, s in enumerate(clips.speakers) if fold_of[s] != settings.fold]
+        order = np.random.default_rng(settings.split_seed + 1).permutation(open_indices)
+        held_clips = set(order[: max(1, int(round(len(order) * settings.validation_percentage / 100)))].tolist())
+        return ["test" if fold_of[s] == settings.fold else "validation" if i in held_clips else "train"
+                for i, s in enumerate(clips.speakers)]
     if any(split is not None for split in clips.splits):
         if all(split is not None for split in clips.splits):
             return list(clips.splits)

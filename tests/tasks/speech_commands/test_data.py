@@ -98,6 +98,23 @@ def test_fsdd_keeps_its_official_test_indices(fsdd_slice):
     assert len(labels_of(splits.train)) + len(labels_of(splits.validation)) == 60
 
 
+def test_leave_one_speaker_out_validates_on_the_other_speakers_clips(fsdd_slice):
+    """Two FSDD speakers, two folds: each fold tests one whole speaker; 10% of one speaker
+    rounds to no speaker, so validation is a share of the other speaker's clips."""
+    clips, _, _ = speech_data.read_folder(str(fsdd_slice), DataConfig(), 1.0)
+    tested = []
+    for fold in range(2):
+        splits = speech_data.assign_splits(clips, DataConfig(folds=2, fold=fold))
+        by_split = {name: [s for s, split in zip(clips.speakers, splits) if split == name]
+                    for name in ("train", "validation", "test")}
+        assert len(set(by_split["test"])) == 1 and len(by_split["test"]) == 80
+        assert len(by_split["validation"]) == 8 and len(by_split["train"]) == 72
+        assert set(by_split["train"]) == set(by_split["validation"]) != set(by_split["test"])
+        assert splits == speech_data.assign_splits(clips, DataConfig(folds=2, fold=fold))
+        tested.append(by_split["test"][0])
+    assert sorted(tested) == ["george", "jackson"]
+
+
 def test_bad_files_are_listed_with_a_count_and_skipped(speech_slice, tmp_path, caplog):
     folder = tmp_path / "bad"
     shutil.copytree(speech_slice, folder)
