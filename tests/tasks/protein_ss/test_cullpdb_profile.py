@@ -161,3 +161,41 @@ def test_profile_model_refuses_data_and_inputs_without_profiles(profile_run, run
     code, out, err = run_cli("evaluate", "protein_ss", "--data", shared_data / "protein_ts115" / "TS115_HHblits.csv",
                              "--split", "test", "--runs-dir", runs)
     assert code == 2 and "Traceback" not in err and "has none" in err
+
+
+@pytest.mark.slow
+def test_the_server_answers_a_sequence_with_its_profile(profile_run, tmp_path):
+    """The whole path in fresh processes: `cli.py export`, then `cli.py serve`, then a
+    TensorFlow Serving REST request carrying a sequence and its profile rows."""
+    import subprocess
+    import sys
+
+    from lstmkit.evaluation import load_run
+    from lstmkit.tasks.protein_ss.task import TASK
+    from tests.conftest import ROOT
+    from tests.lstmkit.serving.test_app import Server
+
+    base = tmp_path / "saved_models"
+    exported = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "export", "protein_ss", "--run", str(profile_run),
+         "--base-path", str(base)], capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    sequence = "MKVLAAGIVGLLLAHE"
+    profile = np.random.default_rng(3).random((len(sequence), 21)).astype(np.float32)
+    _, model = load_run(TASK, profile_run)
+    expected = model({"sequence": tf.constant([sequence]), "profile": tf.constant(profile[None])},
+                     training=False).numpy()[0]
+    server = Server(base)
+    try:
+        status, answer = server.request("/v1/models/protein_ss:predict",
+                                        {"instances": [{"sequence": sequence, "profile": profile.tolist()}]})
+        assert status == 200, answer
+        (prediction,) = answer["predictions"]
+        np.testing.assert_allclose(np.array(prediction["probabilities"]), expected, atol=1e-5)
+        assert len(prediction["structure"]) == len(sequence)
+        # The profile decides the answer: zeros give other probabilities.
+        status, zeros = server.request("/v1/models/protein_ss:predict",
+                                       {"instances": [{"sequence": sequence, "profile": np.zeros_like(profile).tolist()}]})
+        assert status == 200 and not np.allclose(np.array(zeros["predictions"][0]["probabilities"]), expected)
+    finally:
+        server.stop()
