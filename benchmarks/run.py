@@ -48,6 +48,13 @@ SPEECH_12_FULL = ["train.epochs=40", "train.patience=40"]
 SPEECH_12_QUICK = SPEECH_12_FULL
 SPEECH_12_ARCHIVE = DATA / "speech_commands_v002_test" / "speech_commands_test_set_v0.02.tar.xz"
 SPEECH_12_FOLDS = 5
+# Leave one speaker out over FSDD's six speakers: the speech_fsdd --quick training.
+SPEECH_FSDD_ARCHIVE = DATA / "fsdd" / "fsdd_recordings.tar.xz"
+SPEECH_FSDD_SPEAKERS = SPEECH_FSDD_QUICK
+FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+# Public-domain English outside tiny shakespeare, scored by the textgen benchmarks
+# (benchmarks/texts/README.md says what it is).
+UNSEEN_TEXT = ROOT / "benchmarks" / "texts" / "public_domain_english.txt"
 # The sample printed with a textgen benchmark.
 SAMPLE = {"prompt": "ROMEO:", "length": 300, "temperature": 0.8, "seed": 1}
 
@@ -84,7 +91,7 @@ BENCHMARKS = {
     ),
     "speech_fsdd": (
         "speech_commands",
-        DATA / "fsdd" / "fsdd_recordings.tar.xz",
+        SPEECH_FSDD_ARCHIVE,
         SPEECH_FSDD_FULL,
         SPEECH_FSDD_QUICK,
         "Free Spoken Digit Dataset, official split: indices 0-4 test (300), the rest train "
@@ -98,7 +105,8 @@ TEXTGEN_BATCHING = ["lstm.units=256", "train.batch_size=32", "data.sequence_leng
                     "lstm.input_dropout=0.1", "lstm.output_dropout=0.1", "lstm.weight_drop=0.1"]
 
 # Benchmarks that are not one training run.
-SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching", "speech_commands12", "protein_cb513",
+SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching", "speech_commands12", "speech_fsdd_speakers",
+           "protein_cb513",
            "tune_sentiment_mr", "multiworker_throughput", "serving_load", "sentiment_baselines")
 
 
@@ -122,6 +130,8 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
         result = serving_load.run(DATA, quick, seed)
     elif name == "speech_commands12":
         result = speech_cross_validation(quick, seed, overrides)
+    elif name == "speech_fsdd_speakers":
+        result = speech_fsdd_speakers(quick, seed, overrides)
     elif name == "sentiment_baselines":
         require_sklearn()
         result = sentiment_baselines(quick, overrides)
@@ -190,6 +200,29 @@ def speech_cross_validation(quick: bool, seed: int, overrides: list[str]) -> dic
     """The 4,890 real Speech Commands test clips, 12 classes, 5-fold cross-validation by
     speaker (each fold's speakers are tested once; 10% of the others validate);
     --quick runs fold 0 only."""
+    settings = SPEECH_12_QUICK if quick else SPEECH_12_FULL
+    return speaker_folds_benchmark(
+        SPEECH_12_ARCHIVE, SPEECH_12_FOLDS, 1 if quick else SPEECH_12_FOLDS, settings, seed, overrides,
+        "Speech Commands v0.02 test set (4,890 clips, 672 speakers), "
+        f"{SPEECH_12_FOLDS}-fold cross-validation by speaker (data.split_seed=1337)")
+
+
+def speech_fsdd_speakers(quick: bool, seed: int, overrides: list[str]) -> dict:
+    """The Free Spoken Digit Dataset, leave one speaker out: six folds of one speaker
+    each, trained on the other five (10% of their clips validate); --quick runs fold 0."""
+    folds = len(FSDD_SPEAKERS)
+    return speaker_folds_benchmark(
+        SPEECH_FSDD_ARCHIVE, folds, 1 if quick else folds, SPEECH_FSDD_SPEAKERS, seed, overrides,
+        f"Free Spoken Digit Dataset (3,000 clips, {folds} speakers), leave one speaker out: each fold "
+        "tests one speaker's 500 clips after training on the other five (the official split is not used)")
+
+
+def speaker_folds_benchmark(source: Path, folds: int, run_folds: int, settings: list[str], seed: int,
+                            overrides: list[str], data: str) -> dict:
+    """Train and test ``run_folds`` of the ``folds`` speaker folds of one source: each
+    fold's accuracy, its test speakers' count, and the recall of ``_unknown_`` and
+    ``_silence_`` where the labels have them, then the mean and sample sd over folds and
+    the pooled figures of every tested clip."""
     import numpy as np
 
     from lstmkit import config as config_lib
@@ -197,26 +230,45 @@ def speech_cross_validation(quick: bool, seed: int, overrides: list[str]) -> dic
     from lstmkit.registry import get_task
 
     task = get_task("speech_commands")
-    folds = []
-    for fold in range(1 if quick else SPEECH_12_FOLDS):
-        settings = (SPEECH_12_QUICK if quick else SPEECH_12_FULL) + [
-            f"data.folds={SPEECH_12_FOLDS}", f"data.fold={fold}"] + overrides
-        config = config_lib.apply_overrides(task.default_config(), settings)
+    results, pooled = [], None
+    for fold in range(run_folds):
+        config = config_lib.apply_overrides(
+            task.default_config(), settings + [f"data.folds={folds}", f"data.fold={fold}"] + overrides)
         with tempfile.TemporaryDirectory(prefix="lstmkit-bench-") as runs_root:
-            result = train(task, config, str(SPEECH_12_ARCHIVE), runs_root=runs_root, seed=seed,
-                           command=" ".join(sys.argv))
+            result = train(task, config, str(source), runs_root=runs_root, seed=seed, command=" ".join(sys.argv))
             epochs = len((result.run_dir / "history.csv").read_text().strip().splitlines()) - 1
         test = result.metrics["test"]
-        folds.append({"fold": fold, "test_accuracy": round(test["accuracy"], 4), "test_examples": test["examples"],
-                      "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
-                      "epochs_run": epochs})
-        print(json.dumps(folds[-1]), flush=True)
-    accuracies = np.array([fold["test_accuracy"] for fold in folds])
+        confusion = np.array(test["confusion_matrix"])
+        pooled = confusion if pooled is None else pooled + confusion
+        results.append({"fold": fold, "test_accuracy": round(test["accuracy"], 4), "test_examples": test["examples"],
+                        **{f"{label.strip('_')}_recall": round(test["per_class"][label]["recall"], 4)
+                           for label in ("_unknown_", "_silence_")
+                           if test["per_class"].get(label, {}).get("support")},
+                        "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
+                        "epochs_run": epochs})
+        if source == SPEECH_FSDD_ARCHIVE:
+            results[-1]["test_speaker"] = fsdd_speaker_of_fold(fold, config.data.split_seed)
+        print(json.dumps(results[-1]), flush=True)
+    from lstmkit.scoring import confusion_metrics
+
+    labels = test["labels"]
+    truth = np.repeat(np.arange(len(labels)), pooled.sum(axis=1))
+    predicted = np.concatenate([np.repeat(np.arange(len(labels)), row) for row in pooled])
+    all_tested = confusion_metrics(truth, predicted, labels)
+    accuracies = np.array([fold["test_accuracy"] for fold in results])
     return {"metric": "test_accuracy_mean", "value": round(float(accuracies.mean()), 4),
-            "test_accuracy_std": round(float(accuracies.std(ddof=1)), 4) if len(folds) > 1 else None,
-            "folds": folds, "data": "Speech Commands v0.02 test set (4,890 clips, 672 speakers), "
-            f"{SPEECH_12_FOLDS}-fold cross-validation by speaker (data.split_seed=1337)",
-            "config": config_lib.to_dict(config)}
+            "test_accuracy_std": round(float(accuracies.std(ddof=1)), 4) if len(results) > 1 else None,
+            "pooled": {"accuracy": round(all_tested["accuracy"], 4), "examples": all_tested["examples"],
+                       "recall": {label: round(c["recall"], 4) for label, c in all_tested["per_class"].items()}},
+            "folds": results, "data": data, "config": config_lib.to_dict(config)}
+
+
+def fsdd_speaker_of_fold(fold: int, split_seed: int) -> str:
+    """The FSDD speaker that ``data.folds=6``, ``data.fold=fold`` tests (the task deals
+    the sorted speakers into folds in a seeded order)."""
+    from lstmkit.tasks.speech_commands.data import speaker_folds
+
+    return next(s for s, f in speaker_folds(list(FSDD_SPEAKERS), len(FSDD_SPEAKERS), split_seed).items() if f == fold)
 
 
 def textgen_summary(task, result, config, source) -> dict:
@@ -232,6 +284,7 @@ def textgen_summary(task, result, config, source) -> dict:
     splits = task.load_data(str(source), config)
     characters = count(splits.train) * config.data.sequence_length * len(rows)
     _, model = load_run(task, result.run_dir)
+    unseen = unseen_text_score(task, model, config, result.run_dir)
     sample = "".join(task.generate(config, model, SAMPLE["prompt"], SAMPLE["length"],
                                    {"temperature": SAMPLE["temperature"], "top_k": 0, "top_p": 1.0},
                                    SAMPLE["seed"]))
@@ -242,8 +295,25 @@ def textgen_summary(task, result, config, source) -> dict:
         "validation_perplexity": round(validation["perplexity"], 3),
         "train_characters_per_second": round(characters / train_seconds),
         "train_seconds": round(train_seconds, 1),
+        "unseen_text": unseen,
         "sample": {**SAMPLE, "text": SAMPLE["prompt"] + sample},
     }
+
+
+def unseen_text_score(task, model, config, run_dir) -> dict:
+    """Nats and bits per character on English the model never saw (benchmarks/texts/),
+    scored like validation: windows of data.validation_length from a zero state."""
+    import tensorflow as tf
+
+    from lstmkit.tasks.textgen import data as textgen_data
+    from lstmkit.training.setup import saved_preprocessing
+
+    inputs, targets = textgen_data.windows(UNSEEN_TEXT.read_text(encoding="utf-8"), config.data.validation_length)
+    preprocessing = saved_preprocessing(task, run_dir)
+    dataset = task.encode_labels(tf.data.Dataset.from_tensor_slices((inputs, targets)), config, preprocessing)
+    metrics = task.evaluate(model, dataset, config, preprocessing)
+    return {"text": UNSEEN_TEXT.relative_to(ROOT).as_posix(), "characters": metrics["characters"],
+            "nats_per_char": round(metrics["nats_per_char"], 4), "bits_per_char": round(metrics["bits_per_char"], 4)}
 
 
 def require_sklearn() -> None:
