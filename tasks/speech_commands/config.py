@@ -63,6 +63,11 @@ class AugmentConfig:
     noise_probability: float = rate(0.8)
     # Largest noise amplitude, relative to full scale.
     noise_volume: float = in_range(0.1, 0.0, 10.0)
+    # Speed perturbation: each clip is played at a random speed between 1 - speed_change
+    # and 1 + speed_change times its own (tempo and pitch together, as Kaldi's 0.9/1.1
+    # perturbation), then padded or cut around its centre; it varies what a small set
+    # of speakers sounds like. 0 turns it off.
+    speed_change: float = in_range(0.0, 0.0, 0.5)
 
     def __post_init__(self):
         check_ranges(self)

@@ -165,7 +165,8 @@ class SpeechCommandsTask(ClassificationTask):
         return dataset.map(lambda waveform, label: (waveform, tf.cast(ids(label), tf.int32)))
 
     def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
-        """Shuffled, augmented batches: each clip shifted in time and, with
+        """Shuffled, augmented batches: each clip played at a random speed (with
+        ``augment.speed_change``), shifted in time and, with
         ``augment.noise_probability``, mixed with background noise (a random training
         ``_silence_`` clip where there are some, else Gaussian noise) at a random
         volume. The randomness is stateless, from ``seed``, and new every epoch."""
@@ -184,6 +185,11 @@ class SpeechCommandsTask(ClassificationTask):
         def augment(example, random):
             waveform, label = example
             seeds = tf.random.experimental.stateless_split(tf.stack([random, tf.constant(seed, tf.int64)]), 5)
+            if settings.speed_change:
+                speed = tf.random.stateless_uniform([], seeds[4], 1.0 - settings.speed_change,
+                                                    1.0 + settings.speed_change)
+                # Read at speed x the rate, written at the rate: 1/speed as many samples.
+                waveform = to_clip(waveform, SAMPLE_RATE * speed, samples)
             offset = tf.random.stateless_uniform([], seeds[0], 0, 2 * shift + 1, tf.int32)
             waveform = tf.pad(waveform, [[shift, shift]])[offset:offset + samples]
             if noise_clips is not None:
