@@ -68,6 +68,11 @@ class AugmentConfig:
     # perturbation), then padded or cut around its centre; it varies what a small set
     # of speakers sounds like. 0 turns it off.
     speed_change: float = in_range(0.0, 0.0, 0.5)
+    # Volume perturbation: each clip is scaled by a random gain from -gain_db to +gain_db
+    # decibels before the noise is mixed in, so that a quieter or louder speaker or
+    # microphone than the training ones is no surprise (FSDD's six speakers' median RMS
+    # levels differ 13-fold). 0 turns it off.
+    gain_db: float = in_range(0.0, 0.0, 60.0)
 
     def __post_init__(self):
         check_ranges(self)

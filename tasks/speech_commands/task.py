@@ -166,7 +166,7 @@ class SpeechCommandsTask(ClassificationTask):
 
     def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
         """Shuffled, augmented batches: each clip played at a random speed (with
-        ``augment.speed_change``), shifted in time and, with
+        ``augment.speed_change``) and volume (``augment.gain_db``), shifted in time and, with
         ``augment.noise_probability``, mixed with background noise (a random training
         ``_silence_`` clip where there are some, else Gaussian noise) at a random
         volume. The randomness is stateless, from ``seed``, and new every epoch."""
@@ -184,12 +184,15 @@ class SpeechCommandsTask(ClassificationTask):
 
         def augment(example, random):
             waveform, label = example
-            seeds = tf.random.experimental.stateless_split(tf.stack([random, tf.constant(seed, tf.int64)]), 5)
+            seeds = tf.random.experimental.stateless_split(tf.stack([random, tf.constant(seed, tf.int64)]), 6)
             if settings.speed_change:
                 speed = tf.random.stateless_uniform([], seeds[4], 1.0 - settings.speed_change,
                                                     1.0 + settings.speed_change)
                 # Read at speed x the rate, written at the rate: 1/speed as many samples.
                 waveform = to_clip(waveform, SAMPLE_RATE * speed, samples)
+            if settings.gain_db:
+                decibels = tf.random.stateless_uniform([], seeds[5], -settings.gain_db, settings.gain_db)
+                waveform = waveform * tf.pow(10.0, decibels / 20.0)
             offset = tf.random.stateless_uniform([], seeds[0], 0, 2 * shift + 1, tf.int32)
             waveform = tf.pad(waveform, [[shift, shift]])[offset:offset + samples]
             if noise_clips is not None:

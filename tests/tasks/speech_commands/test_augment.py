@@ -1,5 +1,6 @@
 """The training pipeline's augmentation: speed perturbation moves a tone's pitch within
-its range, keeps the clip length, changes from epoch to epoch, and is off by default."""
+its range, keeps the clip length, changes from epoch to epoch; volume perturbation
+scales clips within its decibel range; both are off by default."""
 
 import dataclasses
 
@@ -12,12 +13,13 @@ from lstmkit.tasks.speech_commands.task import TASK
 TONE_HZ = 1000.0
 
 
-def tone_batches(speed_change):
-    """Eight copies of a 1 kHz tone, through training_batches with only speed perturbation on."""
+def tone_batches(speed_change, gain_db=0.0):
+    """Eight copies of a 1 kHz tone, through training_batches with only speed and volume
+    perturbation on."""
     config = SpeechConfig(augment=AugmentConfig(time_shift_ms=0.0, noise_probability=0.0,
-                                                speed_change=speed_change))
+                                                speed_change=speed_change, gain_db=gain_db))
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=8))
-    tone = np.sin(2 * np.pi * TONE_HZ * np.arange(config.clip_samples) / SAMPLE_RATE).astype(np.float32)
+    tone = 0.1 * np.sin(2 * np.pi * TONE_HZ * np.arange(config.clip_samples) / SAMPLE_RATE).astype(np.float32)
     dataset = tf.data.Dataset.from_tensor_slices((np.stack([tone] * 8), np.zeros(8, np.int32)))
     preprocessing = TASK.placeholder_preprocessing(config)
     return config, TASK.training_batches(dataset, config, preprocessing, seed=3)
@@ -46,3 +48,13 @@ def test_without_speed_perturbation_the_tone_is_unchanged():
     waveforms = next(iter(batches))[0].numpy()
     np.testing.assert_allclose(peak_frequencies(waveforms), TONE_HZ, atol=4)
     assert AugmentConfig().speed_change == 0.0
+
+
+def test_volume_perturbation_scales_each_clip_within_its_decibel_range():
+    _, batches = tone_batches(0.0, gain_db=12.0)
+    waveforms = np.concatenate([next(iter(batches))[0].numpy() for _ in range(2)])
+    # The tone's RMS is 0.1 / sqrt(2); every clip keeps its shape, scaled by one gain.
+    decibels = 20 * np.log10(np.sqrt((waveforms ** 2).mean(axis=1)) / (0.1 / np.sqrt(2)))
+    assert decibels.min() >= -12.01 and decibels.max() <= 12.01 and np.ptp(decibels) > 6
+    np.testing.assert_allclose(peak_frequencies(waveforms), TONE_HZ, atol=4)
+    assert AugmentConfig().gain_db == 0.0
