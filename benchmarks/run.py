@@ -240,14 +240,15 @@ def speaker_folds_benchmark(source: Path, folds: int, run_folds: int, settings: 
         test = result.metrics["test"]
         confusion = np.array(test["confusion_matrix"])
         pooled = confusion if pooled is None else pooled + confusion
-        results.append({"fold": fold, "test_accuracy": round(test["accuracy"], 4), "test_examples": test["examples"],
+        # --set data.fold=K runs fold K (with --quick, alone).
+        results.append({"fold": config.data.fold, "test_accuracy": round(test["accuracy"], 4), "test_examples": test["examples"],
                         **{f"{label.strip('_')}_recall": round(test["per_class"][label]["recall"], 4)
                            for label in ("_unknown_", "_silence_")
                            if test["per_class"].get(label, {}).get("support")},
                         "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
                         "epochs_run": epochs})
         if source == SPEECH_FSDD_ARCHIVE:
-            results[-1]["test_speaker"] = fsdd_speaker_of_fold(fold, config.data.split_seed)
+            results[-1]["test_speaker"] = fsdd_speaker_of_fold(config.data.fold, config.data.split_seed)
         print(json.dumps(results[-1]), flush=True)
     from lstmkit.scoring import confusion_metrics
 
