@@ -63,11 +63,6 @@ class AugmentConfig:
     noise_probability: float = rate(0.8)
     # Largest noise amplitude, relative to full scale.
     noise_volume: float = in_range(0.1, 0.0, 10.0)
-    # Speed perturbation: each clip is played at a random speed between 1 - speed_change
-    # and 1 + speed_change times its own (tempo and pitch together, as Kaldi's 0.9/1.1
-    # perturbation), then padded or cut around its centre; it varies what a small set
-    # of speakers sounds like. 0 turns it off.
-    speed_change: float = in_range(0.0, 0.0, 0.5)
     # Volume perturbation: each clip is scaled by a random gain from -gain_db to +gain_db
     # decibels before the noise is mixed in, so that a quieter or louder speaker or
     # microphone than the training ones is no surprise (FSDD's six speakers' median RMS
