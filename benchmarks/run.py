@@ -221,7 +221,7 @@ def speech_fsdd_speakers(quick: bool, seed: int, overrides: list[str]) -> dict:
 def speaker_folds_benchmark(source: Path, folds: int, run_folds: int, settings: list[str], seed: int,
                             overrides: list[str], data: str) -> dict:
     """Train and test ``run_folds`` of the ``folds`` speaker folds of one source: each
-    fold's accuracy, its test speakers' count, and the recall of ``_unknown_`` and
+    fold's accuracy (and, on FSDD, its test speaker), the recall of ``_unknown_`` and
     ``_silence_`` where the labels have them, then the mean and sample sd over folds and
     the pooled figures of every tested clip."""
     import numpy as np
@@ -242,7 +242,8 @@ def speaker_folds_benchmark(source: Path, folds: int, run_folds: int, settings: 
         confusion = np.array(test["confusion_matrix"])
         pooled = confusion if pooled is None else pooled + confusion
         # --set data.fold=K runs fold K (with --quick, alone).
-        results.append({"fold": config.data.fold, "test_accuracy": round(test["accuracy"], 4), "test_examples": test["examples"],
+        results.append({"fold": config.data.fold, "test_accuracy": round(test["accuracy"], 4),
+                        "test_examples": test["examples"],
                         **{f"{label.strip('_')}_recall": round(test["per_class"][label]["recall"], 4)
                            for label in ("_unknown_", "_silence_")
                            if test["per_class"].get(label, {}).get("support")},

@@ -194,8 +194,9 @@ def test_the_server_answers_a_sequence_with_its_profile(profile_run, tmp_path):
         np.testing.assert_allclose(np.array(prediction["probabilities"]), expected, atol=1e-5)
         assert len(prediction["structure"]) == len(sequence)
         # The profile decides the answer: zeros give other probabilities.
+        zero_profile = np.zeros_like(profile).tolist()
         status, zeros = server.request("/v1/models/protein_ss:predict",
-                                       {"instances": [{"sequence": sequence, "profile": np.zeros_like(profile).tolist()}]})
+                                       {"instances": [{"sequence": sequence, "profile": zero_profile}]})
         assert status == 200 and not np.allclose(np.array(zeros["predictions"][0]["probabilities"]), expected)
     finally:
         server.stop()
