@@ -191,6 +191,12 @@ def report_skipped(skipped: list[tuple[str, str]], total: int, source: str) -> N
         logger.warning("  ... and %d more", len(skipped) - LISTED_SKIPS)
 
 
+def seeded_share(items: list, percentage: float, seed: int, at_least: int = 0) -> set:
+    """``percentage`` % of ``items`` (rounded, at least ``at_least``), picked in a seeded order."""
+    count = max(at_least, int(round(len(items) * percentage / 100)))
+    return set(np.random.default_rng(seed).permutation(items)[:count].tolist())
+
+
 def assign_splits(clips: Clips, settings) -> list[str]:
     """The split of every clip: speaker folds when ``settings.folds`` is set; else the
     source's own split where it has one (list files, FSDD's test indices), and
@@ -199,8 +205,7 @@ def assign_splits(clips: Clips, settings) -> list[str]:
     if settings.folds:
         fold_of = speaker_folds(clips.speakers, settings.folds, settings.split_seed)
         rest = sorted({s for s in clips.speakers if fold_of[s] != settings.fold})
-        held = set(np.random.default_rng(settings.split_seed + 1).permutation(rest)
-                   [: int(round(len(rest) * settings.validation_percentage / 100))])
+        held = seeded_share(rest, settings.validation_percentage, settings.split_seed + 1)
         if held or not settings.validation_percentage:
             return ["test" if fold_of[s] == settings.fold else "validation" if s in held else "train"
                     for s in clips.speakers]
@@ -208,17 +213,15 @@ def assign_splits(clips: Clips, settings) -> list[str]:
         # leaves five): validation is a seeded share of the training speakers' clips, so
         # it measures speakers already heard; the test speaker stays unheard.
         open_indices = [i for i, s in enumerate(clips.speakers) if fold_of[s] != settings.fold]
-        order = np.random.default_rng(settings.split_seed + 1).permutation(open_indices)
-        held_clips = set(order[: max(1, int(round(len(order) * settings.validation_percentage / 100)))].tolist())
-        return ["test" if fold_of[s] == settings.fold else "validation" if i in held_clips else "train"
+        held = seeded_share(open_indices, settings.validation_percentage, settings.split_seed + 1, at_least=1)
+        return ["test" if fold_of[s] == settings.fold else "validation" if i in held else "train"
                 for i, s in enumerate(clips.speakers)]
     if any(split is not None for split in clips.splits):
         if all(split is not None for split in clips.splits):
             return list(clips.splits)
         # FSDD: the official test part is given; validation comes out of the rest.
         open_indices = [i for i, split in enumerate(clips.splits) if split is None]
-        order = np.random.default_rng(settings.split_seed).permutation(open_indices)
-        held = set(order[: int(round(len(order) * settings.validation_percentage / 100))].tolist())
+        held = seeded_share(open_indices, settings.validation_percentage, settings.split_seed)
         return [split or ("validation" if i in held else "train") for i, split in enumerate(clips.splits)]
     return [hashed_split(speaker, settings.validation_percentage, settings.testing_percentage, settings.split_seed)
             for speaker in clips.speakers]
