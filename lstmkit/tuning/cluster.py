@@ -13,7 +13,9 @@ What this module adds to Keras Tuner is bounded waiting, so that nothing hangs:
   ``worker_timeout`` seconds as INVALID, so that it is retried by another worker, and
   stops waiting for that worker (Keras Tuner's chief waits for it forever);
 - the chief ends the search when the oracle has no trials left and no worker is
-  running one, or when no worker has called for ``worker_timeout`` seconds.
+  running one, or when no worker has called for ``worker_timeout`` seconds (counted
+  from the latest call, or from the last trial it took back from a silent worker: a
+  retried trial gets a full ``worker_timeout`` for a worker to come for it).
 
 ``LocalWorkers`` is the same machinery inside one machine: a local search serves its
 oracle on loopback and runs its trials in short-lived worker processes, so that memory
@@ -257,7 +259,8 @@ def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5, workers: L
 
     last_seen: dict[str, float] = {}
     lock = threading.Lock()
-    started = time.monotonic()
+    # When the chief last had news: its start, or a silent worker's trial taken back.
+    last_event = time.monotonic()
 
     def seen(tuner_id):
         with lock:
@@ -310,11 +313,18 @@ def serve_oracle(oracle, cluster: SearchCluster, poll_s: float = 0.5, workers: L
                     trial.message = f"{tuner_id} stopped answering"
                     oracle.end_trial(trial)
                     oracle.tuner_ids.discard(tuner_id)
+                    # The silent worker's last call is older than worker_timeout, so it
+                    # must not end the search in the same breath: the quiet time for the
+                    # retried trial starts now.
+                    with lock:
+                        last_seen.pop(tuner_id, None)
+                    last_event = now
             idle = not oracle.ongoing_trials and not oracle.tuner_ids
             if servicer.stop_triggered and idle:
                 logger.info("chief: every trial has ended; the search is over")
                 return
-            quiet_since = max(last_seen.values(), default=started)
+            with lock:
+                quiet_since = max([last_event, *last_seen.values()])
             if not oracle.ongoing_trials and now - quiet_since > cluster.worker_timeout:
                 logger.warning("chief: no worker has called for %.0f s; ending the search", now - quiet_since)
                 return

@@ -291,11 +291,6 @@ def _search(task, config, data_source, settings, *, directory, runs_root, comman
     runs.write_json(directory / "memory.json", sorted(memory, key=lambda record: record["trial"]))
     trials = trial_records(tuner.oracle)
     if not trials and cluster is not None:
-        raise UserError(f"the search ended with no trials: no worker called within the worker timeout "
-                        f"({cluster.worker_timeout:g} s); start workers (tune with role worker and oracle "
-                        f"{cluster.host}:{cluster.port}), then resume {directory.name} on the chief")
-    best = [trial for trial in trials if trial["status"] == "COMPLETED"]
-    if not trials and cluster is not None:
         oracle = f"{cluster.host}:{cluster.port}"
         worker = runs.lstmkit_command("tune", task.name, "--role", "worker", "--oracle", oracle,
                                       "--worker-id", "ID", runs_root=runs_root)
@@ -304,6 +299,7 @@ def _search(task, config, data_source, settings, *, directory, runs_root, comman
         raise UserError(f"the search ended with no trials: no worker called within the worker timeout "
                         f"({cluster.worker_timeout:g} s); start workers ({worker}), then resume the "
                         f"search on the chief ({chief})")
+    best = [trial for trial in trials if trial["status"] == "COMPLETED"]
     if not best:
         raise UserError(f"no trial of the search in {directory} completed; see its trial folders for why")
     best_config = tuner.hypermodel.config(tuner.get_best_hyperparameters(1)[0])

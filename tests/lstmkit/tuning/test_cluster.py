@@ -1,7 +1,10 @@
 """LocalWorkers: the trial processes of a local search, with stand-in processes and oracle
-(the real ones run in tests/lstmkit/test_tuning.py)."""
+(the real ones run in tests/lstmkit/tuning/test_search.py); the chief's handling of a
+silent worker, with a real oracle served on loopback."""
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -12,6 +15,7 @@ from lstmkit.tuning.cluster import (
     keras_tuner_environment,
 )
 from lstmkit.errors import UserError
+from lstmkit.training.strategy import free_loopback_ports
 
 
 class FakeProcess:
@@ -101,3 +105,37 @@ def test_keras_tuner_variables_are_set_for_a_search_and_restored_after(monkeypat
     with keras_tuner_environment(None):  # a search in this process only
         assert "KERASTUNER_TUNER_ID" not in os.environ
     assert os.environ["KERASTUNER_TUNER_ID"] == "stale" and "KERASTUNER_ORACLE_IP" not in os.environ
+
+
+def test_a_trial_taken_back_from_a_silent_worker_waits_a_full_timeout_for_another(tmp_path, monkeypatch):
+    """The silent worker's last call is already worker_timeout old when its trial is taken
+    back; that must not also end the search before another worker can ask for the trial."""
+    import keras_tuner
+    from keras_tuner.src.distribute import oracle_client
+
+    monkeypatch.setattr(oracle_client, "TIMEOUT", 20)  # a chief that is gone fails the call, not hangs it
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="val_loss", max_trials=2, seed=0,
+                                                    max_retries_per_trial=1)  # as a distributed search has
+    oracle.hyperparameters.Int("units", 1, 8)
+    oracle._set_project_dir(str(tmp_path), "search")
+    (port,) = free_loopback_ports(1)
+    chief = cluster_lib.SearchCluster("chief", "127.0.0.1", port, worker_timeout=2.0)
+    server = threading.Thread(target=cluster_lib.serve_oracle, args=(oracle, chief), kwargs={"poll_s": 0.05},
+                              daemon=True)
+    server.start()
+
+    def worker(worker_id):
+        with keras_tuner_environment(cluster_lib.SearchCluster("worker", "127.0.0.1", port, worker_id=worker_id)):
+            return oracle_client.OracleClient(oracle)
+
+    taken = worker("1").create_trial("worker-1")  # and worker-1 never calls again
+    deadline = time.monotonic() + 30
+    while not oracle._retry_queue and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert oracle._retry_queue == [taken.trial_id] and server.is_alive()
+    retried = worker("2").create_trial("worker-2")
+    assert retried.trial_id == taken.trial_id and retried.status == "RUNNING"
+    # worker-2 falls silent too: its trial is taken back, and with nobody calling the
+    # chief ends the search on its own.
+    server.join(timeout=30)
+    assert not server.is_alive()
