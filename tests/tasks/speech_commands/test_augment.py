@@ -1,5 +1,5 @@
 """The training pipeline's volume perturbation: each clip is scaled by one gain within
-its decibel range, new from epoch to epoch, its shape kept; off by default."""
+its decibel range, new from epoch to epoch, its shape kept; on by default (±20 dB), off at 0."""
 
 import dataclasses
 
@@ -39,7 +39,7 @@ def test_volume_perturbation_scales_each_clip_within_its_decibel_range_anew_each
         np.testing.assert_allclose(waveform, tone * 10 ** (gain / 20), atol=1e-5)
 
 
-def test_volume_perturbation_is_off_by_default():
-    assert AugmentConfig().gain_db == 0.0
+def test_volume_perturbation_is_on_by_default_and_zero_turns_it_off():
+    assert AugmentConfig().gain_db == 20.0
     _, (waveforms,) = tone_epochs(0.0, epochs=1)
     np.testing.assert_allclose(gains_db(waveforms), 0.0, atol=1e-3)
