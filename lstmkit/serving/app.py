@@ -30,6 +30,7 @@ balancers and monitoring.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
@@ -85,6 +86,10 @@ class Metrics:
 # The ASGI application ---------------------------------------------------------------
 
 
+# The most of an oversized request body read (and dropped) so that its client gets the 413.
+DRAIN_BYTES = 64 * 1024 * 1024
+
+
 @dataclasses.dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 8 * 1024 * 1024
@@ -112,9 +117,25 @@ def create_app(registry: ModelRegistry, limits: Limits = Limits(), batcher: Batc
     def error(status: int, message: str) -> JSONResponse:
         return Answer({"error": printable(message, 2000)}, status_code=status)
 
+    async def drop_body(request: Request) -> None:
+        # Read and drop what a client is still sending before answering 413: a socket
+        # closed with unread data resets the connection, and the client gets a broken pipe
+        # instead of the answer. Bounded in bytes and time; beyond that, the reset stands.
+        async def drain():
+            dropped = 0
+            async for chunk in request.stream():
+                dropped += len(chunk)
+                if dropped > DRAIN_BYTES:
+                    return
+
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(drain(), limits.request_timeout_s)
+
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            if int(declared) <= DRAIN_BYTES:
+                await drop_body(request)
             raise ServingError(413, f"request body of {int(declared):,} bytes; at most {limits.max_body_bytes:,}")
         body = bytearray()
 
