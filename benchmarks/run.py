@@ -108,7 +108,8 @@ TEXTGEN_BATCHING = ["lstm.units=256", "train.batch_size=32", "data.sequence_leng
 # Benchmarks that are not one training run.
 SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching", "speech_commands12", "speech_fsdd_speakers",
            "protein_cb513",
-           "tune_sentiment_mr", "multiworker_throughput", "serving_load", "sentiment_baselines")
+           "tune_sentiment_mr", "multiworker_throughput", "serving_load", "sentiment_baselines",
+           "forecasting_builtin")
 
 
 def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict:
@@ -119,6 +120,10 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
         result = lstm_throughput.run(quick=quick, seed=seed)
     elif name == "protein_cb513":
         result = protein_cb513(quick, seed, overrides)
+    elif name == "forecasting_builtin":
+        from benchmarks import forecasting_builtin
+
+        result = forecasting_builtin.run(quick, seed, overrides)
     elif name in ("tune_sentiment_mr", "multiworker_throughput"):
         from benchmarks import scale_out
 

@@ -187,9 +187,10 @@ def evaluate(task_name, run, data_source, split, overrides, runs_dir):
     metrics, report = evaluate_run(task, find_run(runs_dir, task.name, run), data_source, split, list(overrides))
     counts = "".join(f", {metrics[key]:,} {words}" for key, words in task.reported_counts.items() if key in metrics)
     click.echo(f"{metrics['split']} split of {metrics['data']}: {metrics['examples']} examples{counts}")
-    for key in task.reported_metrics:
-        if key in metrics:
-            click.echo(f"  {key:<14} {metrics[key]:.4f}")
+    shown = [key for key in task.reported_metrics if key in metrics]
+    width = max([14, *map(len, shown)])
+    for key in shown:
+        click.echo(f"  {key:<{width}} {metrics[key]:.4f}")
     if "confusion_matrix" in metrics:
         labels = metrics["labels"]
         width = max(len(str(cell)) for cell in [*labels, *sum(metrics["confusion_matrix"], [])]) + 2
@@ -213,9 +214,15 @@ class TaskOptionsCommand(click.Command):
             import_tensorflow_quietly()
             from lstmkit.registry import get_task
 
-            for declared in get_task(name).input_file_options:
+            task = get_task(name)
+            for declared in task.input_file_options:
                 option = click.Option([f"--{declared.name.replace('_', '-')}", declared.name], metavar="FILE",
                                       default=None, help=declared.help)
+                option.from_task = True
+                self.params.insert(3, option)
+            for declared in task.predict_options:
+                option = click.Option([f"--{declared.name.replace('_', '-')}", f"option_{declared.name}"],
+                                      type=declared.type, default=None, help=declared.help)
                 option.from_task = True
                 self.params.insert(3, option)
         return super().parse_args(context, args)
@@ -225,7 +232,8 @@ class TaskOptionsCommand(click.Command):
 @TASK_ARGUMENT
 @click.argument("inputs", nargs=-1)
 @click.option("--file", "input_file", type=click.Path(allow_dash=True), default=None,
-              help="Read one input per line from FILE ('-' for stdin); blank lines are skipped.")
+              help="Read one input per line from FILE ('-' for stdin); blank lines are skipped. "
+                   "(A task that reads whole files, such as forecasting, takes FILE as one input.)")
 @RUN_OPTION
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: one tab-separated line per input; json: JSON Lines, one object per input.")
@@ -240,18 +248,22 @@ def predict(task_name, inputs, input_file, run, output_format, runs_dir, **task_
 
     task = get_task(task_name)
     items = list(inputs)
-    if input_file is not None:
+    options = {declared.name: task_files.pop(f"option_{declared.name}", None) for declared in task.predict_options}
+    if input_file is not None and task.predict_file_is_one_input:
+        items.append(read_input_text(input_file) if input_file == "-" else input_file)
+    elif input_file is not None:
         items += non_blank_lines(read_input_text(input_file))
     for declared in task.input_file_options:
         if task_files.get(declared.name) is not None:
             items += declared.read(task_files[declared.name])
     if input_file is None and not items and not any(task_files.values()) and not sys.stdin.isatty():
-        items = non_blank_lines(read_input_text("-"))
+        text = read_input_text("-")
+        items = [text] if task.predict_file_is_one_input and text.strip() else non_blank_lines(text)
     if not items:
         raise click.UsageError("nothing to predict; pass inputs as arguments, with --file FILE, or on stdin")
-    predictions = predict_run(task, find_run(runs_dir, task.name, run), items)
+    predictions = predict_run(task, find_run(runs_dir, task.name, run), items, options)
     for item, reason in predictions.rejected.items():
-        shown = item if len(item) <= 60 else item[:57] + "..."
+        shown = "standard input" if "\n" in item.strip() else item if len(item) <= 60 else item[:57] + "..."
         click.echo(f"Error: {shown}: {reason}", err=True)
     for record in predictions.records:
         text = record.pop("text")

@@ -38,8 +38,8 @@ def evaluate_run(task: Task, run_dir: Path, data_source: str | None, split: str,
     file of any size). ``data_overrides`` ("data.KEY=VALUE") say how to read a source
     that differs from the run's (other column names...). Writes
     ``evaluation-<split>[-<source>].json`` (one per outside source, so one does not
-    overwrite another) and, for classifiers, a confusion-matrix PNG beside it; returns
-    the metrics and the JSON path."""
+    overwrite another) and, for classifiers, a confusion-matrix PNG beside it (for
+    forecasters, a forecast-with-intervals PNG); returns the metrics and the JSON path."""
     from lstmkit import plots
 
     config, model = load_run(task, run_dir)
@@ -69,6 +69,8 @@ def evaluate_run(task: Task, run_dir: Path, data_source: str | None, split: str,
     if "confusion_matrix" in metrics:
         plots.confusion_matrix(metrics["confusion_matrix"], metrics["labels"],
                                run_dir / f"{name.replace('evaluation', 'confusion_matrix', 1)}.png")
+    if "forecast_plot" in metrics:
+        plots.forecast(**metrics["forecast_plot"], output=run_dir / f"{name.replace('evaluation', 'forecast', 1)}.png")
     return metrics, report
 
 

@@ -1,4 +1,4 @@
-"""PNG figures: training curves and confusion matrices (matplotlib, no display needed)."""
+"""PNG figures: training curves, confusion matrices and forecasts (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,31 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str], output: Path) -
         for column_index, count in enumerate(row):
             axis.text(column_index, row_index, str(count), ha="center", va="center",
                       color="white" if count > peak / 2 else "black")
+    figure.tight_layout()
+    figure.savefig(output, dpi=100)
+    plt.close(figure)
+
+
+def forecast(history: list[float], truth: list[float], quantiles: list[list[float]], levels: list[float],
+             output: Path) -> None:
+    """One forecast window: the history, the truth after it, the median forecast and
+    the bands between symmetric quantiles (the widest palest)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(9, 3.5))
+    past = range(-len(history) + 1, 1)
+    ahead = range(1, len(truth) + 1)
+    axis.plot(past, history, color="black", label="history")
+    axis.plot(ahead, truth, color="black", linestyle="--", marker=".", label="truth")
+    columns = list(zip(*quantiles))
+    for low in range(len(levels) // 2):
+        high = len(levels) - 1 - low
+        axis.fill_between(ahead, columns[low], columns[high], color="tab:blue", alpha=0.15 + 0.15 * low,
+                          label=f"{levels[low]:g}-{levels[high]:g} quantiles")
+    if 0.5 in levels:
+        axis.plot(ahead, columns[levels.index(0.5)], color="tab:blue", marker=".", label="median forecast")
+    axis.axvline(0.5, color="grey", linewidth=0.8)
+    axis.set_xlabel("steps from the forecast origin")
+    axis.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
     figure.savefig(output, dpi=100)
     plt.close(figure)

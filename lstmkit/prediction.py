@@ -21,13 +21,14 @@ class Predictions:
     rejected: dict[str, str]
 
 
-def predict_run(task: Task, run_dir: Path, items: list[str]) -> Predictions:
+def predict_run(task: Task, run_dir: Path, items: list[str], options: dict | None = None) -> Predictions:
     """Predict ``items`` (command-line inputs: texts, file names...) with the best model
-    of ``run_dir``. Items the task refuses are set aside with their reasons and the
-    rest are still predicted."""
+    of ``run_dir``; ``options`` holds the values of the task's ``predict_options``. Items
+    the task refuses are set aside with their reasons and the rest are still predicted."""
     from lstmkit.evaluation import load_run
 
     config, model = load_run(task, run_dir)
+    config = task.prediction_config(config, options or {})
     preprocessing = saved_preprocessing(task, run_dir)
     rejected = task.rejected_predict_inputs(config, preprocessing, items)
     items = [item for item in items if item not in rejected]

@@ -154,6 +154,16 @@ class InputFileOption:
     read: Callable[[str], list[str]]
 
 
+@dataclasses.dataclass(frozen=True)
+class PredictOption:
+    """A task's own setting of ``predict`` (a forecast's horizon...): the CLI offers it as
+    ``--<name> VALUE`` of ``type``, and ``Task.prediction_config`` applies it."""
+
+    name: str
+    help: str
+    type: Any = str
+
+
 class Task(abc.ABC):
     """One machine-learning task, as the shared machinery sees it.
 
@@ -180,6 +190,12 @@ class Task(abc.ABC):
     reported_counts: ClassVar[dict[str, str]] = {}
     #: Extra ways ``predict`` reads inputs from files.
     input_file_options: ClassVar[tuple[InputFileOption, ...]] = ()
+    #: Settings of ``predict`` of this task's own (``prediction_config`` applies them).
+    predict_options: ClassVar[tuple[PredictOption, ...]] = ()
+    #: ``predict --file FILE``: False, each non-blank line is an input; True, the file
+    #: is one input (a table of one series' history...), passed on as its path (or, for
+    #: standard input, as its text).
+    predict_file_is_one_input: ClassVar[bool] = False
     #: The data source used when none is given: a public one (``tfds:NAME``), never a
     #: path that exists only in a checkout.
     default_data: ClassVar[str]
@@ -309,6 +325,11 @@ class Task(abc.ABC):
         ``sampling`` holds ``temperature``, ``top_k`` and ``top_p``. Only generative
         tasks implement it."""
         raise UserError(f"{self.name} is not a generative task; generate works for text generation tasks")
+
+    def prediction_config(self, config, options: dict):
+        """The run's config as ``predict`` uses it, given the values of ``predict_options``
+        (None where not given). Raises UserError for a value the run cannot honour."""
+        return config
 
     def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
         """Command-line items that cannot be predicted (an unreadable file...), each

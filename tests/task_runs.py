@@ -120,13 +120,29 @@ def textgen_run(tmp_path_factory, shakespeare_slice):
 
 
 @pytest.fixture(scope="session")
-def exports(tmp_path_factory, tiny_run, speech_run, protein_run, textgen_run):
+def forecasting_run(tmp_path_factory):
+    """A tiny forecaster of the builtin El Nino series (shipped inside statsmodels, so
+    it needs no data folder)."""
+    from lstmkit import cli
+
+    runs = tmp_path_factory.mktemp("runs")
+    try:
+        cli.main(["train", "forecasting", "--preset", "tiny", "--data", "builtin:elnino", "--runs-dir", str(runs),
+                  "--seed", "5"])
+    except SystemExit as exit_:
+        assert exit_.code in (0, None)
+    (run_dir,) = (runs / "forecasting").iterdir()
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory, tiny_run, speech_run, protein_run, textgen_run, forecasting_run):
     """Every task's tiny run exported as version 1 under one base path."""
     from lstmkit.export import export_run
     from lstmkit.registry import get_task
 
     base = tmp_path_factory.mktemp("saved_models")
     for name, run_dir in [("sentiment", tiny_run), ("speech_commands", speech_run), ("protein_ss", protein_run),
-                          ("textgen", textgen_run)]:
+                          ("textgen", textgen_run), ("forecasting", forecasting_run)]:
         export_run(get_task(name), run_dir, base)
     return base

@@ -173,7 +173,7 @@ def test_a_bare_command_shows_help_and_version_is_known(run_cli):
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "tune", "doctor", "generate"])
 def test_every_task_verb_lists_the_tasks_in_its_help(run_cli, command):
     code, out, _ = run_cli(command, "--help")
-    assert code == 0 and "TASK is one of: protein_ss, sentiment, speech_commands, textgen" in " ".join(out.split())
+    assert code == 0 and "TASK is one of: forecasting, protein_ss, sentiment, speech_commands, textgen" in " ".join(out.split())
 
 
 @pytest.mark.slow

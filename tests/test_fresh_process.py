@@ -15,14 +15,14 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FIXTURES = {"sentiment": "tiny_run", "speech_commands": "speech_run", "protein_ss": "protein_run",
-                "textgen": "textgen_run"}
+                "textgen": "textgen_run", "forecasting": "forecasting_run"}
 
 
 def predict_inputs(task_name, request) -> list[str]:
     if task_name == "speech_commands":
         return [str(next(request.getfixturevalue("speech_slice").glob("yes/*.wav")))]
     return {"sentiment": ["a gripping, funny film"], "protein_ss": ["MKVLAAGIVGLLLAAQPAMA"],
-            "textgen": ["ROMEO:"]}[task_name]
+            "textgen": ["ROMEO:"], "forecasting": [",".join(["24.5"] * 30)]}[task_name]
 
 
 def cli(*args, timeout=300) -> subprocess.CompletedProcess:

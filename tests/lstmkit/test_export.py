@@ -20,6 +20,7 @@ SAVED_MODEL_CLI_INPUTS = {
     "speech_commands": ("waveform", np.zeros((1, 16000), np.float32), ["probabilities", "label"]),
     "protein_ss": ("sequence", "['MKTAYIAKQRQISFVKSHFSRQ']", ["probabilities", "structure", "length"]),
     "textgen": ("text", "['ROMEO:']", ["probabilities", "next_character", "vocabulary"]),
+    "forecasting": ("history", np.full((1, 30, 1), 24.0, np.float32), ["forecast", "quantiles", "quantile_levels"]),
 }
 
 

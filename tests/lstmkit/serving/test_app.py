@@ -90,6 +90,12 @@ def requests_for(task_name, speech_slice):
         chains = ["MKTAYIAKQRQISFVKSHFSRQ", "GSHMLE"]
         return [("serving_default", {"instances": [{"sequence": chain} for chain in chains]},
                  {"sequence": tf.constant(chains)})]
+    if task_name == "forecasting":
+        # Two histories of El Nino-like temperatures, longer than the tiny run's 24-step context.
+        steps = np.arange(30)
+        histories = np.stack([24 + 2 * np.sin(2 * np.pi * (steps + shift) / 12) for shift in (0, 3)])[..., None]
+        return [("serving_default", {"instances": histories.tolist()},
+                 {"history": tf.constant(histories, tf.float32)})]
     prompt = {"prompt": tf.constant(["ROMEO:"]), "length": tf.constant(12), "temperature": tf.constant(0.0),
               "seed": tf.constant(1, tf.int64)}
     return [("serving_default", {"instances": ["ROMEO:", "To be"]}, {"text": tf.constant(["ROMEO:", "To be"])}),
@@ -110,7 +116,7 @@ def assert_same(served, expected):
         np.testing.assert_allclose(np.asarray(served, np.float64), np.asarray(expected, np.float64), atol=1e-5)
 
 
-@pytest.mark.parametrize("task_name", ["sentiment", "speech_commands", "protein_ss", "textgen"])
+@pytest.mark.parametrize("task_name", ["sentiment", "speech_commands", "protein_ss", "textgen", "forecasting"])
 @pytest.mark.slow
 def test_predict_answers_equal_the_in_memory_models(server, task_name, speech_slice, request, exports):
     from lstmkit.training.setup import saved_preprocessing
@@ -119,7 +125,8 @@ def test_predict_answers_equal_the_in_memory_models(server, task_name, speech_sl
 
     task = get_task(task_name)
     run_dir = request.getfixturevalue({"sentiment": "tiny_run", "speech_commands": "speech_run",
-                                       "protein_ss": "protein_run", "textgen": "textgen_run"}[task_name])
+                                       "protein_ss": "protein_run", "textgen": "textgen_run",
+                                       "forecasting": "forecasting_run"}[task_name])
     config, model = load_run(task, run_dir)
     signatures = task.serving_signatures(config, saved_preprocessing(task, run_dir))
     for signature, body, tensors in requests_for(task_name, speech_slice):
@@ -208,6 +215,10 @@ def generate_request(prompt="A", length=5):
     ("/v1/models/speech_commands:predict", wav_request(wav_file(16_000, 4 * 16_000)), "longer than 3 s"),
     ("/v1/models/speech_commands:predict", {"inputs": {"waveform": [[0.0] * 48_001]}}, "at most 48,000 samples"),
     ("/v1/models/protein_ss:predict", {"instances": ["M" * 10_001]}, "at most 10,000 residues"),
+    ("/v1/models/forecasting:predict", {"instances": [[[1.0]] * 100_001]}, "at most 100,000 time steps"),
+    ("/v1/models/forecasting:predict", {"instances": [[[1.0]] * 5]}, "history is too short"),
+    ("/v1/models/forecasting:predict", b'{"instances": [' + b"[[1.0], " * 29 + b'[NaN]]]}', "NaN is not a number"),
+    ("/v1/models/forecasting:predict", {"instances": [[[1.0]] * 29 + [[1e39]]]}, "NaN or infinite"),
     ("/v1/models/textgen:predict", {"instances": ["a" * 10_001]}, "at most 10,000 characters"),
     ("/v1/models/textgen:predict", generate_request(prompt="a" * 10_001), "at most 10,000 characters"),
     ("/v1/models/textgen:predict", generate_request(length=2_001), "length must be <= 2,000"),
@@ -248,6 +259,13 @@ def test_the_exported_graph_refuses_what_the_server_refuses(exports):
     protein = tf.saved_model.load(str(exports / "protein_ss" / "1")).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="longer than 10,000 residues"):
         protein(sequence=tf.constant(["MK", "M" * 10_001]))
+    forecasting = tf.saved_model.load(str(exports / "forecasting" / "1")).signatures["serving_default"]
+    for history, message in [(tf.zeros([1, 23, 1]), "history is too short"),
+                             (tf.fill([1, 30, 1], float("nan")), "NaN or infinite"),
+                             (tf.zeros([1, 100_001, 1]), "longer than 100,000 time steps")]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            forecasting(history=history)
+    assert forecasting(history=tf.zeros([2, 24, 1]))["quantiles"].shape == (2, 6, 3)
     textgen = tf.saved_model.load(str(exports / "textgen" / "1")).signatures
     with pytest.raises(tf.errors.InvalidArgumentError, match="longer than 10,000 characters"):
         textgen["serving_default"](text=tf.constant(["漢" * 10_001]))
@@ -259,7 +277,7 @@ def test_the_exported_graph_refuses_what_the_server_refuses(exports):
 @pytest.mark.slow
 def test_health_readiness_metrics_and_the_printed_urls_work(server):
     printed = re.findall(r"http://\S+", "".join(server.output))
-    assert len(printed) == 2 * 4 + 2, server.output
+    assert len(printed) == 2 * 5 + 2, server.output
     for url in printed:
         assert url.startswith(f"http://127.0.0.1:{server.port}/")
         path = url.split(str(server.port), 1)[1]
@@ -273,7 +291,8 @@ def test_health_readiness_metrics_and_the_printed_urls_work(server):
                 assert response.status == 200, url
     assert server.request("/healthz") == (200, {"status": "ok"})
     status, ready = server.request("/readyz")
-    assert status == 200 and set(ready["models"]) == {"sentiment", "speech_commands", "protein_ss", "textgen"}
+    assert status == 200 and set(ready["models"]) == {"sentiment", "speech_commands", "protein_ss", "textgen",
+                                                      "forecasting"}
     server.request("/v1/models/sentiment:predict", {"instances": ["counted"]})
     server.request("/v1/models/no_such_model_%ff:predict", {"instances": ["counted"]})
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=30) as response:

@@ -1,0 +1,85 @@
+"""The forecasting task's config: one frozen dataclass per concern."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lstmkit.config import TrainingConfig, check_ranges, in_range
+from lstmkit.errors import UserError
+from lstmkit.layers import LSTMStackConfig
+
+FORECAST_LSTM = LSTMStackConfig(units=64, layers=1, input_dropout=0.0, output_dropout=0.1, weight_drop=0.1)
+# The longest history accepted anywhere (predict, the exported graph): only the last
+# ``context`` steps are read, so more is a mistake or an attempt to hold a server.
+MAX_HISTORY = 100_000
+# A horizon or context past these is far beyond what one window-to-horizon model does.
+MAX_HORIZON = 1_000
+MAX_CONTEXT = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    # The column of timestamps (dates, or numbers such as years); "" picks a column named
+    # time/date/ds/timestamp/year/period, else a first column that parses as dates, else
+    # none (rows are taken as consecutive steps, in file order).
+    time_column: str = ""
+    # Wide layout: each value column is one series. Empty: every numeric column but the
+    # time, series and covariate columns.
+    value_columns: tuple[str, ...] = ()
+    # Long layout: rows are grouped into series by this column (value_columns then names
+    # the one column of values).
+    series_column: str = ""
+    # Columns read as extra inputs at every history step (their past values), for every series.
+    covariates: tuple[str, ...] = ()
+    # The seasonal period in steps (12 for monthly data): the seasonal naive forecast that
+    # MASE is scaled by uses it. 0: from the time column's frequency (1 if unknown).
+    season: int = in_range(0, 0, 10_000)
+    # The last test_fraction of every series is the test block, the validation_fraction
+    # before it the validation block, the rest trains: consecutive blocks, never shuffled
+    # across the cuts. Each block holds at least one horizon.
+    validation_fraction: float = in_range(0.1, 0.0, 1.0, low_open=True, high_open=True)
+    test_fraction: float = in_range(0.2, 0.0, 1.0, low_open=True, high_open=True)
+    # Rolling-origin evaluation: a forecast from every origin_stride-th step of the test block.
+    origin_stride: int = in_range(1, 1, 100_000)
+
+    def __post_init__(self):
+        check_ranges(self)
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise UserError("data.validation_fraction + data.test_fraction must leave at least 10% of each "
+                            f"series to train on, got {self.validation_fraction} + {self.test_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ForecastConfig:
+    # Steps forecast from each origin.
+    horizon: int = in_range(12, 1, MAX_HORIZON)
+    # History steps the model reads (the exported model takes any longer history and
+    # reads its last ``context`` steps).
+    context: int = in_range(48, 2, MAX_CONTEXT)
+    # The quantiles forecast (the median is the point forecast, so 0.5 is one of them).
+    quantiles: tuple[float, ...] = in_range((0.1, 0.5, 0.9), 0.0, 1.0, low_open=True, high_open=True)
+    # A linear map from the scaled history straight to the horizon, added to the LSTM's
+    # output (LSTNet's autoregressive component): the LSTM learns what a linear model misses.
+    autoregressive: bool = True
+    dropout_multiplier: float = in_range(1.0, 0.0, 100.0, low_open=True)
+    lstm: LSTMStackConfig = FORECAST_LSTM
+    data: DataConfig = DataConfig()
+    train: TrainingConfig = TrainingConfig(epochs=200, batch_size=32, learning_rate=3e-3, patience=20,
+                                           lr_schedule="plateau", plateau_patience=5, min_learning_rate=1e-4)
+
+    def __post_init__(self):
+        check_ranges(self)
+        self.lstm.check_multiplier(self.dropout_multiplier)
+        if list(self.quantiles) != sorted(set(self.quantiles)) or 0.5 not in self.quantiles:
+            raise UserError(f"quantiles must be increasing, without repeats, and include 0.5 (the point "
+                            f"forecast), got {self.quantiles}")
+        if len(self.quantiles) > 99:
+            raise UserError(f"quantiles holds {len(self.quantiles)} levels; at most 99 are accepted")
+
+
+TINY = ForecastConfig(
+    horizon=6,
+    context=24,
+    lstm=dataclasses.replace(FORECAST_LSTM, units=8),
+    train=TrainingConfig(epochs=3, batch_size=32, learning_rate=1e-2),
+)

@@ -1,0 +1,358 @@
+"""Reading time series: files (CSV/TSV/Parquet, wide or long) and statsmodels' real series.
+
+A file holds a time column (optional) and value columns. Wide layout: every value column
+is a series. Long layout (``data.series_column``): rows are grouped into series by that
+column and ``data.value_columns`` names the one column of values. ``data.covariates``
+names columns read as extra inputs beside every series' values.
+
+Rows are sorted by time; a repeated time is an error, and irregular steps (gaps) are
+reported, not filled. A missing or non-numeric value is an error naming its row and
+column: filling it in is the user's decision (interpolate, carry forward, drop the span).
+
+``builtin[:NAME]``: real public series that ship inside statsmodels, so they work
+offline (``BUILTIN``; all public domain, as statsmodels' dataset notes state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from lstmkit.data import read_bytes, require_path
+from lstmkit.errors import UserError
+
+logger = logging.getLogger("lstmkit")
+
+TIME_COLUMN_NAMES = ("time", "date", "ds", "timestamp", "datetime", "year", "period", "month", "week", "day")
+SOURCE_HINT = ("the data source must be a .csv, .tsv or .parquet file of a time column and value columns, "
+               "or builtin[:NAME] (NAME one of {names})")
+# Seasonal periods by pandas frequency prefix (the first letters of pd.infer_freq's answer).
+SEASONS = {"Y": 1, "A": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "B": 5, "h": 24, "H": 24}
+
+
+@dataclasses.dataclass
+class Series:
+    """One series: ``values`` is ``[steps, features]`` (column 0 the forecast target,
+    then the covariates); ``times`` its timestamps (a pandas index) or None."""
+
+    name: str
+    values: np.ndarray
+    times: object = None
+    season: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltinSeries:
+    description: str
+    load: object  # () -> (values, pandas DatetimeIndex)
+    season: int
+
+
+def _statsmodels_datasets():
+    try:
+        from statsmodels import datasets
+    except ImportError:  # pragma: no cover - statsmodels is a dependency
+        raise UserError("builtin series come from statsmodels; install it: pip install statsmodels") from None
+    return datasets
+
+
+def _sunspots():
+    frame = _statsmodels_datasets().sunspots.load_pandas().data
+    return frame["SUNACTIVITY"].to_numpy(), _years(frame["YEAR"])
+
+
+def _nile():
+    frame = _statsmodels_datasets().nile.load_pandas().data
+    return frame["volume"].to_numpy(), _years(frame["year"])
+
+
+def _years(column):
+    import pandas as pd
+
+    return pd.PeriodIndex([int(year) for year in column], freq="Y").to_timestamp()
+
+
+def _elnino():
+    import pandas as pd
+
+    frame = _statsmodels_datasets().elnino.load_pandas().data
+    values = frame.drop(columns="YEAR").to_numpy().reshape(-1)  # rows are years, columns months
+    return values, pd.date_range(f"{int(frame['YEAR'].iloc[0])}-01-01", periods=len(values), freq="MS")
+
+
+def _co2():
+    # Weekly, with 59 missing weeks: monthly means are the usual form of this series, and a
+    # 12-step season is tractable for the classical baselines. The five months without a
+    # measured week (June and October 1958, February to April 1964) are interpolated
+    # linearly between their neighbours.
+    monthly = _statsmodels_datasets().co2.load_pandas().data["co2"].resample("MS").mean().interpolate()
+    return monthly.to_numpy(), monthly.index
+
+
+def _macro(column):
+    def load():
+        import pandas as pd
+
+        frame = _statsmodels_datasets().macrodata.load_pandas().data
+        start = f"{int(frame['year'].iloc[0])}Q{int(frame['quarter'].iloc[0])}"
+        return frame[column].to_numpy(), pd.period_range(start, periods=len(frame), freq="Q").to_timestamp()
+
+    return load
+
+
+BUILTIN = {
+    "elnino": BuiltinSeries("El Nino: monthly sea surface temperature, Nino 1+2 region, 1950-2010", _elnino, 12),
+    "co2": BuiltinSeries("Mauna Loa CO2 (ppm), monthly means of the weekly series, 1958-2001", _co2, 12),
+    "sunspots": BuiltinSeries("yearly sunspot numbers, 1700-2008", _sunspots, 1),
+    "nile": BuiltinSeries("yearly Nile flow at Aswan (10^8 m^3), 1871-1970", _nile, 1),
+    "realgdp": BuiltinSeries("US real GDP (billions of 2005 dollars), quarterly, 1959-2009", _macro("realgdp"), 4),
+    "unemp": BuiltinSeries("US unemployment rate (%), quarterly, 1959-2009", _macro("unemp"), 4),
+}
+DEFAULT_BUILTIN = "elnino"
+
+
+def builtin_series(name: str, settings) -> list[Series]:
+    if name not in BUILTIN:
+        raise UserError(f"unknown builtin series {name!r}; choose one of: {', '.join(BUILTIN)}")
+    series = BUILTIN[name]
+    values, times = series.load()
+    return [Series(name, np.asarray(values, np.float64)[:, None], times, settings.season or series.season)]
+
+
+def read_source(source: str, settings) -> list[Series]:
+    """The series of ``source`` (a file path or ``builtin[:NAME]``)."""
+    if source == "builtin" or source.startswith("builtin:"):
+        if settings.covariates or settings.value_columns or settings.series_column:
+            raise UserError("builtin series have no columns to choose; drop data.value_columns, "
+                            "data.series_column and data.covariates")
+        return builtin_series(source.partition(":")[2] or DEFAULT_BUILTIN, settings)
+    if source.startswith("tfds:"):
+        raise UserError("TensorFlow Datasets has no time-series forecasting dataset that fits this task; "
+                        "use a CSV/TSV/Parquet file or builtin[:NAME]")
+    path = require_path(source, "data source", SOURCE_HINT.format(names=", ".join(BUILTIN)))
+    return series_from_frame(read_table(path, "data"), settings, path.name)
+
+
+def read_table(path: Path, kind: str = "data"):
+    """A CSV, TSV or Parquet file as a DataFrame of strings-as-read (checked, size-capped)."""
+    import pandas as pd
+
+    data = read_bytes(path, kind)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(io.BytesIO(data))
+        separator = "\t" if suffix in (".tsv", ".tab") else ","
+        return pd.read_csv(io.BytesIO(data), sep=separator, skipinitialspace=True)
+    except UserError:
+        raise
+    except Exception as error:  # pandas and pyarrow raise many kinds for a malformed file
+        what = "Parquet" if suffix in (".parquet", ".pq") else "CSV/TSV"
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path.name} is not a readable {what} file ({message}); "
+                        "it needs a header row of column names") from None
+
+
+def find_time_column(frame, settings, name: str) -> str | None:
+    import pandas as pd
+
+    if settings.time_column:
+        if settings.time_column not in frame.columns:
+            raise UserError(f"{name} has no column {settings.time_column!r} (data.time_column); its columns are: "
+                            f"{', '.join(map(str, frame.columns))}")
+        return settings.time_column
+    for column in frame.columns:
+        if str(column).strip().lower() in TIME_COLUMN_NAMES:
+            return column
+    first = frame.columns[0]
+    if frame[first].dtype == object:
+        parsed = pd.to_datetime(frame[first], errors="coerce", format="mixed")
+        if parsed.notna().all():
+            return first
+    return None
+
+
+def parse_times(column, name: str, column_name: str):
+    """Timestamps of a time column: dates, or whole numbers (years, step numbers)."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(column):
+        numbers = column.to_numpy(np.float64)
+        if not np.isfinite(numbers).all():
+            row = int(np.flatnonzero(~np.isfinite(numbers))[0])
+            raise UserError(f"{name}: row {row + 2} of the time column {column_name!r} is empty; every row needs a time")
+        return pd.Index(numbers)
+    parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+    if parsed.isna().any():
+        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise UserError(f"{name}: row {row + 2} of the time column {column_name!r} holds "
+                        f"{column.iloc[row]!r}, not a date or time; fix it or name another column in data.time_column")
+    return pd.DatetimeIndex(parsed)
+
+
+def numeric_column(frame, column, name: str) -> np.ndarray:
+    """A value column as floats; a non-numeric, missing or infinite value is a UserError
+    naming its row (as a spreadsheet counts them: the header is row 1)."""
+    import pandas as pd
+
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raw = frame[column].iloc[row]
+        what = "is empty" if pd.isna(raw) else f"holds {raw!r}, not a finite number"
+        raise UserError(f"{name}: row {row + 2} of column {column!r} {what} ({int(bad.sum())} such row(s)); "
+                        "fill or remove them first (interpolate, or cut the series before the gap)")
+    return values
+
+
+def series_from_frame(frame, settings, name: str) -> list[Series]:
+    if frame.empty:
+        raise UserError(f"{name} has no rows; it needs a header row and a row per time step")
+    frame = frame.rename(columns=lambda column: str(column).strip())
+    time_column = find_time_column(frame, settings, name)
+    for column in (settings.series_column, *settings.covariates, *settings.value_columns):
+        if column and column not in frame.columns:
+            raise UserError(f"{name} has no column {column!r}; its columns are: {', '.join(frame.columns)}")
+    reserved = {time_column, settings.series_column, *settings.covariates} - {None, ""}
+    if settings.series_column:
+        if len(settings.value_columns) != 1:
+            raise UserError("a long layout (data.series_column) needs data.value_columns to name its one "
+                            "column of values")
+        groups = [(str(key), part) for key, part in frame.groupby(settings.series_column, sort=False)]
+        targets = list(settings.value_columns)
+    else:
+        import pandas as pd
+
+        targets = list(settings.value_columns) or [
+            column for column in frame.columns if column not in reserved
+            and pd.api.types.is_numeric_dtype(pd.to_numeric(frame[column], errors="coerce"))
+            and pd.to_numeric(frame[column], errors="coerce").notna().any()]
+        if not targets:
+            raise UserError(f"{name} has no numeric value column; name the values with data.value_columns")
+        groups = [(None, frame)]
+    series = []
+    for key, part in groups:
+        part = part.reset_index(drop=True)
+        times = None
+        if time_column is not None:
+            times = parse_times(part[time_column], name, time_column)
+            order = np.argsort(np.asarray(times), kind="stable")
+            part, times = part.iloc[order].reset_index(drop=True), times[order]
+            repeated = times.duplicated()
+            if repeated.any():
+                raise UserError(f"{name}: time {times[repeated][0]} appears twice"
+                                + (f" in series {key!r}" if key is not None else "")
+                                + "; each step needs one row (aggregate the repeats first)")
+        extra = [numeric_column(part, column, name) for column in settings.covariates]
+        for target in targets:
+            values = np.stack([numeric_column(part, target, name), *extra], axis=1)
+            label = key if key is not None else target
+            series.append(Series(label, values, times, settings.season or infer_season(times)))
+            report_gaps(label, times)
+    return series
+
+
+def inferred_frequency(times) -> str | None:
+    """pandas' name for the regular step of ``times`` ("MS", "QS-OCT", "W-SUN"...), or None."""
+    import pandas as pd
+
+    if not isinstance(times, pd.DatetimeIndex) or len(times) < 3:
+        return None
+    try:
+        # pandas 3 warns that infer_freq will return an offset; ask for that now where it can.
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            found = pd.infer_freq(times)
+    except (pd.errors.OptionError, KeyError):
+        found = pd.infer_freq(times)
+    except (TypeError, ValueError):
+        return None
+    return getattr(found, "freqstr", found) or None
+
+
+def infer_season(times) -> int:
+    """The seasonal period of regular timestamps (12 for monthly...), 1 if unknown."""
+    frequency = inferred_frequency(times)
+    if not frequency:
+        return 1
+    for prefix, season in SEASONS.items():
+        if frequency.lstrip("0123456789").startswith(prefix):
+            return season
+    return 1
+
+
+def report_gaps(name: str, times) -> int:
+    """Warn about irregular steps (the most common step is taken as the regular one);
+    the values are still read as consecutive steps. Returns how many steps differ."""
+    import pandas as pd
+
+    if times is None or len(times) < 3:
+        return 0
+    steps = pd.Series(np.asarray(times)).diff().iloc[1:]
+    if isinstance(times, pd.DatetimeIndex):
+        # Calendar months and years differ in days: compare whole months for those.
+        if inferred_frequency(times):
+            return 0
+        months = times.year * 12 + times.month
+        if (times.day == times[0].day).all() and len(set(np.diff(months))) == 1:
+            return 0
+    regular = steps.mode().iloc[0]
+    irregular = steps[steps != regular]
+    if irregular.empty:
+        return 0
+    where = ", ".join(str(times[index - 1]) for index in irregular.index[:3])
+    logger.warning("series %s has %d irregular step(s) (the usual step is %s; after %s%s); they are read as "
+                   "consecutive steps", name, len(irregular), regular, where, "..." if len(irregular) > 3 else "")
+    return len(irregular)
+
+
+@dataclasses.dataclass(frozen=True)
+class Blocks:
+    """Where a series' consecutive train / validation / test blocks end (exclusive)."""
+
+    train_end: int
+    validation_end: int
+    steps: int
+
+
+def time_blocks(series: Series, config) -> Blocks:
+    """Train, validation and test blocks of ``series``: the test block is its last
+    ``data.test_fraction`` (at least one horizon), the validation block the
+    ``data.validation_fraction`` before it (at least one horizon), the rest trains and must hold ``context + horizon`` steps for one window."""
+    settings, steps = config.data, len(series.values)
+    test = max(int(round(steps * settings.test_fraction)), config.horizon)
+    validation = max(int(round(steps * settings.validation_fraction)), config.horizon)
+    train = steps - test - validation
+    needed = config.context + config.horizon
+    if train < needed:
+        raise UserError(
+            f"series {series.name} has {steps} steps: after its validation ({validation}) and test ({test}) "
+            f"blocks, {max(train, 0)} are left to train on, fewer than context + horizon = {needed}; lower "
+            "horizon or context (--set horizon=... context=...), or give a longer series")
+    return Blocks(train, train + validation, steps)
+
+
+def origins(start: int, end: int, horizon: int, stride: int = 1) -> range:
+    """Forecast origins whose whole horizon lies in ``[start, end)``."""
+    return range(start, end - horizon + 1, stride)
+
+
+def windows(series: Series, chosen_origins, context: int, horizon: int):
+    """``(histories [n, context, features], targets [n, horizon], seasonal naive
+    forecasts [n, horizon])`` at the given origins: the ``context`` steps before each
+    origin, the target's ``horizon`` steps from it, and the last season before it
+    repeated (NaN where the series has no full season before the origin)."""
+    chosen = np.asarray(list(chosen_origins), np.int64)
+    values, season = series.values, series.season
+    if len(chosen) == 0:
+        return np.zeros((0, context, values.shape[1])), np.zeros((0, horizon)), np.zeros((0, horizon))
+    steps = np.arange(horizon)[None, :]
+    history = values[chosen[:, None] + np.arange(-context, 0)[None, :]]
+    target = values[chosen[:, None] + steps, 0]
+    seasonal = chosen[:, None] - season + steps % season
+    naive = np.where(seasonal >= 0, values[np.maximum(seasonal, 0), 0], np.nan)
+    return history, target, naive

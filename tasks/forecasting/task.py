@@ -1,0 +1,293 @@
+"""The forecasting task wired onto the lstmkit task contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lstmkit.errors import UserError
+from lstmkit.task import DataSplits, PredictOption, Preprocessing, ServingSignature, Task
+from lstmkit.tasks.forecasting import config as forecast_config
+from lstmkit.tasks.forecasting import data as forecast_data
+from lstmkit.tasks.forecasting import metrics as forecast_metrics
+
+# Imported here, not lazily: it registers what a saved model needs.
+from lstmkit.tasks.forecasting import model as forecast_model
+from lstmkit.tasks.forecasting.config import MAX_HISTORY
+from lstmkit.tasks.forecasting.search_space import search_space
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
+
+
+@dataclasses.dataclass(frozen=True)
+class ForecastPreprocessing(Preprocessing):
+    #: Per input feature (the target first, then the covariates): the standard deviation
+    #: of its step-to-step changes in the training windows, which the model divides by.
+    scales: tuple[float, ...]
+
+    def __post_init__(self):  # JSON gives a list back
+        object.__setattr__(self, "scales", tuple(self.scales))
+
+
+class ForecastingTask(Task):
+    """Multi-step probabilistic forecasts of one or many series from their recent history."""
+
+    name = "forecasting"
+    config_class = forecast_config.ForecastConfig
+    preprocessing_class = ForecastPreprocessing
+    objective = "val_loss"
+    objective_direction = "min"
+    headline_metric = "mase"
+    reported_metrics = ("mase", "smape", "mae", "rmse", "quantile_loss", "crps", "coverage",
+                        "seasonal_naive_mase", "mase_ratio_to_seasonal_naive")
+    predict_options = (PredictOption("horizon", "Print the first N steps of the forecast (at most the run's "
+                                                "horizon; default: all of them).", int),)
+    predict_file_is_one_input = True
+    # Real series inside statsmodels: works offline, as a default must.
+    default_data = "builtin"
+
+    def tiny_config(self):
+        return forecast_config.TINY
+
+    # --- data ----------------------------------------------------------------------
+    def load_data(self, source: str, config) -> DataSplits:
+        """Rolling-origin windows of every series: training origins whose horizon lies in
+        the train block, validation and test origins in theirs (test every
+        ``data.origin_stride`` steps). A window's history may reach back into earlier
+        blocks, which are the past at its origin (``windows_dataset`` says what a label holds)."""
+        series = forecast_data.read_source(source, config.data)
+        parts = {"train": [], "validation": [], "test": []}
+        for one in series:
+            blocks = forecast_data.time_blocks(one, config)
+            scale = forecast_metrics.mase_scale(one.values[: blocks.train_end, 0], one.season)
+            chosen = {
+                "train": forecast_data.origins(config.context, blocks.train_end, config.horizon),
+                "validation": forecast_data.origins(blocks.train_end, blocks.validation_end, config.horizon),
+                "test": forecast_data.origins(blocks.validation_end, blocks.steps, config.horizon,
+                                              config.data.origin_stride),
+            }
+            for split, split_origins in chosen.items():
+                history, target, naive = forecast_data.windows(one, split_origins, config.context, config.horizon)
+                parts[split].append((history, target, np.full(len(target), scale), naive))
+        datasets = {split: windows_dataset(pieces) for split, pieces in parts.items()}
+        counts = ", ".join(f"{split} {sum(len(p[1]) for p in pieces)}" for split, pieces in parts.items())
+        names = ", ".join(one.name for one in series[:5]) + (", ..." if len(series) > 5 else "")
+        description = (f"{source}: {len(series)} series ({names}), season {series[0].season}, "
+                       f"windows of {config.context} steps -> {config.horizon}: {counts}")
+        return DataSplits(datasets["train"], datasets["validation"], datasets["test"], description)
+
+    def adapt(self, config, train_dataset) -> Preprocessing:
+        histories = np.concatenate([np.asarray(x) for x, _ in train_dataset.batch(4096).as_numpy_iterator()])
+        changes = np.diff(histories, axis=1).reshape(-1, histories.shape[-1])
+        scales = changes.std(axis=0)
+        # A feature that never changes in training is scaled by 1 (there is nothing to learn from it).
+        scales = np.where(np.isfinite(scales) & (scales > 0), scales, 1.0)
+        return ForecastPreprocessing(tuple(map(float, scales)))
+
+    def placeholder_preprocessing(self, config) -> Preprocessing:
+        return ForecastPreprocessing((1.0,) * (1 + len(config.data.covariates)))
+
+    # --- model ---------------------------------------------------------------------
+    def build_model(self, config, preprocessing: Preprocessing):
+        return forecast_model.build_model(config, preprocessing.scales)
+
+    def loss(self, config):
+        return forecast_model.ScaledPinballLoss(config.quantiles)
+
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
+    # --- evaluation, prediction, export ---------------------------------------------
+    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
+        return [f"q{level:g}" for level in config.quantiles]
+
+    def evaluate(self, model, dataset, config, preprocessing: Preprocessing) -> dict:
+        """Point metrics of the median (MAE, RMSE, sMAPE, MASE), quantile loss, CRPS and
+        interval coverage over every window, and the seasonal naive forecast's MASE on the
+        same windows (where every origin has a season behind it); ``forecast_plot`` holds the last
+        window's history, truth and quantiles (plotted by ``evaluate``)."""
+        histories, labels = (np.concatenate(parts) for parts in zip(
+            *((np.asarray(x), np.asarray(y)) for x, y in dataset.batch(4096).as_numpy_iterator())))
+        if len(labels) == 0:
+            raise UserError("the split has no forecast windows; give a longer series or a larger test_fraction")
+        quantiles = model.predict(histories, batch_size=max(config.train.batch_size, 256), verbose=0)
+        truth, scales, naive = labels[..., 0], labels[:, 0, 1], labels[..., 2]
+        middle = forecast_model.median_index(config)
+        metrics = {"examples": int(len(truth))}
+        metrics.update(forecast_metrics.point_metrics(truth, quantiles[..., middle], scales))
+        metrics.update(forecast_metrics.quantile_metrics(truth, quantiles, config.quantiles))
+        if np.isfinite(naive).all():
+            metrics["seasonal_naive_mase"] = forecast_metrics.point_metrics(truth, naive, scales)["mase"]
+            metrics["mase_ratio_to_seasonal_naive"] = metrics["mase"] / metrics["seasonal_naive_mase"]
+        metrics["forecast_plot"] = {
+            "history": histories[-1, :, 0].tolist(), "truth": truth[-1].tolist(),
+            "quantiles": quantiles[-1].tolist(), "levels": list(config.quantiles)}
+        return metrics
+
+    def serving_signatures(self, config, preprocessing: Preprocessing,
+                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
+        import tensorflow as tf
+
+        features, context = len(preprocessing.scales), config.context
+        middle = forecast_model.median_index(config)
+        levels = tf.constant(list(config.quantiles), tf.float32)
+
+        def build(model):
+            def serve(history):
+                checks = [
+                    tf.debugging.Assert(tf.shape(history)[1] >= context, [
+                        f"history is too short: this model reads the last {context} steps; send at least {context}"]),
+                    tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(history)), [
+                        "history holds a NaN or infinite value; fill or cut the gap first"]),
+                ]
+                with tf.control_dependencies(checks):
+                    quantiles = model(history[:, -context:], training=False)
+                batch = tf.shape(quantiles)[0]
+                return {"forecast": quantiles[..., middle], "quantiles": quantiles,
+                        "quantile_levels": tf.tile(levels[None, :], [batch, 1])}
+
+            return serve
+
+        inputs = [tf.TensorSpec(shape=(None, None, features), dtype=tf.float32, name="history")]
+        # Requests of different history lengths cannot be joined into one batch.
+        return {"serving_default": ServingSignature(inputs, build, batchable=False,
+                                                    max_lengths={"history": (MAX_HISTORY, "time steps")})}
+
+    def prediction_config(self, config, options: dict):
+        horizon = options.get("horizon")
+        if horizon is None:
+            return config
+        if not 1 <= horizon <= config.horizon:
+            raise UserError(f"--horizon {horizon}: this run forecasts {config.horizon} steps; ask for 1 to "
+                            f"{config.horizon}, or train a run with --set horizon={horizon}")
+        return dataclasses.replace(config, horizon=horizon)
+
+    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
+        rejected = {}
+        for item in items:
+            try:
+                self.read_history(config, item)
+            except UserError as error:
+                rejected[item] = str(error)
+        return rejected
+
+    def read_history(self, config, item: str) -> forecast_data.Series:
+        """One history from a predict input: a CSV/TSV/Parquet file (or CSV text, from
+        stdin) of one series with the run's columns, or comma-separated values."""
+        features = 1 + len(config.data.covariates)
+        if "\n" in item.strip() or item.lower().endswith(TABLE_SUFFIXES) or Path(item).is_file():
+            if "\n" in item.strip():
+                import io
+
+                import pandas as pd
+
+                try:
+                    frame = pd.read_csv(io.StringIO(item), skipinitialspace=True)
+                except Exception as error:
+                    raise UserError(f"standard input is not a readable CSV ({error})") from None
+                name = "standard input"
+            else:
+                frame, name = forecast_data.read_table(Path(item), "input"), Path(item).name
+            found = forecast_data.series_from_frame(frame, dataclasses.replace(config.data, season=1), name)
+            if len(found) != 1:
+                raise UserError(f"{name} holds {len(found)} series ({', '.join(s.name for s in found[:5])}); "
+                                "give one series per file")
+            series = found[0]
+        else:
+            parts = [part for part in item.replace(",", " ").split() if part]
+            try:
+                values = np.array([float(part) for part in parts], np.float64)
+            except ValueError:
+                bad = next(part for part in parts if not _is_number(part))
+                raise UserError(f"{bad!r} is not a number; give the history as comma-separated numbers or a "
+                                "CSV file") from None
+            if features != 1:
+                raise UserError(f"this run's model reads {features} features per step (the target and covariates "
+                                f"{', '.join(config.data.covariates)}); give a CSV file with those columns")
+            if not np.isfinite(values).all():
+                raise UserError("the history holds a NaN or infinite value; fill or cut the gap first")
+            series = forecast_data.Series("history", values[:, None])
+        steps = len(series.values)
+        if series.values.shape[1] != features:
+            raise UserError(f"the history has {series.values.shape[1]} feature(s) per step; this run's model "
+                            f"reads {features}")
+        if steps > MAX_HISTORY:
+            raise UserError(f"the history has {steps:,} steps; at most {MAX_HISTORY:,} are accepted (only the "
+                            f"last {config.context} are read)")
+        if steps < config.context:
+            raise UserError(f"the history has {steps} steps; this run's model reads the last {config.context}: "
+                            f"give at least {config.context}")
+        return series
+
+    def parse_predict_inputs(self, config, items: list[str]):
+        return np.stack([self.read_history(config, item).values[-config.context:]
+                         for item in items]).astype(np.float32)
+
+    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
+        """One record per history: the median forecast and every quantile for the first
+        ``config.horizon`` steps; ``text`` is CSV (a header before the first input's rows)."""
+        middle = forecast_model.median_index(config)
+        names = [f"q{level:g}" for level in config.quantiles]
+        records = []
+        for index, (item, quantiles) in enumerate(zip(items, outputs)):
+            quantiles = np.asarray(quantiles)[: config.horizon]
+            times = self.forecast_times(config, preprocessing, item)
+            shown = "stdin" if "\n" in item.strip() else item if len(item) <= 40 else item[:37] + "..."
+            rows = ["input,step,time,forecast," + ",".join(names)] if index == 0 else []
+            for step, row in enumerate(quantiles):
+                time = times[step] if times else ""
+                rows.append(",".join([json.dumps(shown) if "," in shown else shown, str(step + 1), time,
+                                      f"{row[middle]:.6g}", *(f"{value:.6g}" for value in row)]))
+            records.append({
+                "input": shown, "horizon": int(len(quantiles)),
+                "time": times or None,
+                "forecast": [float(row[middle]) for row in quantiles],
+                "quantiles": {name: [float(value) for value in quantiles[:, column]]
+                              for column, name in enumerate(names)},
+                "text": "\n".join(rows),
+            })
+        return records
+
+    def forecast_times(self, config, preprocessing, item: str) -> list[str]:
+        """Timestamps of the forecast steps, continuing the history's regular time
+        column; empty when it has none (or irregular steps)."""
+        import pandas as pd
+
+        try:
+            series = self.read_history(config, item)
+        except UserError:
+            return []
+        frequency = forecast_data.inferred_frequency(series.times)
+        if not frequency:
+            return []
+        future = pd.date_range(series.times[-1], periods=config.horizon + 1, freq=frequency)[1:]
+        return [stamp.isoformat() for stamp in future]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def windows_dataset(pieces):
+    """``(history, label)`` pairs; a label is ``[horizon, 3]``: the target, its series'
+    MASE scale (the loss divides by it; evaluation computes MASE with it) and the seasonal
+    naive forecast from the same origin (evaluation's baseline; NaN where the series has
+    no full season before the origin)."""
+    import tensorflow as tf
+
+    history = np.concatenate([piece[0] for piece in pieces]).astype(np.float32)
+    target = np.concatenate([piece[1] for piece in pieces]).astype(np.float32)
+    scale = np.concatenate([piece[2] for piece in pieces]).astype(np.float32)
+    naive = np.concatenate([piece[3] for piece in pieces]).astype(np.float32)
+    labels = np.stack([target, np.broadcast_to(scale[:, None], target.shape), naive], axis=-1)
+    return tf.data.Dataset.from_tensor_slices((history, labels))
+
+
+TASK = ForecastingTask()

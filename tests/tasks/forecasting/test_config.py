@@ -1,0 +1,22 @@
+import pytest
+
+from lstmkit import config as config_lib
+from lstmkit.errors import UserError
+from lstmkit.tasks.forecasting.config import ForecastConfig
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["quantiles=0.1,0.9"], "include 0.5"),
+    (["quantiles=0.9,0.5,0.1"], "increasing"),
+    (["quantiles=0,0.5"], "quantiles\\[0\\]"),
+    (["horizon=0"], "horizon"),
+    (["context=inf"], "context"),
+    (["data.validation_fraction=0.5", "data.test_fraction=0.45"], "leave at least 10%"),
+])
+def test_bad_settings_are_refused_when_the_config_is_resolved(overrides, message):
+    with pytest.raises(UserError, match=message):
+        config_lib.apply_overrides(ForecastConfig(), overrides)
+
+
+def test_the_default_quantiles_hold_the_median():
+    assert 0.5 in ForecastConfig().quantiles

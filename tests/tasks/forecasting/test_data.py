@@ -1,0 +1,114 @@
+"""Reading series: layouts, formats, the errors of bad files, time-ordered blocks and windows."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmkit.errors import UserError
+from lstmkit.tasks.forecasting import data
+from lstmkit.tasks.forecasting.config import DataConfig, ForecastConfig
+
+
+def read(path, **settings):
+    return data.read_source(str(path), DataConfig(**settings))
+
+
+def test_a_wide_csv_is_one_series_per_value_column_sorted_by_time_with_its_season(tmp_path):
+    path = tmp_path / "sales.csv"
+    months = pd.date_range("2020-01-01", periods=30, freq="MS")
+    frame = pd.DataFrame({"month": months.strftime("%Y-%m-%d"), "north": np.arange(30.0), "south": -np.arange(30.0)})
+    frame.iloc[::-1].to_csv(path, index=False)  # newest first: read back in time order
+    north, south = read(path)
+    assert (north.name, south.name) == ("north", "south")
+    np.testing.assert_array_equal(north.values[:, 0], np.arange(30.0))
+    np.testing.assert_array_equal(south.values[:, 0], -np.arange(30.0))
+    assert north.season == 12 and north.times[0] == months[0]
+
+
+def test_a_long_tsv_groups_rows_into_series_and_covariates_ride_along(tmp_path):
+    path = tmp_path / "stores.tsv"
+    rows = ["store\tday\tsales\tprice"]
+    for store in ("a", "b"):
+        rows += [f"{store}\t2024-01-{day:02d}\t{day * (2 if store == 'b' else 1)}\t{day / 10}" for day in range(1, 15)]
+    path.write_text("\n".join(rows) + "\n")
+    first, second = read(path, series_column="store", value_columns=("sales",), covariates=("price",))
+    assert (first.name, second.name) == ("a", "b")
+    assert first.values.shape == (14, 2) and first.season == 7
+    np.testing.assert_allclose(second.values[:, 0], 2 * np.arange(1, 15))
+    np.testing.assert_allclose(second.values[:, 1], np.arange(1, 15) / 10)
+
+
+def test_parquet_reads_like_csv(tmp_path):
+    frame = pd.DataFrame({"ds": pd.date_range("2001-01-01", periods=12, freq="QS"), "y": np.arange(12.0)})
+    frame.to_parquet(tmp_path / "y.parquet")
+    (series,) = read(tmp_path / "y.parquet")
+    assert series.season == 4 and series.values[-1, 0] == 11.0
+
+
+@pytest.mark.parametrize("body, message", [
+    ("time,y\n1,2\n2,abc\n3,4\n", "row 3 of column 'y' holds 'abc', not a finite number"),
+    ("time,y\n1,2\n2,\n3,4\n", "row 3 of column 'y' is empty"),
+    ("time,y\n1,2\n2,inf\n3,4\n", "row 3 of column 'y'"),
+    ("time,y\n1,2\n1,3\n3,4\n", "time 1.0 appears twice"),
+    ("date,y\n2020-01-01,2\nyesterday,3\n", "row 3 of the time column 'date' holds 'yesterday'"),
+    ("time,name\n1,a\n2,b\n", "no numeric value column"),
+    ("time,y\n", "has no rows"),
+])
+def test_bad_files_are_one_line_naming_the_row_and_the_fix(tmp_path, body, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(body)
+    with pytest.raises(UserError, match=message) as error:
+        read(path)
+    assert "\n" not in str(error.value)
+
+
+def test_named_columns_must_exist_and_other_sources_are_refused(tmp_path):
+    path = tmp_path / "y.csv"
+    path.write_text("time,y\n1,2\n2,3\n")
+    with pytest.raises(UserError, match="no column 'sales'"):
+        read(path, value_columns=("sales",))
+    with pytest.raises(UserError, match="no time-series forecasting dataset"):
+        read("tfds:m4")
+    with pytest.raises(UserError, match="unknown builtin series 'm4'; choose one of: elnino"):
+        read("builtin:m4")
+    with pytest.raises(UserError, match="builtin series have no columns"):
+        read("builtin", covariates=("x",))
+
+
+def test_irregular_steps_are_reported_not_filled(tmp_path, caplog):
+    path = tmp_path / "gaps.csv"
+    days = list(pd.date_range("2024-01-01", periods=20, freq="D").delete([5, 6, 12]))
+    pd.DataFrame({"date": days, "y": np.arange(len(days))}).to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="lstmkit"):
+        (series,) = read(path)
+    assert len(series.values) == 17
+    assert "2 irregular step(s)" in caplog.text and "2024-01-05" in caplog.text
+
+
+def test_every_builtin_series_loads_offline_with_its_season():
+    for name, builtin in data.BUILTIN.items():
+        (series,) = data.builtin_series(name, DataConfig())
+        assert series.season == builtin.season and np.isfinite(series.values).all() and len(series.values) >= 100
+
+
+def test_blocks_are_consecutive_and_windows_never_cross_an_origin():
+    values = np.arange(200.0)[:, None]
+    series = data.Series("s", values, season=12)
+    config = ForecastConfig(horizon=12, context=24)
+    blocks = data.time_blocks(series, config)
+    assert (blocks.train_end, blocks.validation_end, blocks.steps) == (140, 160, 200)
+    history, target, naive = data.windows(series, data.origins(blocks.validation_end, 200, 12), 24, 12)
+    assert len(target) == 200 - 12 - 160 + 1
+    first = blocks.validation_end
+    np.testing.assert_array_equal(history[0, :, 0], np.arange(first - 24, first))
+    np.testing.assert_array_equal(target[0], np.arange(first, first + 12))
+    np.testing.assert_array_equal(naive[0], np.arange(first - 12, first))  # the last season, repeated
+    assert target[-1, -1] == 199
+
+
+def test_a_series_too_short_for_context_and_horizon_says_what_to_lower():
+    series = data.Series("short", np.arange(60.0)[:, None])
+    with pytest.raises(UserError, match="fewer than context \\+ horizon = 60; lower horizon or context"):
+        data.time_blocks(series, ForecastConfig(horizon=12, context=48))

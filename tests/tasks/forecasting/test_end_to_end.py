@@ -1,0 +1,116 @@
+"""A tiny forecaster of El Nino: evaluation with its baseline and plot, predict from
+files, values and stdin, the horizon option, export, and bad input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmkit.tasks.forecasting import data
+from lstmkit.tasks.forecasting.config import DataConfig
+
+
+def loaded(run_dir):
+    from lstmkit.evaluation import load_run
+    from lstmkit.tasks.forecasting.task import TASK
+
+    return (TASK, *load_run(TASK, run_dir))
+
+
+def elnino_tail(steps=40):
+    (series,) = data.builtin_series("elnino", DataConfig())
+    return series.values[-steps:, 0], series.times[-steps:]
+
+
+@pytest.mark.slow
+def test_training_learns_and_the_test_metrics_compare_with_the_seasonal_naive(forecasting_run):
+    rows = (forecasting_run / "history.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    losses = [float(dict(zip(header, row.split(",")))["loss"]) for row in rows[1:]]
+    assert losses[-1] < losses[0]
+    test = json.loads((forecasting_run / "metrics.json").read_text())["test"]
+    # 732 months: the last 146 are the test block; 6-step horizons from each of its origins.
+    assert test["examples"] == 146 - 6 + 1
+    assert test["mase_ratio_to_seasonal_naive"] == pytest.approx(test["mase"] / test["seasonal_naive_mase"])
+    assert 0 <= test["coverage"] <= 1 and test["crps"] > 0 and test["smape"] > 0
+
+
+@pytest.mark.slow
+def test_the_median_is_the_point_forecast_and_quantiles_never_cross(forecasting_run):
+    task, config, model = loaded(forecasting_run)
+    values, _ = elnino_tail(config.context)
+    quantiles = model.predict(values[None, :, None].astype(np.float32), verbose=0)[0]
+    assert quantiles.shape == (config.horizon, len(config.quantiles))
+    assert (np.diff(quantiles, axis=-1) >= 0).all()
+    # Raw values in, raw values out: forecasts of sea temperatures (about 20-28 degrees).
+    assert 15 < quantiles[:, 1].mean() < 35
+
+
+@pytest.mark.slow
+def test_evaluate_writes_the_forecast_plot(forecasting_run, run_cli):
+    code, out, err = run_cli("evaluate", "forecasting", "--run", forecasting_run, "--runs-dir",
+                             forecasting_run.parents[1])
+    assert code == 0, err
+    assert "mase" in out and "seasonal_naive_mase" in out
+    plot = forecasting_run / "forecast-test.png"
+    assert plot.is_file() and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_predict_reads_a_history_file_continues_its_times_and_honours_horizon(forecasting_run, run_cli, tmp_path):
+    values, times = elnino_tail()
+    path = tmp_path / "history.csv"
+    pd.DataFrame({"month": times.strftime("%Y-%m-%d"), "temperature": values}).to_csv(path, index=False)
+    where = ["--run", forecasting_run, "--runs-dir", forecasting_run.parents[1]]
+    code, out, err = run_cli("predict", "forecasting", "--file", path, "--horizon", 3, *where)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0] == "input,step,time,forecast,q0.1,q0.5,q0.9" and len(lines) == 1 + 3
+    assert lines[1].split(",")[2] == "2011-01-01T00:00:00"  # the month after the history's last
+    code, out, err = run_cli("predict", "forecasting", ",".join(map(str, values)), "--format", "json", *where)
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and record["horizon"] == 6 and record["forecast"] == record["quantiles"]["q0.5"]
+    # The same history from a file and from values gives the same forecast.
+    code, out, err = run_cli("predict", "forecasting", "--file", path, "--format", "json", *where)
+    assert json.loads(out)["forecast"] == pytest.approx(record["forecast"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arguments, message", [
+    (["1,2,abc"], "'abc' is not a number"),
+    ([",".join(["1"] * 10)], "the history has 10 steps; this run's model reads the last 24"),
+    ([",".join(["1"] * 30 + ["nan"])], "NaN or infinite"),
+    ([",".join(["1"] * 30), "--horizon", "7"], "--horizon 7: this run forecasts 6 steps"),
+])
+def test_bad_predict_input_is_one_line_and_exit_code_2(forecasting_run, run_cli, arguments, message):
+    code, out, err = run_cli("predict", "forecasting", *arguments, "--run", forecasting_run, "--runs-dir",
+                             forecasting_run.parents[1])
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_bad_history_file_is_refused_with_its_row(forecasting_run, run_cli, tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("t,y\n" + "".join(f"{i},{20 + i % 3}\n" for i in range(30)) + "30,oops\n")
+    code, out, err = run_cli("predict", "forecasting", "--file", path, "--run", forecasting_run, "--runs-dir",
+                             forecasting_run.parents[1])
+    assert code == 2 and "row 32 of column 'y' holds 'oops'" in err
+
+
+@pytest.mark.slow
+def test_the_export_returns_the_models_quantiles_from_a_longer_history(forecasting_run, tmp_path):
+    import tensorflow as tf
+
+    from lstmkit.export import export_run
+
+    task, config, model = loaded(forecasting_run)
+    serve = tf.saved_model.load(str(export_run(task, forecasting_run, tmp_path))).signatures["serving_default"]
+    values, _ = elnino_tail(40)
+    history = np.stack([values, values + 1])[..., None].astype(np.float32)
+    outputs = serve(history=tf.constant(history))
+    expected = model.predict(history[:, -config.context:], verbose=0)
+    np.testing.assert_allclose(outputs["quantiles"].numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(outputs["forecast"].numpy(), expected[..., 1], atol=1e-4)
+    np.testing.assert_allclose(outputs["quantile_levels"].numpy(), [config.quantiles] * 2)
