@@ -61,6 +61,11 @@ class ForecastConfig:
     # A linear map from the scaled history straight to the horizon, added to the LSTM's
     # output (LSTNet's autoregressive component): the LSTM learns what a linear model misses.
     autoregressive: bool = True
+    # Networks trained side by side in one model, each from its own initialisation and on
+    # its own loss (a deep ensemble); the forecast averages their quantiles. On series of a
+    # few hundred steps one network's forecast varies with its seed, and the average of a
+    # few is steadier.
+    members: int = in_range(1, 1, 32)
     dropout_multiplier: float = in_range(1.0, 0.0, 100.0, low_open=True)
     lstm: LSTMStackConfig = FORECAST_LSTM
     data: DataConfig = DataConfig()

@@ -6,10 +6,14 @@ typical step-to-step change on the training part, from ``adapt``). The head maps
 LSTM's final output, plus a linear map of the scaled history (LSTNet's autoregressive
 part), to ``horizon x quantiles`` changes, which are scaled back and added to the last
 observed value. So the exported model takes raw values and returns raw forecasts.
+
+With ``members`` > 1 the model holds that many such networks side by side; its output
+keeps a member axis, ``[batch, members, horizon, quantiles]``, so that each member trains
+on its own loss, and ``forecast_quantiles`` averages them into the forecast.
 """
 
 import keras
-
+import numpy as np
 from keras import ops
 
 from lstmkit.tasks.forecasting.config import ForecastConfig
@@ -35,8 +39,8 @@ class WindowScaling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class QuantileForecast(keras.layers.Layer):
-    """Scaled changes ``[batch, horizon * quantiles]`` → raw quantiles ``[batch, horizon,
-    quantiles]``: reshaped, sorted along the quantiles (so they never cross), times the
+    """Scaled changes ``[batch, members, horizon * quantiles]`` → raw quantiles ``[batch,
+    members, horizon, quantiles]``: reshaped, sorted along the quantiles (so they never cross), times the
     target's scale, plus the history's last target value."""
 
     def __init__(self, horizon: int, quantiles: int, scale: float, **kwargs):
@@ -44,8 +48,10 @@ class QuantileForecast(keras.layers.Layer):
         self.horizon, self.quantiles, self.scale = int(horizon), int(quantiles), float(scale)
 
     def call(self, changes, history):
-        changes = ops.reshape(ops.cast(changes, "float32"), (-1, self.horizon, self.quantiles))
-        level = ops.cast(history[:, -1:, :1], "float32")  # [batch, 1, 1]: the last target value
+        # [batch, members, horizon * quantiles] -> [batch, members, horizon, quantiles]
+        members = ops.shape(changes)[1]
+        changes = ops.reshape(ops.cast(changes, "float32"), (-1, members, self.horizon, self.quantiles))
+        level = ops.cast(history[:, -1:, :1], "float32")[:, :, :, None]  # the last target value
         return level + self.scale * ops.sort(changes, axis=-1)
 
     def get_config(self):
@@ -64,10 +70,11 @@ class ScaledPinballLoss(keras.losses.Loss):
         self.quantiles = [float(level) for level in quantiles]
 
     def call(self, y_true, y_pred):
-        target, scale = y_true[..., :1], y_true[..., 1:2]
+        # Labels [batch, horizon, 3] against every member's [batch, members, horizon, quantiles].
+        target, scale = y_true[:, None, :, :1], y_true[:, None, :, 1:2]
         levels = ops.convert_to_tensor(self.quantiles, y_pred.dtype)
         error = (ops.cast(target, y_pred.dtype) - y_pred) / ops.cast(scale, y_pred.dtype)
-        return ops.mean(ops.maximum(levels * error, (levels - 1.0) * error), axis=(-2, -1))
+        return ops.mean(ops.maximum(levels * error, (levels - 1.0) * error), axis=(-3, -2, -1))
 
     def get_config(self):
         return {**super().get_config(), "quantiles": self.quantiles}
@@ -78,17 +85,29 @@ def build_model(config: ForecastConfig, scales) -> keras.Model:
     features = len(scales)
     history = keras.Input(shape=(config.context, features), dtype="float32", name="history")
     scaled = WindowScaling(scales, name="window_scaling", dtype="float32")(history)
-    multiplier = config.dropout_multiplier
-    x = config.lstm.apply(scaled, return_sequences=False, dropout_multiplier=multiplier)
     outputs = config.horizon * len(config.quantiles)
-    changes = keras.layers.Dense(outputs, name="horizon_head")(x)
-    if config.autoregressive:
-        flat = keras.layers.Flatten(name="flat_history")(scaled)
-        linear = keras.layers.Dense(outputs, name="autoregressive", kernel_initializer="zeros")(flat)
-        changes = keras.layers.Add(name="changes")([changes, linear])
+    flat = keras.layers.Flatten(name="flat_history")(scaled) if config.autoregressive else None
+    members = []
+    for member in range(config.members):
+        # One member keeps the plain names (lstm_0, horizon_head...).
+        prefix = f"member_{member}_" if config.members > 1 else ""
+        x = config.lstm.apply(scaled, return_sequences=False, dropout_multiplier=config.dropout_multiplier,
+                              name=f"{prefix}lstm")
+        changes = keras.layers.Dense(outputs, name=f"{prefix}horizon_head")(x)
+        if config.autoregressive:
+            linear = keras.layers.Dense(outputs, name=f"{prefix}autoregressive", kernel_initializer="zeros")(flat)
+            changes = keras.layers.Add(name=f"{prefix}changes")([changes, linear])
+        members.append(keras.layers.Reshape((1, outputs), name=f"{prefix}member_axis")(changes))
+    changes = members[0] if len(members) == 1 else keras.layers.Concatenate(axis=1, name="members")(members)
     quantiles = QuantileForecast(config.horizon, len(config.quantiles), scales[0], name="quantiles",
                                  dtype="float32")(changes, history)
     return keras.Model(history, quantiles, name="forecasting")
+
+
+def forecast_quantiles(outputs):
+    """The forecast ``[batch, horizon, quantiles]`` from the model's output: the members'
+    quantiles averaged (an average of sorted quantiles stays sorted). NumPy or tensors."""
+    return ops.mean(outputs, axis=1) if not isinstance(outputs, np.ndarray) else outputs.mean(axis=1)
 
 
 def median_index(config: ForecastConfig) -> int:

@@ -20,6 +20,8 @@ from lstmkit.tasks.forecasting.config import MAX_HISTORY
 from lstmkit.tasks.forecasting.search_space import search_space
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
+# Float32 values of all windows together, at most (2 GiB).
+MAX_WINDOW_VALUES = 1 << 29
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,13 @@ class ForecastingTask(Task):
         ``data.origin_stride`` steps). A window's history may reach back into earlier
         blocks, which are the past at its origin (``windows_dataset`` says what a label holds)."""
         series = forecast_data.read_source(source, config.data)
+        # Windows overlap: each holds its own copy of ``context`` steps. Refuse before
+        # making them what would not fit in memory.
+        values = sum(len(one.values) * one.values.shape[1] for one in series) * (config.context + config.horizon)
+        if values > MAX_WINDOW_VALUES:
+            raise UserError(f"{source} would make {values:,} window values (steps x features x (context + horizon)), "
+                            f"more than the {MAX_WINDOW_VALUES:,} held in memory at once; lower context or "
+                            "horizon, or train on fewer or shorter series")
         parts = {"train": [], "validation": [], "test": []}
         for one in series:
             blocks = forecast_data.time_blocks(one, config)
@@ -113,7 +122,8 @@ class ForecastingTask(Task):
             *((np.asarray(x), np.asarray(y)) for x, y in dataset.batch(4096).as_numpy_iterator())))
         if len(labels) == 0:
             raise UserError("the split has no forecast windows; give a longer series or a larger test_fraction")
-        quantiles = model.predict(histories, batch_size=max(config.train.batch_size, 256), verbose=0)
+        quantiles = forecast_model.forecast_quantiles(
+            model.predict(histories, batch_size=max(config.train.batch_size, 256), verbose=0))
         truth, scales, naive = labels[..., 0], labels[:, 0, 1], labels[..., 2]
         middle = forecast_model.median_index(config)
         metrics = {"examples": int(len(truth))}
@@ -144,7 +154,7 @@ class ForecastingTask(Task):
                         "history holds a NaN or infinite value; fill or cut the gap first"]),
                 ]
                 with tf.control_dependencies(checks):
-                    quantiles = model(history[:, -context:], training=False)
+                    quantiles = forecast_model.forecast_quantiles(model(history[:, -context:], training=False))
                 batch = tf.shape(quantiles)[0]
                 return {"forecast": quantiles[..., middle], "quantiles": quantiles,
                         "quantile_levels": tf.tile(levels[None, :], [batch, 1])}
@@ -232,8 +242,8 @@ class ForecastingTask(Task):
         middle = forecast_model.median_index(config)
         names = [f"q{level:g}" for level in config.quantiles]
         records = []
-        for index, (item, quantiles) in enumerate(zip(items, outputs)):
-            quantiles = np.asarray(quantiles)[: config.horizon]
+        for index, (item, quantiles) in enumerate(zip(items, forecast_model.forecast_quantiles(np.asarray(outputs)))):
+            quantiles = quantiles[: config.horizon]
             times = self.forecast_times(config, preprocessing, item)
             shown = "stdin" if "\n" in item.strip() else item if len(item) <= 40 else item[:37] + "..."
             rows = ["input,step,time,forecast," + ",".join(names)] if index == 0 else []

@@ -112,3 +112,11 @@ def test_a_series_too_short_for_context_and_horizon_says_what_to_lower():
     series = data.Series("short", np.arange(60.0)[:, None])
     with pytest.raises(UserError, match="fewer than context \\+ horizon = 60; lower horizon or context"):
         data.time_blocks(series, ForecastConfig(horizon=12, context=48))
+
+
+def test_a_source_whose_windows_would_not_fit_in_memory_is_refused_before_they_are_made(monkeypatch):
+    from lstmkit.tasks.forecasting import task as forecast_task
+
+    monkeypatch.setattr(forecast_task, "MAX_WINDOW_VALUES", 732 * 60 - 1)  # El Nino: 732 steps x (48 + 12)
+    with pytest.raises(UserError, match="would make 43,920 window values"):
+        forecast_task.TASK.load_data("builtin:elnino", ForecastConfig())
