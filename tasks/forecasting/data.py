@@ -73,7 +73,7 @@ def _nile():
 def _years(column):
     import pandas as pd
 
-    return pd.PeriodIndex([int(year) for year in column], freq="Y").to_timestamp()
+    return pd.to_datetime([f"{int(year)}-01-01" for year in column])
 
 
 def _elnino():
