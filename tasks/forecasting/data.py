@@ -120,13 +120,34 @@ def builtin_series(name: str, settings) -> list[Series]:
         raise UserError(f"unknown builtin series {name!r}; choose one of: {', '.join(BUILTIN)}")
     series = BUILTIN[name]
     values, times = series.load()
-    return [Series(name, np.asarray(values, np.float64)[:, None], times, settings.season or series.season)]
+    season = settings.season or series.season
+    values = np.asarray(values, np.float64)[:, None]
+    if settings.calendar:
+        values = np.concatenate([values, calendar_features(times, season, name)], axis=1)
+    return [Series(name, values, times, season)]
+
+
+def calendar_features(times, season: int, name: str) -> np.ndarray:
+    """``[steps, 2]``: the sine and cosine of each timestamp's place in its season."""
+    import pandas as pd
+
+    if not isinstance(times, pd.DatetimeIndex):
+        raise UserError(f"{name}: data.calendar needs a time column of dates; name it with data.time_column, "
+                        "or set data.calendar=false")
+    places = {12: lambda: times.month - 1, 4: lambda: times.quarter - 1, 7: lambda: times.day_of_week,
+              5: lambda: times.day_of_week, 24: lambda: times.hour,
+              52: lambda: times.isocalendar().week.to_numpy() - 1}
+    if season not in places:
+        raise UserError(f"{name}: data.calendar knows seasons of 4, 5, 7, 12, 24 and 52 steps, not {season}; "
+                        "set data.season, or data.calendar=false")
+    angle = 2 * np.pi * (np.asarray(places[season](), np.float64) % season) / season
+    return np.stack([np.sin(angle), np.cos(angle)], axis=1)
 
 
 def read_source(source: str, settings) -> list[Series]:
     """The series of ``source`` (a file path or ``builtin[:NAME]``)."""
     if source == "builtin" or source.startswith("builtin:"):
-        if settings.covariates or settings.value_columns or settings.series_column:
+        if settings.covariates or settings.value_columns or settings.series_column:  # calendar is fine
             raise UserError("builtin series have no columns to choose; drop data.value_columns, "
                             "data.series_column and data.covariates")
         return builtin_series(source.partition(":")[2] or DEFAULT_BUILTIN, settings)
@@ -249,10 +270,14 @@ def series_from_frame(frame, settings, name: str) -> list[Series]:
                                 + (f" in series {key!r}" if key is not None else "")
                                 + "; each step needs one row (aggregate the repeats first)")
         extra = [numeric_column(part, column, name) for column in settings.covariates]
+        season = settings.season or infer_season(times)
+        if settings.calendar:
+            calendar = calendar_features(times, season, name)
+            extra += [calendar[:, 0], calendar[:, 1]]
         for target in targets:
             values = np.stack([numeric_column(part, target, name), *extra], axis=1)
             label = key if key is not None else target
-            series.append(Series(label, values, times, settings.season or infer_season(times)))
+            series.append(Series(label, values, times, season))
             report_gaps(label, times)
     return series
 

@@ -1,8 +1,9 @@
 """The forecaster: a window of raw history in, the horizon's quantiles out.
 
 Inside the model, each window is put on a common footing before the LSTM reads it: every
-feature has its last value subtracted (the level) and is divided by its scale (the
-typical step-to-step change on the training part, from ``adapt``). The head maps the
+value feature (the target, the covariates) has its last value subtracted (the level) and
+is divided by its scale (the typical step-to-step change on the training part, from
+``adapt``); calendar features pass as they are. The head maps the
 LSTM's final output, plus a linear map of the scaled history (LSTNet's autoregressive
 part), to ``horizon x quantiles`` changes, which are scaled back and added to the last
 observed value. So the exported model takes raw values and returns raw forecasts.
@@ -23,18 +24,24 @@ PACKAGE = "lstmkit.forecasting"
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class WindowScaling(keras.layers.Layer):
-    """``(history - its last step) / scales``, per feature."""
+    """``(history - its last step) / scales`` for the first ``levelled`` features (values
+    whose level says nothing across windows); the rest (calendar features, whose place
+    in the season is the point) pass through."""
 
-    def __init__(self, scales, **kwargs):
+    def __init__(self, scales, levelled: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.scales = [float(scale) for scale in scales]
+        self.levelled = len(self.scales) if levelled is None else int(levelled)
 
     def call(self, history):
         history = ops.cast(history, "float32")
-        return (history - history[:, -1:, :]) / ops.convert_to_tensor(self.scales, "float32")
+        kept = np.array([1.0] * self.levelled + [0.0] * (len(self.scales) - self.levelled), np.float32)
+        level = history[:, -1:, :] * ops.convert_to_tensor(kept)
+        scales = np.where(kept > 0, self.scales, 1.0).astype(np.float32)
+        return (history - level) / ops.convert_to_tensor(scales)
 
     def get_config(self):
-        return {**super().get_config(), "scales": self.scales}
+        return {**super().get_config(), "scales": self.scales, "levelled": self.levelled}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -84,7 +91,8 @@ def build_model(config: ForecastConfig, scales) -> keras.Model:
     """``scales``: one per feature (target first), learned on the training part."""
     features = len(scales)
     history = keras.Input(shape=(config.context, features), dtype="float32", name="history")
-    scaled = WindowScaling(scales, name="window_scaling", dtype="float32")(history)
+    levelled = features - 2 * config.data.calendar
+    scaled = WindowScaling(scales, levelled, name="window_scaling", dtype="float32")(history)
     outputs = config.horizon * len(config.quantiles)
     flat = keras.layers.Flatten(name="flat_history")(scaled) if config.autoregressive else None
     members = []

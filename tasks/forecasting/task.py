@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ MAX_WINDOW_VALUES = 1 << 29
 
 @dataclasses.dataclass(frozen=True)
 class ForecastPreprocessing(Preprocessing):
-    #: Per input feature (the target first, then the covariates): the standard deviation
+    #: Per input feature (the target, the covariates, the calendar): the standard deviation
     #: of its step-to-step changes in the training windows, which the model divides by.
     scales: tuple[float, ...]
 
@@ -97,7 +98,7 @@ class ForecastingTask(Task):
         return ForecastPreprocessing(tuple(map(float, scales)))
 
     def placeholder_preprocessing(self, config) -> Preprocessing:
-        return ForecastPreprocessing((1.0,) * (1 + len(config.data.covariates)))
+        return ForecastPreprocessing((1.0,) * config.data.features())
 
     # --- model ---------------------------------------------------------------------
     def build_model(self, config, preprocessing: Preprocessing):
@@ -187,8 +188,9 @@ class ForecastingTask(Task):
     def read_history(self, config, item: str) -> forecast_data.Series:
         """One history from a predict input: a CSV/TSV/Parquet file (or CSV text, from
         stdin) of one series with the run's columns, or comma-separated values."""
-        features = 1 + len(config.data.covariates)
-        if "\n" in item.strip() or item.lower().endswith(TABLE_SUFFIXES) or Path(item).is_file():
+        features = config.data.features()
+        # A path that exists (a FIFO, a folder...) goes to the checked reader, which says what it is.
+        if "\n" in item.strip() or item.lower().endswith(TABLE_SUFFIXES) or os.path.lexists(item):
             if "\n" in item.strip():
                 import io
 
@@ -201,7 +203,7 @@ class ForecastingTask(Task):
                 name = "standard input"
             else:
                 frame, name = forecast_data.read_table(Path(item), "input"), Path(item).name
-            found = forecast_data.series_from_frame(frame, dataclasses.replace(config.data, season=1), name)
+            found = forecast_data.series_from_frame(frame, config.data, name)
             if len(found) != 1:
                 raise UserError(f"{name} holds {len(found)} series ({', '.join(s.name for s in found[:5])}); "
                                 "give one series per file")
@@ -215,8 +217,8 @@ class ForecastingTask(Task):
                 raise UserError(f"{bad!r} is not a number; give the history as comma-separated numbers or a "
                                 "CSV file") from None
             if features != 1:
-                raise UserError(f"this run's model reads {features} features per step (the target and covariates "
-                                f"{', '.join(config.data.covariates)}); give a CSV file with those columns")
+                raise UserError(f"this run's model reads {features} features per step (the target, its covariates "
+                                "and calendar features); give a CSV file with a time column and the run's columns")
             if not np.isfinite(values).all():
                 raise UserError("the history holds a NaN or infinite value; fill or cut the gap first")
             series = forecast_data.Series("history", values[:, None])

@@ -306,7 +306,7 @@ def test_health_readiness_metrics_and_the_printed_urls_work(server):
     assert samples[("lstmkit_requests_total", predictions)] >= 1, text
     assert samples[("lstmkit_request_duration_seconds_bucket", (("le", "+Inf"),) + predictions[1:])] >= 1
     assert "no_such_model" not in text  # unknown names are counted as model=""
-    assert samples[("lstmkit_models_served", ())] == 4
+    assert samples[("lstmkit_models_served", ())] == 5
     assert samples[("process_resident_memory_bytes", ())] > 0
 
 

@@ -120,3 +120,20 @@ def test_a_source_whose_windows_would_not_fit_in_memory_is_refused_before_they_a
     monkeypatch.setattr(forecast_task, "MAX_WINDOW_VALUES", 732 * 60 - 1)  # El Nino: 732 steps x (48 + 12)
     with pytest.raises(UserError, match="would make 43,920 window values"):
         forecast_task.TASK.load_data("builtin:elnino", ForecastConfig())
+
+
+def test_calendar_features_give_each_step_its_place_in_the_season(tmp_path):
+    path = tmp_path / "monthly.csv"
+    months = pd.date_range("2020-03-01", periods=14, freq="MS")
+    pd.DataFrame({"month": months, "y": np.arange(14.0)}).to_csv(path, index=False)
+    (series,) = read(path, calendar=True)
+    assert series.values.shape == (14, 3) and DataConfig(calendar=True).features() == 3
+    angle = 2 * np.pi * (months.month.to_numpy() - 1) / 12
+    np.testing.assert_allclose(series.values[:, 1], np.sin(angle), atol=1e-12)
+    np.testing.assert_allclose(series.values[:, 2], np.cos(angle), atol=1e-12)
+    np.testing.assert_allclose(series.values[0, 1:], series.values[12, 1:])  # March again a year later
+    (plain,) = read(path)
+    with pytest.raises(UserError, match="data.calendar needs a time column of dates"):
+        data.calendar_features(None, 12, "x.csv")
+    with pytest.raises(UserError, match="not 1"):
+        data.calendar_features(plain.times, 1, "x.csv")

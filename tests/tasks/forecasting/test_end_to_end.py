@@ -81,6 +81,8 @@ def test_predict_reads_a_history_file_continues_its_times_and_honours_horizon(fo
 @pytest.mark.slow
 @pytest.mark.parametrize("arguments, message", [
     (["1,2,abc"], "'abc' is not a number"),
+    (["/dev/zero"], "is a device, not a regular file"),
+    (["missing.csv"], "missing.csv"),
     ([",".join(["1"] * 10)], "the history has 10 steps; this run's model reads the last 24"),
     ([",".join(["1"] * 30 + ["nan"])], "NaN or infinite"),
     ([",".join(["1"] * 30), "--horizon", "7"], "--horizon 7: this run forecasts 6 steps"),
@@ -117,3 +119,19 @@ def test_the_export_returns_the_models_quantiles_from_a_longer_history(forecasti
     np.testing.assert_allclose(outputs["quantiles"].numpy(), expected, atol=1e-4)
     np.testing.assert_allclose(outputs["forecast"].numpy(), expected[..., 1], atol=1e-4)
     np.testing.assert_allclose(outputs["quantile_levels"].numpy(), [config.quantiles] * 2)
+
+
+@pytest.mark.slow
+def test_a_calendar_run_predicts_from_a_dated_file_and_refuses_bare_values(run_cli, tmp_path):
+    runs = tmp_path / "runs"
+    code, out, err = run_cli("train", "forecasting", "--preset", "tiny", "--data", "builtin:elnino", "--runs-dir",
+                             runs, "--set", "data.calendar=true", "--set", "train.epochs=1")
+    assert code == 0, err
+    values, times = elnino_tail()
+    path = tmp_path / "history.csv"
+    pd.DataFrame({"month": times.strftime("%Y-%m-%d"), "sst": values}).to_csv(path, index=False)
+    code, out, err = run_cli("predict", "forecasting", "--file", path, "--format", "json", "--runs-dir", runs)
+    assert code == 0, err
+    assert len(json.loads(out)["forecast"]) == 6
+    code, out, err = run_cli("predict", "forecasting", ",".join(map(str, values)), "--runs-dir", runs)
+    assert code == 2 and "reads 3 features per step" in err

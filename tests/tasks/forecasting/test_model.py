@@ -51,3 +51,12 @@ def test_the_loss_divides_each_window_by_its_series_scale():
     # Pinball of an error of 4 (scale 1) and of 1 (scale 4), over the levels 0.1, 0.5, 0.9.
     per_window = [np.mean([level * error for level in (0.1, 0.5, 0.9)]) for error in (4.0, 1.0)]
     assert float(loss(labels, outputs)) == pytest.approx(np.mean(per_window), rel=1e-6)
+
+
+def test_calendar_features_keep_their_place_while_values_lose_their_level():
+    from lstmkit.tasks.forecasting.model import WindowScaling
+
+    history = np.array([[[10.0, 0.5, 0.8], [12.0, 0.7, 0.6], [11.0, 0.9, 0.1]]], np.float32)
+    scaled = np.asarray(WindowScaling([2.0, 5.0, 5.0], levelled=1)(history))
+    np.testing.assert_allclose(scaled[0, :, 0], [-0.5, 0.5, 0.0])  # (value - last) / 2
+    np.testing.assert_allclose(scaled[0, :, 1:], history[0, :, 1:])  # the calendar as it is
