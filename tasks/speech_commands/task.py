@@ -77,26 +77,31 @@ class SpeechCommandsTask(ClassificationTask):
             skipped, layout = [], "synthetic eSpeak NG keywords"
         else:
             clips, skipped, layout = speech_data.read_folder(source, settings, config.clip_seconds)
-            speech_data.report_skipped(skipped, len(clips) + len(skipped), source)
+        # The refused files are listed (as warnings) only once the data is accepted: a
+        # refusal is one line on stderr, so the errors below name them themselves.
+        example = f"e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         if not clips:
-            first = f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-            raise UserError(f"no usable clips in {source}: all {len(skipped)} .wav files were refused{first}")
+            raise UserError(f"no usable clips in {source}: all {len(skipped)} .wav files were refused"
+                            + (f" ({example})" if skipped else ""))
+        refused = (f"; {len(skipped)} of {len(clips) + len(skipped)} .wav files "
+                   f"{'was' if len(skipped) == 1 else 'were'} refused, {example}" if skipped else "")
         assigned = speech_data.assign_splits(clips, settings)
         parts = {split: [i for i, name in enumerate(assigned) if name == split]
                  for split in ("train", "validation", "test")}
         for split, indices in parts.items():
             if not indices:
-                raise UserError(f"{source} leaves no clips for the {split} split ({len(clips)} usable clips); "
-                                "add data or change data.validation_percentage/testing_percentage")
+                raise UserError(f"{source} leaves no clips for the {split} split ({len(clips)} usable clips"
+                                f"{refused}); add data or change data.validation_percentage/testing_percentage")
         train_labels = {clips.labels[i] for i in parts["train"]}
         if len(train_labels) < 2:
-            raise UserError(f"{source} has {len(train_labels)} class in its training split; "
-                            "keyword spotting needs at least 2 label folders")
+            raise UserError(f"{source} has {len(train_labels)} class in its training split ({len(clips)} usable "
+                            f"clips{refused}); keyword spotting needs at least 2 label folders")
         for split in ("validation", "test"):
             unseen = sorted({clips.labels[i] for i in parts[split]} - train_labels)
             if unseen:
                 raise UserError(f"the {split} split of {source} has classes the training split lacks: "
-                                f"{', '.join(unseen)}; add training clips for them")
+                                f"{', '.join(unseen)}{refused}; add training clips for them")
+        speech_data.report_skipped(skipped, len(clips) + len(skipped), source)
         counts = ", ".join(f"{split} {len(indices)}" for split, indices in parts.items())
         description = f"{source}: {layout}; {len(clips)} clips ({counts}), {len(train_labels)} classes"
         return DataSplits(*(self._dataset(clips, parts[split], config) for split in parts), description)

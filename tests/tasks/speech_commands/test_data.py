@@ -138,6 +138,44 @@ def test_nothing_usable_is_a_clear_error(tmp_path):
         TASK.load_data(str(tmp_path), SpeechConfig())
 
 
+def test_refused_files_are_not_listed_when_the_data_is_refused_anyway(tmp_path, caplog):
+    """An error is one line: the refused files go into it, not into warnings before it."""
+    for label in ("yes", "no"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "a_nohash_0.wav").write_bytes(wav_bytes())
+        (tmp_path / label / "b_nohash_0.wav").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="lstmkit"):
+        with pytest.raises(UserError, match=r"leaves no clips for the .* split .*2 of 4 \.wav files were refused"):
+            TASK.load_data(str(tmp_path), SpeechConfig())
+        with pytest.raises(UserError, match="no usable clips"):
+            for label in ("yes", "no"):
+                (tmp_path / label / "a_nohash_0.wav").write_bytes(b"")
+            TASK.load_data(str(tmp_path), SpeechConfig())
+    assert caplog.text == ""
+
+
+@pytest.mark.slow  # a new process that imports TensorFlow
+def test_a_folder_of_empty_wav_files_is_one_line_from_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    speech = tmp_path / "speech"
+    for name in ("yes/a.wav", "yes/c.wav", "no/b.wav", "no/d.wav"):
+        (speech / name).parent.mkdir(parents=True, exist_ok=True)
+        (speech / name).write_bytes(b"")
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "speech_commands", "--data", str(speech),
+                           "--preset", "tiny", "--runs-dir", str(tmp_path / "runs")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("Error: no usable clips") and "all 4 .wav files were refused" in lines[0]
+    assert "not a WAV file" in lines[0] and "ffmpeg" in lines[0]  # the problem and the fix
+    assert not (tmp_path / "runs").exists()
+
+
 def test_sources_without_audio_are_refused(tmp_path):
     (tmp_path / "readme.txt").write_text("hello")
     with pytest.raises(UserError, match="holds no .wav files"):
