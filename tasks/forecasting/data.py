@@ -198,11 +198,20 @@ def find_time_column(frame, settings, name: str) -> str | None:
 
 
 def parse_times(column, name: str, column_name: str):
-    """Timestamps of a time column: dates, or whole numbers (years, step numbers)."""
+    """Timestamps of a time column: dates, or numbers (years, step numbers).
+
+    Whole numbers stay integers: as floats, step numbers past 2**53 (1e17 + 1...) round
+    onto each other."""
     import pandas as pd
 
     if pd.api.types.is_numeric_dtype(column):
-        numbers = column.to_numpy(np.float64)
+        if pd.api.types.is_integer_dtype(column) and not column.isna().any():
+            numbers = column.to_numpy()
+            # int64 (any width, nullable or not), but a uint64 past int64's range stays uint64: exact either way.
+            if numbers.dtype.kind == "i" or numbers.max(initial=0) <= np.iinfo(np.int64).max:
+                numbers = numbers.astype(np.int64)
+            return pd.Index(numbers)
+        numbers = column.to_numpy(np.float64, na_value=np.nan)
         if not np.isfinite(numbers).all():
             row = int(np.flatnonzero(~np.isfinite(numbers))[0])
             raise UserError(f"{name}: row {row + 2} of the time column {column_name!r} is empty; every row needs a time")
@@ -317,7 +326,9 @@ def report_gaps(name: str, times) -> int:
 
     if times is None or len(times) < 3:
         return 0
-    steps = pd.Series(np.asarray(times)).diff().iloc[1:]
+    # Differences of neighbours, not Series.diff: that turns integer times into floats.
+    values = np.asarray(times)
+    steps = pd.Series(values[1:] - values[:-1], index=range(1, len(values)))
     if isinstance(times, pd.DatetimeIndex):
         # Calendar months and years differ in days: compare whole months for those.
         if inferred_frequency(times):

@@ -51,7 +51,8 @@ def test_parquet_reads_like_csv(tmp_path):
     ("time,y\n1,2\n2,abc\n3,4\n", "row 3 of column 'y' holds 'abc', not a finite number"),
     ("time,y\n1,2\n2,\n3,4\n", "row 3 of column 'y' is empty"),
     ("time,y\n1,2\n2,inf\n3,4\n", "row 3 of column 'y'"),
-    ("time,y\n1,2\n1,3\n3,4\n", "time 1.0 appears twice"),
+    ("time,y\n1,2\n1,3\n3,4\n", "time 1 appears twice"),
+    ("time,y\n1.5,2\n1.5,3\n3,4\n", "time 1.5 appears twice"),
     ("date,y\n2020-01-01,2\nyesterday,3\n", "row 3 of the time column 'date' holds 'yesterday'"),
     ("time,name\n1,a\n2,b\n", "no numeric value column"),
     ("time,y\n", "has no rows"),
@@ -62,6 +63,26 @@ def test_bad_files_are_one_line_naming_the_row_and_the_fix(tmp_path, body, messa
     with pytest.raises(UserError, match=message) as error:
         read(path)
     assert "\n" not in str(error.value)
+
+
+def test_integer_times_stay_integers_and_fractional_ones_floats(tmp_path):
+    """Step numbers past 2**53 are distinct integers, not floats rounded onto each other."""
+    path = tmp_path / "steps.csv"
+    path.write_text("time,y\n" + "".join(f"{10**17 + i},{i % 5}\n" for i in range(30)))
+    (series,) = read(path)
+    assert series.times.dtype == np.int64 and series.times.is_unique
+    assert list(series.times) == [10**17 + i for i in range(30)]
+    path.write_text("time,y\n" + "".join(f"{10**17 + i},{i % 5}\n" for i in (0, 1, 1, 2)))
+    with pytest.raises(UserError, match="time 100000000000000001 appears twice"):
+        read(path)
+    path.write_text("time,y\n" + "".join(f"{i / 2},{i % 5}\n" for i in range(30)))
+    (series,) = read(path)
+    assert series.times.dtype == np.float64 and series.times[1] == 0.5
+    # A missing time in a nullable integer column is still a missing time.
+    path = tmp_path / "steps.parquet"
+    pd.DataFrame({"time": pd.array([1, None, 3], dtype="Int64"), "y": [1.0, 2.0, 3.0]}).to_parquet(path)
+    with pytest.raises(UserError, match="row 3 of the time column 'time' is empty"):
+        read(path)
 
 
 def test_named_columns_must_exist_and_other_sources_are_refused(tmp_path):
