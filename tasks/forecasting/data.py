@@ -191,7 +191,8 @@ def find_time_column(frame, settings, name: str) -> str | None:
             return column
     first = frame.columns[0]
     if frame[first].dtype == object:
-        parsed = pd.to_datetime(frame[first], errors="coerce", format="mixed")
+        # utc=True: dates in several UTC offsets are dates too (parse_times says how it reads them).
+        parsed = pd.to_datetime(frame[first], errors="coerce", format="mixed", utc=True)
         if parsed.notna().all():
             return first
     return None
@@ -201,7 +202,9 @@ def parse_times(column, name: str, column_name: str):
     """Timestamps of a time column: dates, or numbers (years, step numbers).
 
     Whole numbers stay integers: as floats, step numbers past 2**53 (1e17 + 1...) round
-    onto each other."""
+    onto each other. Dates with different UTC offsets are read in UTC, as
+    ``pd.to_datetime(..., utc=True)`` reads them; dates with an offset mixed with dates
+    without one are refused (which zone the latter are in is a guess)."""
     import pandas as pd
 
     if pd.api.types.is_numeric_dtype(column):
@@ -216,12 +219,39 @@ def parse_times(column, name: str, column_name: str):
             row = int(np.flatnonzero(~np.isfinite(numbers))[0])
             raise UserError(f"{name}: row {row + 2} of the time column {column_name!r} is empty; every row needs a time")
         return pd.Index(numbers)
-    parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+    try:
+        parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+    except ValueError:  # pandas: "Mixed timezones detected" (errors="coerce" does not cover it)
+        _refuse_offsets_mixed_with_none(column, name, column_name)
+        parsed = pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
     if parsed.isna().any():
         row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
         raise UserError(f"{name}: row {row + 2} of the time column {column_name!r} holds "
                         f"{column.iloc[row]!r}, not a date or time; fix it or name another column in data.time_column")
     return pd.DatetimeIndex(parsed)
+
+
+def _refuse_offsets_mixed_with_none(column, name: str, column_name: str) -> None:
+    """A UserError naming the first row whose date has a UTC offset where the first
+    date has none, or the other way round (one by one: only when pandas found zones mixed)."""
+    import pandas as pd
+
+    first = None
+    for row, value in enumerate(column):
+        try:
+            stamp = pd.Timestamp(value)  # ten times faster than pd.to_datetime, and alike where both parse
+        except (TypeError, ValueError):
+            stamp = pd.to_datetime(value, errors="coerce", format="mixed")
+        if pd.isna(stamp):
+            continue  # parse_times names it
+        if first is None:
+            first = (row, value, stamp.tzinfo is not None)
+        elif (stamp.tzinfo is not None) != first[2]:
+            this, that = ("with", "without") if stamp.tzinfo is not None else ("without", "with")
+            raise UserError(
+                f"{name}: row {row + 2} of the time column {column_name!r} holds {value!r}, a time {this} a UTC "
+                f"offset, but row {first[0] + 2} holds {first[1]!r}, one {that}: which zone the times without "
+                "one are in is a guess; give every row an offset (Z for UTC), or none")
 
 
 def numeric_column(frame, column, name: str) -> np.ndarray:

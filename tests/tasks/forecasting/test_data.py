@@ -1,6 +1,7 @@
 """Reading series: layouts, formats, the errors of bad files, time-ordered blocks and windows."""
 
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,34 @@ def test_integer_times_stay_integers_and_fractional_ones_floats(tmp_path):
     pd.DataFrame({"time": pd.array([1, None, 3], dtype="Int64"), "y": [1.0, 2.0, 3.0]}).to_parquet(path)
     with pytest.raises(UserError, match="row 3 of the time column 'time' is empty"):
         read(path)
+
+
+def test_dates_in_several_utc_offsets_are_read_in_utc(tmp_path):
+    """As pd.to_datetime(..., utc=True) reads them: one zone, the same instants."""
+    path = tmp_path / "zones.csv"
+    stamps = ["2020-01-01T00:00:00Z", "2020-02-01T00:00:00+05:00", "2020-03-01T00:00:00-03:00",
+              "2020-04-01T00:00:00+00:00"]
+    pd.DataFrame({"date": stamps, "y": [1.0, 2.0, 3.0, 4.0]}).to_csv(path, index=False)
+    (series,) = read(path)
+    expected = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
+    assert str(series.times.tz) == "UTC"
+    assert list(series.times) == list(expected)
+    # In time order: 2020-02-01T00:00+05:00 is the evening of January 31st in UTC.
+    assert series.times[1] == pd.Timestamp("2020-01-31T19:00:00Z")
+    np.testing.assert_array_equal(series.values[:, 0], [1.0, 2.0, 3.0, 4.0])
+
+
+@pytest.mark.parametrize("stamps, row, value", [
+    (["2020-01-01", "2020-02-01T00:00:00+05:00", "2020-03-01"], 3, "2020-02-01T00:00:00+05:00"),
+    (["2020-01-01T00:00:00Z", "2020-02-01T00:00:00+05:00", "2020-03-01 00:00"], 4, "2020-03-01 00:00"),
+])
+def test_dates_with_and_without_a_utc_offset_are_refused_naming_the_row(tmp_path, stamps, row, value):
+    """Which zone a date without an offset is in is anyone's guess: refuse, do not guess UTC."""
+    path = tmp_path / "zones.csv"
+    pd.DataFrame({"date": stamps, "y": np.arange(len(stamps), dtype=float)}).to_csv(path, index=False)
+    with pytest.raises(UserError, match=re.escape(f"row {row} of the time column 'date' holds '{value}'")) as error:
+        read(path)
+    assert "\n" not in str(error.value) and "row 2" in str(error.value)
 
 
 def test_named_columns_must_exist_and_other_sources_are_refused(tmp_path):

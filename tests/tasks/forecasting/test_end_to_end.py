@@ -135,3 +135,55 @@ def test_a_calendar_run_predicts_from_a_dated_file_and_refuses_bare_values(run_c
     assert len(json.loads(out)["forecast"]) == 6
     code, out, err = run_cli("predict", "forecasting", ",".join(map(str, values)), "--runs-dir", runs)
     assert code == 2 and "reads 3 features per step" in err
+
+
+@pytest.mark.slow
+def test_a_time_column_with_and_without_utc_offsets_is_one_line_from_a_real_train_process(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    path = tmp_path / "zones.csv"
+    stamps = ["2020-01-01", "2020-02-01T00:00:00+05:00"] + [f"2020-{month:02d}-01" for month in range(3, 13)]
+    pd.DataFrame({"date": stamps, "y": np.arange(12.0)}).to_csv(path, index=False)
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "forecasting", "--data", str(path),
+                             "--preset", "tiny", "--runs-dir", str(tmp_path / "runs")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "Traceback" not in result.stderr
+    assert "row 3 of the time column 'date' holds '2020-02-01T00:00:00+05:00'" in line
+    assert not list((tmp_path / "runs").glob("forecasting/*"))
+
+
+@pytest.mark.slow
+def test_local_times_across_a_clock_change_train_in_utc_and_predict_continues_them(run_cli, tmp_path, caplog):
+    """Hourly Paris times written with their offsets (+01:00, then +02:00 after the change
+    to summer time) are one regular hourly series in UTC; a history in one offset keeps it."""
+    hours = pd.date_range("2021-03-19 06:00", periods=240, freq="h", tz="Europe/Paris")  # to 2021-03-29 06:00
+    values = 10 + 3 * np.sin(2 * np.pi * np.arange(240) / 24) + np.random.default_rng(1).normal(0, 0.3, 240)
+    frame = pd.DataFrame({"time": [stamp.isoformat() for stamp in hours], "load": values})
+    path = tmp_path / "load.csv"
+    frame.to_csv(path, index=False)
+    runs = tmp_path / "runs"
+    code, out, err = run_cli("train", "forecasting", "--data", path, "--preset", "tiny", "--runs-dir", runs,
+                             "--set", "train.epochs=1")
+    assert code == 0, err
+    (run_dir,) = (runs / "forecasting").iterdir()
+    assert "season 24" in json.loads((run_dir / "run.json").read_text())["data_description"]
+    assert "irregular" not in caplog.text
+    history = tmp_path / "history.csv"
+    frame.tail(24).to_csv(history, index=False)  # all after the change, in +02:00
+    code, out, err = run_cli("predict", "forecasting", "--file", history, "--format", "json", "--runs-dir", runs)
+    assert code == 0, err
+    assert json.loads(out)["time"][0] == (hours[-1] + pd.Timedelta(hours=1)).isoformat()
+    frame.tail(40).to_csv(history, index=False)  # from before the change: +01:00 and +02:00, read in UTC
+    code, out, err = run_cli("predict", "forecasting", "--file", history, "--format", "json", "--runs-dir", runs)
+    assert code == 0, err
+    assert json.loads(out)["time"][0] == (hours[-1] + pd.Timedelta(hours=1)).tz_convert("UTC").isoformat()
+    frame.loc[frame.index[-2], "time"] = "2021-03-29 05:00"  # no offset
+    frame.tail(40).to_csv(history, index=False)
+    code, out, err = run_cli("predict", "forecasting", "--file", history, "--runs-dir", runs)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "row 40 of the time column 'time' holds '2021-03-29 05:00'" in err
