@@ -8,28 +8,58 @@ import numpy as np
 from lstmkit.errors import UserError
 
 
+# A mean change this small next to the series' own size is floating-point rounding, not a
+# change: 25 + 2 sin(2 pi i / 12) differs from itself a season later by about 1e-15. The
+# threshold is far above float64 rounding (1e-16) and far below what the model's float32
+# values can hold (1e-7), so no change the model could see is called none.
+NEGLIGIBLE_CHANGE = 1e-9
+
+
+def mean_change(values: np.ndarray, lag: int) -> float:
+    """mean |y[t] - y[t - lag]|; 0.0 where that is rounding (``NEGLIGIBLE_CHANGE``)."""
+    change = float(np.mean(np.abs(values[lag:] - values[:-lag])))
+    return 0.0 if change <= NEGLIGIBLE_CHANGE * float(np.max(np.abs(values))) else change
+
+
 def mase_scale(train_values: np.ndarray, season: int) -> float:
     """In-sample MAE of the seasonal naive forecast on the training part:
-    mean |y[t] - y[t - season]| over t >= season (season 1: the naive forecast)."""
+    mean |y[t] - y[t - season]| over t >= season (season 1: the naive forecast).
+
+    0.0 where the training part repeats itself every season (a constant series, or a
+    purely seasonal one, up to rounding): the seasonal naive forecast is exact there, so
+    MASE, a ratio to its error, is undefined. That is a legal series, not an error:
+    ``point_metrics`` leaves its windows out of MASE."""
     train_values = np.asarray(train_values, dtype=float)
     _check_season(season)
     if len(train_values) <= season:
         raise UserError(f"MASE needs more than season={season} training values, got {len(train_values)}: "
                         "use a longer training part or a smaller season")
-    scale = float(np.mean(np.abs(train_values[season:] - train_values[:-season])))
-    if not np.isfinite(scale):
+    if not np.isfinite(train_values).all():
         raise UserError("MASE scale is not finite (the training part holds NaN or infinite values): "
                         "fill or drop them first")
+    return mean_change(train_values, season)
+
+
+def loss_scale(train_values: np.ndarray, season: int) -> float:
+    """A positive scale that training divides a series' errors by, so that series of every
+    size weigh the same: its ``mase_scale``; where that is 0, its step-to-step change; where
+    that is 0 too (a constant training part), its size; 1 for a series of zeros."""
+    scale = mase_scale(train_values, season)
+    train_values = np.asarray(train_values, dtype=float)
     if scale == 0:
-        raise UserError(f"MASE is undefined for this series: its training part is constant at lag {season} "
-                        "(seasonal naive scale 0); use a series that varies or judge it by MAE/RMSE")
+        scale = mean_change(train_values, 1)
+    if scale == 0:
+        scale = float(np.max(np.abs(train_values))) or 1.0
     return scale
 
 
 def point_metrics(truth: np.ndarray, forecast: np.ndarray, mase_scales: np.ndarray) -> dict:
     """MAE, RMSE, sMAPE (percent) and MASE over all windows and steps; ``truth`` and
     ``forecast`` are [windows, horizon], ``mase_scales`` [windows] (each window's
-    series' ``mase_scale``)."""
+    series' ``mase_scale``).
+
+    A window whose scale is 0 has no MASE (``mase_scale``): MASE is the mean over the
+    other windows, and absent where no window has a scale."""
     truth, forecast = np.asarray(truth, dtype=float), np.asarray(forecast, dtype=float)
     mase_scales = np.asarray(mase_scales, dtype=float)
     if truth.shape != forecast.shape or truth.ndim != 2 or mase_scales.shape != truth.shape[:1]:
@@ -39,12 +69,15 @@ def point_metrics(truth: np.ndarray, forecast: np.ndarray, mase_scales: np.ndarr
     magnitude = np.abs(truth) + np.abs(forecast)
     # A step where truth and forecast are both 0 is a perfect forecast: it counts as 0, not NaN.
     relative = np.divide(error, magnitude, out=np.zeros_like(error), where=magnitude > 0)
-    return {
+    metrics = {
         "mae": float(error.mean()),
         "rmse": float(np.sqrt(np.mean(error ** 2))),
         "smape": float(200.0 * relative.mean()),
-        "mase": float(np.mean(error / mase_scales[:, None])),
     }
+    scaled = mase_scales > 0
+    if scaled.any():
+        metrics["mase"] = float(np.mean(error[scaled] / mase_scales[scaled, None]))
+    return metrics
 
 
 def quantile_metrics(truth: np.ndarray, quantiles: np.ndarray, levels) -> dict:

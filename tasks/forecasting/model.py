@@ -69,15 +69,15 @@ class QuantileForecast(keras.layers.Layer):
 class ScaledPinballLoss(keras.losses.Loss):
     """The pinball (quantile) loss averaged over the quantiles, each window's error
     divided by its series' scale (the label's second column), so that series of every
-    magnitude weigh the same. Labels are ``[batch, horizon, 3]``: target, scale, and the
-    seasonal naive forecast (for evaluation only)."""
+    magnitude weigh the same. Labels are ``[batch, horizon, 4]``: target, scale, and the
+    seasonal naive forecast and MASE scale (for evaluation only; ``windows_dataset``)."""
 
     def __init__(self, quantiles, name="scaled_pinball", **kwargs):
         super().__init__(name=name, **kwargs)
         self.quantiles = [float(level) for level in quantiles]
 
     def call(self, y_true, y_pred):
-        # Labels [batch, horizon, 3] against every member's [batch, members, horizon, quantiles].
+        # Labels [batch, horizon, 4] against every member's [batch, members, horizon, quantiles].
         target, scale = y_true[:, None, :, :1], y_true[:, None, :, 1:2]
         levels = ops.convert_to_tensor(self.quantiles, y_pred.dtype)
         error = (ops.cast(target, y_pred.dtype) - y_pred) / ops.cast(scale, y_pred.dtype)

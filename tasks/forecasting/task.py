@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from lstmkit.tasks.forecasting.search_space import search_space
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
 # Float32 values of all windows together, at most (2 GiB).
 MAX_WINDOW_VALUES = 1 << 29
+
+logger = logging.getLogger("lstmkit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +75,13 @@ class ForecastingTask(Task):
         parts = {"train": [], "validation": [], "test": []}
         for one in series:
             blocks = forecast_data.time_blocks(one, config)
-            scale = forecast_metrics.mase_scale(one.values[: blocks.train_end, 0], one.season)
+            train_values = one.values[: blocks.train_end, 0]
+            mase_scale = forecast_metrics.mase_scale(train_values, one.season)
+            if mase_scale == 0:
+                logger.warning("series %s repeats itself every %d step(s) in its training part (the seasonal naive "
+                               "forecast is exact there), so MASE is undefined for it: its windows are left out "
+                               "of MASE; judge it by MAE, RMSE and sMAPE", one.name, one.season)
+            scale = forecast_metrics.loss_scale(train_values, one.season)
             chosen = {
                 "train": forecast_data.origins(config.context, blocks.train_end, config.horizon),
                 "validation": forecast_data.origins(blocks.train_end, blocks.validation_end, config.horizon),
@@ -81,7 +90,8 @@ class ForecastingTask(Task):
             }
             for split, split_origins in chosen.items():
                 history, target, naive = forecast_data.windows(one, split_origins, config.context, config.horizon)
-                parts[split].append((history, target, np.full(len(target), scale), naive))
+                parts[split].append((history, target, np.full(len(target), scale), naive,
+                                     np.full(len(target), mase_scale)))
         datasets = {split: windows_dataset(pieces) for split, pieces in parts.items()}
         counts = ", ".join(f"{split} {sum(len(p[1]) for p in pieces)}" for split, pieces in parts.items())
         names = ", ".join(one.name for one in series[:5]) + (", ..." if len(series) > 5 else "")
@@ -118,21 +128,27 @@ class ForecastingTask(Task):
         """Point metrics of the median (MAE, RMSE, sMAPE, MASE), quantile loss, CRPS and
         interval coverage over every window, and the seasonal naive forecast's MASE on the
         same windows (where every origin has a season behind it); ``forecast_plot`` holds the last
-        window's history, truth and quantiles (plotted by ``evaluate``)."""
+        window's history, truth and quantiles (plotted by ``evaluate``).
+
+        What is undefined is left out, so that metrics.json holds only finite numbers:
+        MASE and the seasonal naive's MASE where no series has a MASE scale (each repeats
+        itself every season in its training part), and the ratio of the two where the
+        seasonal naive forecast is exact on these windows."""
         histories, labels = (np.concatenate(parts) for parts in zip(
             *((np.asarray(x), np.asarray(y)) for x, y in dataset.batch(4096).as_numpy_iterator())))
         if len(labels) == 0:
             raise UserError("the split has no forecast windows; give a longer series or a larger test_fraction")
         quantiles = forecast_model.forecast_quantiles(
             model.predict(histories, batch_size=max(config.train.batch_size, 256), verbose=0))
-        truth, scales, naive = labels[..., 0], labels[:, 0, 1], labels[..., 2]
+        truth, naive, scales = labels[..., 0], labels[..., 2], labels[:, 0, 3]
         middle = forecast_model.median_index(config)
         metrics = {"examples": int(len(truth))}
         metrics.update(forecast_metrics.point_metrics(truth, quantiles[..., middle], scales))
         metrics.update(forecast_metrics.quantile_metrics(truth, quantiles, config.quantiles))
-        if np.isfinite(naive).all():
+        if np.isfinite(naive).all() and "mase" in metrics:
             metrics["seasonal_naive_mase"] = forecast_metrics.point_metrics(truth, naive, scales)["mase"]
-            metrics["mase_ratio_to_seasonal_naive"] = metrics["mase"] / metrics["seasonal_naive_mase"]
+            if metrics["seasonal_naive_mase"] > 0:
+                metrics["mase_ratio_to_seasonal_naive"] = metrics["mase"] / metrics["seasonal_naive_mase"]
         metrics["forecast_plot"] = {
             "history": histories[-1, :, 0].tolist(), "truth": truth[-1].tolist(),
             "quantiles": quantiles[-1].tolist(), "levels": list(config.quantiles)}
@@ -288,17 +304,20 @@ def _is_number(text: str) -> bool:
 
 
 def windows_dataset(pieces):
-    """``(history, label)`` pairs; a label is ``[horizon, 3]``: the target, its series'
-    MASE scale (the loss divides by it; evaluation computes MASE with it) and the seasonal
-    naive forecast from the same origin (evaluation's baseline; NaN where the series has
-    no full season before the origin)."""
+    """``(history, label)`` pairs; a label is ``[horizon, 4]``: the target, its series'
+    loss scale (the loss divides by it: ``metrics.loss_scale``), the seasonal naive
+    forecast from the same origin (evaluation's baseline; NaN where the series has no full
+    season before the origin) and its series' MASE scale (evaluation computes MASE with
+    it; 0 where MASE is undefined). The two scales differ only where the MASE scale is 0."""
     import tensorflow as tf
 
     history = np.concatenate([piece[0] for piece in pieces]).astype(np.float32)
     target = np.concatenate([piece[1] for piece in pieces]).astype(np.float32)
     scale = np.concatenate([piece[2] for piece in pieces]).astype(np.float32)
     naive = np.concatenate([piece[3] for piece in pieces]).astype(np.float32)
-    labels = np.stack([target, np.broadcast_to(scale[:, None], target.shape), naive], axis=-1)
+    mase_scale = np.concatenate([piece[4] for piece in pieces]).astype(np.float32)
+    labels = np.stack([target, np.broadcast_to(scale[:, None], target.shape), naive,
+                       np.broadcast_to(mase_scale[:, None], target.shape)], axis=-1)
     return tf.data.Dataset.from_tensor_slices((history, labels))
 
 

@@ -138,6 +138,30 @@ def test_a_calendar_run_predicts_from_a_dated_file_and_refuses_bare_values(run_c
 
 
 @pytest.mark.slow
+def test_a_purely_seasonal_series_trains_evaluates_and_exports_without_mase(run_cli, tmp_path, caplog):
+    """Its seasonal naive forecast is exact: MASE and the ratio to it are undefined, left out
+    of the metrics (every number in them finite), and the run finishes."""
+    path = tmp_path / "seasonal.csv"
+    months = pd.date_range("2000-01-01", periods=120, freq="MS").strftime("%Y-%m-%d")
+    pd.DataFrame({"date": months, "value": 25 + 2 * np.sin(2 * np.pi * np.arange(120) / 12)}).to_csv(path, index=False)
+    runs = tmp_path / "runs"
+    code, out, err = run_cli("train", "forecasting", "--data", path, "--preset", "tiny", "--runs-dir", runs,
+                             "--set", "train.epochs=1")
+    assert code == 0, err
+    assert "MASE is undefined for it" in caplog.text  # a warning (on stderr from a real process)
+    (run_dir,) = (runs / "forecasting").iterdir()
+    assert not run_dir.name.endswith(".partial")
+    test = json.loads((run_dir / "metrics.json").read_text(), parse_constant=lambda name: pytest.fail(name))["test"]
+    assert "mase" not in test and "mase_ratio_to_seasonal_naive" not in test and test["mae"] >= 0
+    code, out, err = run_cli("evaluate", "forecasting", "--runs-dir", runs)
+    assert code == 0, err
+    assert "  mae " in out and "  mase " not in out and "Traceback" not in err
+    code, out, err = run_cli("export", "forecasting", "--runs-dir", runs, "--base-path", tmp_path / "saved")
+    assert code == 0, err
+    assert (tmp_path / "saved" / "forecasting" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
 def test_a_time_column_with_and_without_utc_offsets_is_one_line_from_a_real_train_process(tmp_path):
     import subprocess
     import sys

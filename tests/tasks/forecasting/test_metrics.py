@@ -16,16 +16,36 @@ def test_mase_scale_is_the_in_sample_seasonal_naive_mae():
     assert type(mase_scale(train, 1)) is float
 
 
-def test_mase_scale_refuses_too_short_constant_or_non_finite_training_data():
+def test_mase_scale_refuses_too_short_or_non_finite_training_data():
     with pytest.raises(UserError, match="more than season=2 training values, got 2"):
         mase_scale(np.array([1.0, 2.0]), 2)
-    with pytest.raises(UserError, match="MASE is undefined"):
-        mase_scale(np.full(10, 4.0), 1)
-    # Not constant, but it repeats exactly every season: the seasonal naive scale is 0 too.
-    with pytest.raises(UserError, match="MASE is undefined"):
-        mase_scale(np.array([1.0, 2.0, 1.0, 2.0, 1.0]), 2)
     with pytest.raises(UserError, match="not finite"):
         mase_scale(np.array([1.0, np.nan, 2.0, 3.0]), 1)
+
+
+def test_mase_scale_is_zero_where_the_seasonal_naive_forecast_is_exact():
+    """A legal series, whose MASE is undefined (point_metrics leaves it out), not an error."""
+    assert mase_scale(np.full(10, 4.0), 1) == 0.0
+    # Not constant, but it repeats exactly every season.
+    assert mase_scale(np.array([1.0, 2.0, 1.0, 2.0, 1.0]), 2) == 0.0
+    # Repeats up to float64 rounding: sin(2 pi (i + 12) / 12) - sin(2 pi i / 12) is about 1e-15.
+    seasonal = 25 + 2 * np.sin(2 * np.pi * np.arange(120) / 12)
+    assert 0 < np.abs(seasonal[12:] - seasonal[:-12]).max() < 1e-13
+    assert type(mase_scale(seasonal, 12)) is float and mase_scale(seasonal, 12) == 0.0
+    # Small real changes on a large level are changes.
+    assert mase_scale(1e7 + np.arange(10.0) % 2, 1) == 1.0
+
+
+def test_loss_scale_is_positive_even_where_mase_is_undefined():
+    from lstmkit.tasks.forecasting.metrics import loss_scale
+
+    train = np.array([1.0, 3.0, 2.0, 5.0, 4.0])
+    assert loss_scale(train, 2) == mase_scale(train, 2)
+    # Repeating every season: the step-to-step (naive) change, mean |1-2| = 1.
+    assert loss_scale(np.array([1.0, 2.0, 1.0, 2.0, 1.0]), 2) == 1.0
+    # Constant: its magnitude; all zeros: 1.
+    assert loss_scale(np.full(10, -4.0), 1) == 4.0
+    assert loss_scale(np.zeros(10), 3) == 1.0
 
 
 def test_point_metrics_by_hand():
@@ -46,6 +66,18 @@ def test_a_perfect_forecast_scores_zero_even_where_truth_is_zero():
     truth = np.array([[0.0, 3.0]])
     metrics = point_metrics(truth, truth.copy(), np.array([1.0]))
     assert metrics == {"mae": 0.0, "rmse": 0.0, "smape": 0.0, "mase": 0.0}
+
+
+def test_windows_without_a_mase_scale_are_left_out_of_mase_and_none_leaves_no_mase():
+    truth = np.array([[1.0, 0.0, 2.0], [4.0, 4.0, 4.0]])
+    forecast = np.array([[2.0, 0.0, 1.0], [4.0, 6.0, 4.0]])
+    with np.errstate(all="raise"):  # no division by zero on the way
+        metrics = point_metrics(truth, forecast, np.array([0.5, 0.0]))
+        assert metrics["mase"] == pytest.approx((2 + 0 + 2) / 3)  # the first window's alone
+        assert metrics["mae"] == pytest.approx(4 / 6)  # every window
+        undefined = point_metrics(truth, forecast, np.array([0.0, 0.0]))
+    assert "mase" not in undefined and undefined["mae"] == pytest.approx(4 / 6)
+    assert all(np.isfinite(value) for value in undefined.values())
 
 
 def test_pinball_loss_weighs_under_and_over_forecasts_by_the_level():
