@@ -110,10 +110,13 @@ def cli(context):
 @RUNS_DIR_OPTION
 @click.option("--resume", default=None, metavar="RUN",
               help="Continue an unfinished run ('latest' or its id) from its last completed epoch.")
+@click.option("--new-run", is_flag=True,
+              help="Start a new run even beside an unfinished one of the same config, seed and data (without "
+                   "it, train stops and names the unfinished run and its --resume command).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=None,
               help="tf.distribute strategy: mirrored uses every local GPU, multiworker reads the cluster "
                    "from TF_CONFIG (default: 'default', or the resumed run's). train.batch_size is per replica.")
-def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir, resume, strategy):
+def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir, resume, new_run, strategy):
     """Train TASK and write a run folder under runs/TASK/."""
     import_tensorflow_quietly()
     from lstmkit.registry import get_task
@@ -121,6 +124,8 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
     task = get_task(task_name)
     if resume is not None and (data_source or config_file or overrides or preset != "default"):
         raise click.UsageError("--resume continues a run with its own data and config; drop --data/--config/--set/--preset")
+    if resume is not None and new_run:
+        raise click.UsageError("--resume continues a run and --new-run starts one; choose one of them")
     config = resolve_config(task, preset, config_file, overrides)
     from lstmkit import runs
     from lstmkit.training import train as train_task
@@ -135,8 +140,10 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
         click.echo(f"precision: {policy} ({why})")
     started, started_wall = time.monotonic(), time.time()
     try:
-        result = train_task(task, config, source, runs_root=runs_dir, seed=seed,
-                            command=command_line(), resume=resume, strategy=strategy)
+        # The same command again after a kill would silently start over beside the killed
+        # run: it is refused instead, naming that run and its --resume command.
+        result = train_task(task, config, source, runs_root=runs_dir, seed=seed, command=command_line(),
+                            resume=resume, strategy=strategy, refuse_duplicate=not new_run)
     except KeyboardInterrupt:
         unfinished = runs.unfinished_run_since(runs_dir, task.name, started_wall)
         if unfinished is None:

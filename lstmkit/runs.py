@@ -14,12 +14,22 @@ import platform
 import secrets
 import shlex
 import shutil
+import socket
 import sys
+import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows has none: there the owner's PID is all there is to go by
+    fcntl = None
 
 from lstmkit.errors import UserError
 
 PARTIAL_SUFFIX = ".partial"
+# In a run folder while a process trains it: that process holds a lock on it and has
+# written its id and host into it (see TrainingLock).
+LOCK_FILE = "training.lock"
 # The checkout's entry point (``python cli.py``); an installed lstmkit has none beside it.
 CHECKOUT_CLI = Path(__file__).resolve().parents[1] / "cli.py"
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -81,6 +91,114 @@ def run_id(run_dir: Path) -> str:
     return name[: -len(PARTIAL_SUFFIX)] if name.endswith(PARTIAL_SUFFIX) else name
 
 
+class TrainingLock:
+    """Held by the process that trains a run folder, from before its ``run.json`` is
+    written until the process ends: ``training_process`` tells a run being trained
+    right now from one that was killed. The lock is an ``flock``, which the OS drops
+    when its process dies however it dies (``kill -9`` too), so a stale file never
+    reads as a live run and a reused PID is never taken for the trainer. The file
+    holds the owner's PID and host, to name it."""
+
+    # A process that only asks whether the run is trained (``training_process``) holds
+    # the lock for an instant: the trainer tries again for that long before giving up.
+    ATTEMPTS, PAUSE_SECONDS = 10, 0.05
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.handle = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise a UserError naming the process that trains the run."""
+        try:
+            handle = open(self.path, "a+", encoding="utf-8")  # "a+": the owner's line is kept until it is ours
+        except OSError:
+            return  # a folder where nothing can be written: training will stop, and say why, at its first file
+        try:
+            for attempt in range(self.ATTEMPTS):
+                try:
+                    if fcntl is not None:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == self.ATTEMPTS - 1:
+                        raise UserError(f"run {run_id(self.path.parent)} is being trained right now by "
+                                        f"{describe_owner(training_process(self.path.parent))}; wait for it "
+                                        "to end, or stop that process first") from None
+                    time.sleep(self.PAUSE_SECONDS)
+                except OSError:  # a file system without locks: the PID below is what is left
+                    break
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                         "since": datetime.datetime.now().isoformat(timespec="seconds")}) + "\n")
+                handle.flush()
+            except OSError:
+                pass  # a full disk: the lock holds all the same, only the owner goes unnamed
+        except BaseException:
+            handle.close()
+            raise
+        self.handle = handle
+
+    def release(self) -> None:
+        """Let go of the lock (the file stays in an unfinished run, naming its last owner)."""
+        if self.handle is not None:
+            self.handle.close()  # closing the file drops the flock
+            self.handle = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+def training_process(run_dir: str | Path) -> dict | None:
+    """``{"pid", "host", "since"}`` of the process training ``run_dir`` right now, or
+    None when none is (killed, stopped, or started by an lstmkit without the lock).
+
+    It is the lock that says so; only where the file system has no locks is a live PID
+    of this host taken for the trainer."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError:
+        return None
+    with handle:
+        try:
+            owner = json.loads(handle.read() or "{}")
+        except ValueError:  # being written this instant
+            owner = {}
+        owner = owner if isinstance(owner, dict) else {}
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return owner
+            except OSError:
+                pass  # no locks here: go by the PID below
+            else:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return None
+    pid = owner.get("pid")
+    if owner.get("host") == socket.gethostname() and isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+            return owner
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # another user's live process
+            return owner
+    return None
+
+
+def describe_owner(owner: dict | None) -> str:
+    """The owner of a training lock in words: 'process 1234 on box' (or what is known)."""
+    owner = owner or {}
+    return f"process {owner.get('pid', '(unknown)')} on {owner.get('host', 'an unknown host')}"
+
+
 def is_out_of_space(error: BaseException) -> bool:
     """Whether ``error`` (or one it was raised from) says the disk or quota is full.
     h5py and TensorFlow report it in their message, not in ``errno``."""
@@ -125,6 +243,10 @@ def find_run(runs_root: Path, task_name: str, run: str, partial: bool = False) -
         what = "unfinished run to resume" if partial else "finished run"
         raise UserError(f"no {what} under {task_root}; train one first: "
                         f"{lstmkit_command('train', task_name, runs_root=runs_root)}")
+    if partial:
+        # The latest run to resume is one that no process is training right now (if all
+        # are, the newest: resuming it then says which process trains it).
+        runs = [path for path in runs if training_process(path) is None] or runs
     return runs[-1]
 
 

@@ -11,9 +11,11 @@ training had ended, from the final evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime
+import functools
 import math
 import sys
 from pathlib import Path
@@ -94,6 +96,7 @@ def train(
     resume: str | None = None,
     strategy: str | None = None,
     merge_validation: bool = False,
+    refuse_duplicate: bool = False,
 ) -> RunResult:
     """Train ``task`` with ``config`` on ``data_source`` and return the finished run.
 
@@ -103,8 +106,24 @@ def train(
     ``train.batch_size`` is per replica. With ``merge_validation`` the validation split
     joins the training data (a final fit after tuning): the run trains for
     ``train.epochs`` with no validation, keeps the weights of its lowest training loss,
-    and reports test metrics only.
+    and reports test metrics only. With ``refuse_duplicate`` (the CLI's ``train``, unless
+    ``--new-run``), a new run is refused where an unfinished one of the same task,
+    config, seed and training data exists: the error names it and how to resume it, or
+    says that it is being trained right now.
+
+    The process holds the run's training lock (``runs.TrainingLock``) until it returns.
     """
+    with contextlib.ExitStack() as held:
+        def hold_lock(run_dir: Path) -> None:
+            held.enter_context(runs.TrainingLock(run_dir))
+
+        return _train(task, config, data_source, runs_root=runs_root, seed=seed, command=command, resume=resume,
+                      strategy=strategy, merge_validation=merge_validation, refuse_duplicate=refuse_duplicate,
+                      hold_lock=hold_lock)
+
+
+def _train(task: Task, config, data_source: str, *, runs_root, seed, command, resume, strategy, merge_validation,
+           refuse_duplicate, hold_lock) -> RunResult:
     from lstmkit.training import strategy as strategy_lib
 
     # A runs folder that cannot be a folder is refused before any data is read.
@@ -112,6 +131,8 @@ def train(
     run_dir = None
     if resume is not None:
         run_dir = runs.find_run(runs_root, task.name, resume, partial=True)
+        # Two processes training one folder would undo each other's epochs.
+        hold_lock(run_dir)
         info = runs.read_json(run_dir / "run.json")
         config = saved_config(task, run_dir)
         data_source, seed = info["data"], info["seed"]
@@ -122,9 +143,20 @@ def train(
     strategy = strategy_lib.make_strategy(strategy_name)
     replicas = strategy.num_replicas_in_sync
 
+    # The workers of a multiworker cluster all run the same command at once, each with
+    # a folder of its own: they are not duplicates of each other.
+    check_fingerprint = None
+    if refuse_duplicate and run_dir is None and strategy_name != "multiworker":
+        # Only JSON files are read here; the training data is compared by the fingerprint
+        # that every run computes anyway, so the check costs nothing measurable.
+        alike = unfinished_runs_alike(task, config, runs_root, seed, strategy_name, merge_validation)
+        if alike:
+            check_fingerprint = functools.partial(refuse_unfinished_duplicate, task, config, runs_root, alike)
+
     # Everything that can fail on bad input (the data, the config, building the model)
     # happens before a run directory exists.
-    setup = RunSetup.prepare(task, config, data_source, seed, resumed=run_dir, merge_validation=merge_validation)
+    setup = RunSetup.prepare(task, config, data_source, seed, resumed=run_dir, merge_validation=merge_validation,
+                             check_fingerprint=check_fingerprint)
     if run_dir is not None and info["train_fingerprint_sha256"] != setup.train_fingerprint:
         raise UserError(
             f"the training data of {data_source} changed since run {run_dir.name} started; "
@@ -146,7 +178,9 @@ def train(
         compile_model(task, model, config, steps_per_epoch)
 
     if run_dir is None:
-        run_dir = setup.create_folder(runs_root, {
+        # The lock is taken before run.json makes the folder a run, so that no other
+        # process ever sees this run without a live trainer.
+        run_dir = setup.create_folder(runs_root, on_created=hold_lock, files={
             "command.txt": command + "\n",
             # Written last: a folder without run.json is not a run (find_run skips it).
             "run.json": {
@@ -275,7 +309,64 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing, run_dir: P
     # The backup has served its purpose; a kill before this line leaves it in a finished
     # run, where it only takes space.
     runs.remove_quietly(finished / "backup")
+    runs.remove_quietly(finished / runs.LOCK_FILE)  # only an unfinished run needs to say who trains it
     return RunResult(finished, metrics)
+
+
+def unfinished_runs_alike(task: Task, config, runs_root, seed: int, strategy_name: str,
+                          merge_validation: bool) -> list[tuple[Path, dict]]:
+    """(folder, run.json) of the unfinished runs of ``task`` under ``runs_root`` that were
+    started with ``config``, ``seed`` and the same strategy, newest first: what a
+    resume of them would repeat, if their training data is this one too."""
+    alike = []
+    for folder in sorted((Path(runs_root) / task.name).glob(f"*{runs.PARTIAL_SUFFIX}"), reverse=True):
+        try:
+            info = runs.read_json(folder / "run.json")
+            same = (info.get("seed") == seed and info.get("strategy", "default") == strategy_name
+                    and info.get("validation_merged_into_train", False) == merge_validation
+                    and saved_config(task, folder) == config)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, UserError):
+            continue  # not a run (a search), or one being written or damaged: not this one
+        if same:
+            alike.append((folder, info))
+    return alike
+
+
+def refuse_unfinished_duplicate(task: Task, config, runs_root, alike: list[tuple[Path, dict]],
+                                fingerprint: str) -> None:
+    """Refuse to start a second run beside an unfinished one of the same config, seed and
+    training data (``fingerprint``): name it and how to resume it, or, while it is
+    trained right now, by which process."""
+    # Still unfinished: one that finished while the data was read is no longer a duplicate.
+    same = [folder for folder, info in alike
+            if info.get("train_fingerprint_sha256") == fingerprint and (folder / "run.json").is_file()]
+    if not same:
+        return
+    idle = [folder for folder in same if runs.training_process(folder) is None]
+    if idle:
+        folder = idle[0]
+        raise UserError(f"an unfinished run with the same config, seed and training data exists: {folder} "
+                        f"({progress_of(folder, config)}); continue it with: "
+                        f"{runs.resume_command(task.name, folder, runs_root)} (or add --new-run to start a new "
+                        "run beside it)")
+    folder = same[0]
+    raise UserError(f"a run with the same config, seed and training data is being trained right now by "
+                    f"{runs.describe_owner(runs.training_process(folder))}: {folder}; wait for it to finish "
+                    "(or add --new-run to train another beside it)")
+
+
+def progress_of(run_dir: Path, config) -> str:
+    """How far an unfinished run got, from its backup: "2 of 5 epochs done"."""
+    from lstmkit.callbacks import RunBackup
+
+    try:
+        state = runs.read_json(run_dir / "backup" / RunBackup.STATE_FILE)
+    except (OSError, ValueError):
+        state = {}
+    if state.get("training_done"):
+        return "training ended; its final evaluation is left"
+    epochs = state.get("epochs", 0)
+    return f"{epochs} of {config.train.epochs} epoch{'s' if config.train.epochs != 1 else ''} done"
 
 
 def skip_used_shuffles(train_batches, epochs: int) -> None:

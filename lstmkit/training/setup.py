@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from lstmkit import config as config_lib
 from lstmkit import data as data_lib
@@ -53,15 +53,19 @@ class RunSetup:
 
     @classmethod
     def prepare(cls, task: Task, config, data_source: str, seed: int, *, resumed: Path | None = None,
-                merge_validation: bool = False) -> RunSetup:
+                merge_validation: bool = False, check_fingerprint: Callable[[str], None] | None = None) -> RunSetup:
         """Seed everything, read ``data_source`` and adapt preprocessing on its training
-        split, or, for a folder being ``resumed``, read back what it adapted."""
+        split, or, for a folder being ``resumed``, read back what it adapted.
+        ``check_fingerprint`` is given the training split's fingerprint as soon as it is
+        known, before the adapting, to refuse the data early."""
         seed_everything(seed)
         splits = task.load_data(data_source, config)
         if merge_validation:
             splits = dataclasses.replace(splits, train=splits.train.concatenate(splits.validation), validation=None,
                                          description=f"{splits.description}; validation merged into train")
         fingerprint = data_lib.fingerprint(splits.train)
+        if check_fingerprint is not None:
+            check_fingerprint(fingerprint)
         if resumed is not None:
             preprocessing = saved_preprocessing(task, resumed)
         else:
@@ -69,14 +73,18 @@ class RunSetup:
         splits = task.encode_splits(splits, config, preprocessing)
         return cls(task, config, data_source, splits, preprocessing, fingerprint)
 
-    def create_folder(self, runs_root, files: dict, *, prefix: str = "", suffix: str = "") -> Path:
+    def create_folder(self, runs_root, files: dict, *, prefix: str = "", suffix: str = "",
+                      on_created: Callable[[Path], None] | None = None) -> Path:
         """A new ``.partial`` folder under ``runs_root/<task>/`` holding the adapted
         preprocessing, the config and then ``files`` (JSON data, or text), in that order:
-        the last one marks the folder as a run or a search. On a full disk or an
-        unwritable ``runs_root`` nothing is left behind."""
+        the last one marks the folder as a run or a search. ``on_created`` is called
+        with the empty folder first (a run takes its training lock there). On a full disk
+        or an unwritable ``runs_root`` nothing is left behind."""
         folder = None
         try:
             folder = runs.new_run_dir(runs_root, self.task.name, prefix=prefix, suffix=suffix)
+            if on_created is not None:
+                on_created(folder)
             everything = {"preprocessing.json": self.preprocessing.to_json(),
                           "config.json": config_lib.to_dict(self.config), **files}
             for name, content in everything.items():

@@ -169,6 +169,46 @@ def test_a_run_killed_after_its_last_epoch_resumes_into_the_final_evaluation_onl
     assert metrics(run_dir) == metrics(uninterrupted)
 
 
+@pytest.mark.slow
+def test_the_same_train_command_again_does_not_start_a_second_run_beside_an_unfinished_one(shared_data, tmp_path):
+    """While a run is trained, and after it is killed, the same command (task, config,
+    seed, data) refuses in one line: the run is still being trained, or here is its
+    --resume command; --new-run, or another seed, starts a new run all the same."""
+    command = train_command(shared_data / "mr_polarity", tmp_path, "--set", "train.epochs=50",
+                            "--set", "train.patience=50")
+
+    def partials():
+        return sorted(path for path in Path(tmp_path, "sentiment").glob("*.partial") if (path / "run.json").is_file())
+
+    first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not partials() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        (partial,) = partials()
+        run_id = partial.name.removesuffix(".partial")
+        again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+        assert_one_line_error(again, "being trained right now", f"process {first.pid} on ", str(partial), "--new-run")
+        assert "--resume" not in again.stderr  # not offered while it runs
+        while not (backup_state(tmp_path) or {}).get("epochs") and first.poll() is None:
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+    again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert_one_line_error(again, "an unfinished run with the same config, seed and training data", str(partial),
+                          f"python {ROOT / 'cli.py'} train sentiment --resume {run_id} --runs-dir {tmp_path}",
+                          "--new-run")
+    assert partials() == [partial]
+    # Not the same run: another seed, or --new-run, starts one beside it.
+    kill_when([*command, "--seed", "8"], lambda: len(partials()) == 2)
+    kill_when([*command, "--new-run"], lambda: len(partials()) == 3)
+
+
 @functools.lru_cache(maxsize=None)
 def tmpfs_mountable() -> bool:
     with tempfile.TemporaryDirectory() as folder:

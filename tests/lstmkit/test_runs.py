@@ -1,4 +1,5 @@
-"""Command lines suggested to the user are spelled the way they run lstmkit."""
+"""Command lines suggested to the user are spelled the way they run lstmkit; the lock that
+tells a run being trained from a killed one."""
 
 import sys
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lstmkit import runs
+from lstmkit.errors import UserError
 from tests.conftest import ROOT
 
 
@@ -36,3 +38,36 @@ def test_the_runs_folder_is_named_only_when_not_the_default(monkeypatch):
     partial = Path("elsewhere/sentiment/20250101-120000-abcd.partial")
     assert (runs.resume_command("sentiment", partial, "elsewhere")
             == "lstmkit train sentiment --resume 20250101-120000-abcd --runs-dir elsewhere")
+
+
+def test_a_run_being_trained_is_told_from_a_killed_one_by_its_lock(tmp_path):
+    """A live process holds the run's training lock; the OS lets go of it when the
+    process dies, kill -9 included, so a killed run is never taken for a live one."""
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    run_dir = tmp_path / "20250101-120000-abcd.partial"
+    run_dir.mkdir()
+    assert runs.training_process(run_dir) is None  # never trained (or by an older lstmkit)
+    with runs.TrainingLock(run_dir):
+        owner = runs.training_process(run_dir)
+        assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+        with pytest.raises(UserError, match=f"being trained right now by process {os.getpid()} on "):
+            runs.TrainingLock(run_dir).acquire()
+    assert runs.training_process(run_dir) is None
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from lstmkit import runs; lock = runs.TrainingLock(sys.argv[1]); "
+         "lock.acquire(); print('locked', flush=True); time.sleep(60)", str(run_dir)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert runs.training_process(run_dir)["pid"] == holder.pid
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert runs.training_process(run_dir) is None
+    finally:
+        holder.kill()
+        holder.wait()
