@@ -131,6 +131,12 @@ def _train(task: Task, config, data_source: str, *, runs_root, seed, command, re
     run_dir = None
     if resume is not None:
         run_dir = runs.find_run(runs_root, task.name, resume, partial=True)
+        if not run_dir.name.endswith(runs.PARTIAL_SUFFIX):
+            # (find_run takes any run by its id.) Resumed, a finished run would be trained
+            # again in place and then renamed as if it ended in ".partial".
+            raise UserError(f"run {run_dir.name} is finished; there is nothing to resume (evaluate it: "
+                            f"{runs.lstmkit_command('evaluate', task.name, '--run', run_dir.name, runs_root=runs_root)}"
+                            ", or train a new run)")
         # Two processes training one folder would undo each other's epochs.
         hold_lock(run_dir)
         info = runs.read_json(run_dir / "run.json")

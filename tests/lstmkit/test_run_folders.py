@@ -97,3 +97,15 @@ def test_a_new_run_that_fails_before_its_first_epoch_ends_leaves_no_run_folder(r
     with pytest.raises(ValueError, match="a batch that cannot be made"):
         run_cli("train", "sentiment", "--preset", "tiny", "--data", shared_data / "mr_polarity", "--runs-dir", runs)
     assert list((runs / "sentiment").iterdir()) == []
+
+
+def test_resuming_a_finished_run_is_refused_and_leaves_it_as_it_was(run_cli, tmp_path):
+    """--resume with a finished run's id used to train it again in place, then cut
+    '.partial' worth of characters off its name."""
+    finished = tmp_path / "runs" / "sentiment" / "20250101-120000-abcd"
+    finished.mkdir(parents=True)
+    (finished / "run.json").write_text(json.dumps({"data": str(tmp_path / "gone.csv"), "seed": 1}))
+    (finished / "config.json").write_text("{}")
+    assert_one_line_error(*run_cli("train", "sentiment", "--resume", finished.name, "--runs-dir", tmp_path / "runs"),
+                          "run 20250101-120000-abcd is finished", "nothing to resume", "evaluate sentiment --run")
+    assert sorted(path.name for path in finished.iterdir()) == ["config.json", "run.json"]
