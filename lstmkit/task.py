@@ -62,21 +62,22 @@ class ServingSignature:
     max_lengths: dict = dataclasses.field(default_factory=dict)
 
     def endpoint(self, model) -> Callable:
-        """``build_fn(model)`` behind the ``max_lengths`` checks, taking the inputs by
-        position in ``input_signature`` order."""
+        """``build_fn(model)`` behind the input checks (``check_inputs``) and the output
+        check (``check_outputs``), taking the inputs by position in ``input_signature``
+        order."""
         serve = self.build_fn(model)
         names = [spec.name for spec in self.input_signature]
 
         def checked(*inputs):
-            return serve(*check_input_lengths(dict(zip(names, inputs)), self.max_lengths).values())
+            return check_outputs(serve(*check_inputs(dict(zip(names, inputs)), self.max_lengths).values()))
 
         return checked
 
 
-def check_input_lengths(inputs: dict, max_lengths: dict) -> dict:
-    """``inputs`` again, computed only after every ``max_lengths`` check has passed: a
-    too-long input stops the graph with InvalidArgument before the model allocates
-    anything for it."""
+def check_inputs(inputs: dict, max_lengths: dict) -> dict:
+    """``inputs`` again, computed only after every check has passed (each row no longer
+    than ``max_lengths``; floating-point inputs finite): a bad input stops the graph with
+    InvalidArgument before the model allocates anything for it."""
     import tensorflow as tf
 
     checks = []
@@ -89,8 +90,25 @@ def check_input_lengths(inputs: dict, max_lengths: dict) -> dict:
             length = tf.shape(tensor)[1]
         checks.append(tf.debugging.Assert(length <= most, [f"input {name} is longer than {most:,} {unit}; "
                                                            f"send at most {most:,} {unit} per row"]))
+    for name, tensor in inputs.items():
+        if tensor.dtype.is_floating:
+            checks.append(tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(tensor)), [
+                f"input {name} holds a NaN or infinite value; send finite numbers"]))
     with tf.control_dependencies(checks):
         return {name: tf.identity(tensor) for name, tensor in inputs.items()}
+
+
+def check_outputs(outputs: dict) -> dict:
+    """``outputs`` again, after checking that every floating-point one is finite: a
+    forecast or probability of NaN (from inputs finite but too large for float32
+    arithmetic) is an error, never an answer."""
+    import tensorflow as tf
+
+    checks = [tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(tensor)), [
+        f"output {name} is not finite for this input (its values are likely too large for float32 arithmetic); "
+        "send values of a smaller magnitude"]) for name, tensor in outputs.items() if tensor.dtype.is_floating]
+    with tf.control_dependencies(checks):
+        return {name: tf.identity(tensor) for name, tensor in outputs.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -208,7 +208,19 @@ class ProteinTask(Task):
 
         def build(model):
             def serve(sequence, profile=None):
-                length = tf.strings.length(sequence)
+                # Characters, not bytes: the per-residue outputs have one row per character.
+                length = tf.strings.length(sequence, unit="UTF8_CHAR")
+                # The rule predict applies (protein_data.clean_sequence): letters only, at
+                # least one; a letter that is not an amino acid is read as unknown.
+                checks = [
+                    tf.debugging.Assert(tf.reduce_all(length >= 1), [
+                        "sequence is empty; send at least one residue"]),
+                    tf.debugging.Assert(tf.reduce_all(tf.strings.regex_full_match(sequence, r"\p{L}*")), [
+                        "sequence holds a character that is not a letter (a digit, space or symbol); "
+                        "sequences are amino-acid letters only"]),
+                ]
+                with tf.control_dependencies(checks):
+                    sequence = tf.identity(sequence)
                 if profile is None:
                     probabilities = model(sequence, training=False)
                 else:

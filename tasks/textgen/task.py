@@ -186,8 +186,8 @@ class TextgenTask(Task):
             def serve(prompt, length, temperature, seed):
                 checks = [
                     tf.debugging.Assert(length >= 1, ["length must be >= 1"]),
-                    tf.debugging.Assert(length <= most, [f"length must be <= {most:,} (this export's most; "
-                                                         "a larger max_generated_length at export raises it)"]),
+                    tf.debugging.Assert(length <= most, [f"length must be <= {most:,} (the most this export "
+                                                         "generates; export --max-generate-length raises it)"]),
                     tf.debugging.Assert(temperature >= 0, ["temperature must be >= 0"]),
                 ]
                 with tf.control_dependencies(checks):
