@@ -36,5 +36,49 @@ def predict_run(task: Task, run_dir: Path, items: list[str], options: dict | Non
     if items:
         outputs = model.predict(task.parse_predict_inputs(config, items), verbose=0,
                                 batch_size=config.train.batch_size)
-        records = task.prediction_records(config, preprocessing, model, items, outputs)
+        finite = finite_rows(outputs)
+        for item, ok in zip(items, finite):
+            if not ok:  # a NaN forecast or probability is never printed as a result
+                rejected[item] = NOT_FINITE
+        if not all(finite):
+            items = [item for item, ok in zip(items, finite) if ok]
+            outputs = _rows(outputs, finite)
+        if items:
+            records = task.prediction_records(config, preprocessing, model, items, outputs)
     return Predictions(records, rejected)
+
+
+NOT_FINITE = ("the model's output is not a finite number for this input (its values are likely too large for "
+              "float32 arithmetic); send values of a smaller magnitude")
+
+
+def _arrays(outputs) -> list:
+    import numpy as np
+
+    values = outputs.values() if isinstance(outputs, dict) else outputs if isinstance(outputs, (list, tuple)) \
+        else [outputs]
+    return [np.asarray(value) for value in values]
+
+
+def finite_rows(outputs) -> list[bool]:
+    """For each input row, whether every floating-point output of it is finite."""
+    import numpy as np
+
+    arrays = [array for array in _arrays(outputs) if array.ndim]
+    finite = np.ones(len(arrays[0]) if arrays else 0, bool)
+    for array in arrays:
+        if array.dtype.kind == "f":
+            finite &= np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    return finite.tolist()
+
+
+def _rows(outputs, keep: list[bool]):
+    """``outputs`` (an array, a list or a dict of arrays) with only the rows in ``keep``."""
+    import numpy as np
+
+    keep = np.asarray(keep)
+    if isinstance(outputs, dict):
+        return {name: np.asarray(value)[keep] for name, value in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(np.asarray(value)[keep] for value in outputs)
+    return np.asarray(outputs)[keep]

@@ -267,7 +267,17 @@ def numeric_column(frame, column, name: str) -> np.ndarray:
         what = "is empty" if pd.isna(raw) else f"holds {raw!r}, not a finite number"
         raise UserError(f"{name}: row {row + 2} of column {column!r} {what} ({int(bad.sum())} such row(s)); "
                         "fill or remove them first (interpolate, or cut the series before the gap)")
+    check_float32_range(values, f"{name}: column {column!r}")
     return values
+
+
+def check_float32_range(values: np.ndarray, what: str) -> None:
+    """The model computes in float32: a larger value would be infinity there."""
+    most = float(np.finfo(np.float32).max)
+    if values.size and float(np.abs(values).max()) > most:
+        row = int(np.argmax(np.abs(values) > most))
+        raise UserError(f"{what} holds {values.flat[row]:.4g}, past float32's largest value ({most:.4g}), in "
+                        "which the model computes; rescale the series (divide it by a power of ten)")
 
 
 def series_from_frame(frame, settings, name: str) -> list[Series]:

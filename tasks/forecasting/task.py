@@ -237,6 +237,7 @@ class ForecastingTask(Task):
                                 "and calendar features); give a CSV file with a time column and the run's columns")
             if not np.isfinite(values).all():
                 raise UserError("the history holds a NaN or infinite value; fill or cut the gap first")
+            forecast_data.check_float32_range(values, "the history")
             series = forecast_data.Series("history", values[:, None])
         steps = len(series.values)
         if series.values.shape[1] != features:

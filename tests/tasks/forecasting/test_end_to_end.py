@@ -86,6 +86,9 @@ def test_predict_reads_a_history_file_continues_its_times_and_honours_horizon(fo
     ([",".join(["1"] * 10)], "the history has 10 steps; this run's model reads the last 24"),
     ([",".join(["1"] * 30 + ["nan"])], "NaN or infinite"),
     ([",".join(["1"] * 30), "--horizon", "7"], "--horizon 7: this run forecasts 6 steps"),
+    # Past float32 (infinity in the model), and finite but overflowing once scaled: never a printed NaN.
+    ([",".join(["1"] * 29 + ["1e39"])], "past float32's largest value"),
+    ([",".join(["3e38", "-3e38"] * 15)], "not a finite number for this input"),
 ])
 def test_bad_predict_input_is_one_line_and_exit_code_2(forecasting_run, run_cli, arguments, message):
     code, out, err = run_cli("predict", "forecasting", *arguments, "--run", forecasting_run, "--runs-dir",
