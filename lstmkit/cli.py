@@ -453,7 +453,14 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
 @click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
               help="How often the base path is checked for new, removed and replaced versions.")
 @click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Open connections (or requests in progress) at most; past it, requests get 503.")
+              help="Open connections at most; a connection past it is answered 503 and closed.")
+@click.option("--max-connections-per-client", type=click.IntRange(min=1), default=None,
+              help="Open connections one client address may hold (default: a quarter of --max-connections); "
+                   "a connection past it is answered 429 and closed. Raise it behind a proxy, which is one "
+                   "address for all its clients.")
+@click.option("--max-answer-bytes", type=click.IntRange(min=1024), default=16 * 1024 * 1024, show_default=True,
+              help="Largest answer written; a request whose answer would be larger gets 400 saying how many "
+                   "rows to send at a time.")
 @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds a client has to send a request's headers, and then its body; slower "
                    "connections are closed (headers) or answered 408 (body).")
@@ -462,19 +469,26 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads that run models (default: CPU cores + 4).")
 @click.option("--signature-concurrency", type=click.IntRange(min=1), default=None,
-              help="Requests one model signature runs at once (default: half the CPU cores, at least 1); "
-                   "more wait their turn, so a slow signature (a long generate) leaves the CPU to the others.")
+              help="Ordinary requests one model signature runs at once (default: half the CPU cores, at least "
+                   "2); more wait their turn. Heavy requests (a row over a quarter of its limit, or a body of "
+                   "256 KiB or more) run one at a time across all models, so they leave the CPU to the others.")
 def serve(model_base_path, host, port, max_body_bytes, max_batch_size, batch_max_size, batch_timeout_ms,
-          poll_seconds, max_connections, request_timeout, keep_alive_timeout, threads, signature_concurrency):
+          poll_seconds, max_connections, max_connections_per_client, max_answer_bytes, request_timeout,
+          keep_alive_timeout, threads, signature_concurrency):
     """Serve every model under --model-base-path over TensorFlow Serving's REST API,
     with /healthz, /readyz and /metrics (Prometheus) beside it."""
-    import_tensorflow_quietly()
     from lstmkit import serving
 
+    # A port already taken is said before TensorFlow and the models load.
+    listener = serving.listening_socket(host, port)
+    import_tensorflow_quietly()
     serving.serve(serving.ServerOptions(
-        model_base_path, host, port, max_body_bytes, max_batch_size, batch_max_size, batch_timeout_ms,
-        poll_seconds, max_connections, request_timeout, keep_alive_timeout, threads, signature_concurrency),
-        announce=click.echo)
+        base_path=model_base_path, host=host, port=port, max_body_bytes=max_body_bytes,
+        max_batch_size=max_batch_size, batch_max_size=batch_max_size, batch_timeout_ms=batch_timeout_ms,
+        poll_seconds=poll_seconds, max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client, max_answer_bytes=max_answer_bytes,
+        request_timeout=request_timeout, keep_alive_timeout=keep_alive_timeout, threads=threads,
+        signature_concurrency=signature_concurrency), announce=click.echo, listener=listener)
 
 
 @cli.command("runs", epilog=TASK_EPILOG)

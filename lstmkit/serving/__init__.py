@@ -1,8 +1,9 @@
 """TensorFlow Serving's REST API over a ``saved_models/`` tree (``lstmkit serve``).
 
 - ``registry``: the models and versions on disk, loaded, polled and unloaded;
-- ``requests``: JSON requests to tensors and outputs back to JSON, and every client
-  error as a 400;
+- ``requests``: JSON requests to arrays and tensors and outputs back to JSON, and
+  every client error as a 400;
+- ``offload``: large bodies and answers read and written in a worker process;
 - ``batching``: models run on a thread pool of their own, and concurrent requests
   joined into batches;
 - ``app``: the ASGI application (routes, limits, ``/healthz``, ``/readyz``,
@@ -13,9 +14,9 @@
 from lstmkit.serving.app import Limits, Metrics, create_app, timed_protocol
 from lstmkit.serving.batching import Batcher, Runner
 from lstmkit.serving.registry import ModelRegistry, Servable, VersionStatus, load_servable, logger, poll
-from lstmkit.serving.requests import Prediction, ServingError, answer, parse_predict, run
-from lstmkit.serving.server import ServerOptions, serve
+from lstmkit.serving.requests import Prediction, ServingError, answer, parse_predict, read_request, run
+from lstmkit.serving.server import ServerOptions, listening_socket, serve
 
 __all__ = ["Batcher", "Limits", "Metrics", "ModelRegistry", "Prediction", "Runner", "Servable", "ServerOptions",
-           "ServingError", "VersionStatus", "answer", "create_app", "load_servable", "logger", "parse_predict",
-           "poll", "run", "serve", "timed_protocol"]
+           "ServingError", "VersionStatus", "answer", "create_app", "listening_socket", "load_servable", "logger",
+           "parse_predict", "poll", "read_request", "run", "serve", "timed_protocol"]

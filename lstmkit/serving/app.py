@@ -30,15 +30,18 @@ balancers and monitoring.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
 import re
 import time
 
-from lstmkit.serving.batching import Batcher, Runner
+from lstmkit.serving.batching import Batcher, Runner, is_heavy
+from lstmkit.serving.offload import Offload
 from lstmkit.serving.registry import MODEL_NAME, ModelRegistry, logger, metadata
-from lstmkit.serving.requests import ServingError, answer, parse_predict, printable, run
+from lstmkit.serving.requests import (ServingError, answer_bytes, answer_too_large, output_arrays, printable,
+                                      read_request, render_answer, run, to_prediction)
 
 
 ROUTE = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<verb>:predict|/metadata)?\Z")
@@ -88,6 +91,12 @@ class Metrics:
 
 # The most of an oversized request body read (and dropped) so that its client gets the 413.
 DRAIN_BYTES = 64 * 1024 * 1024
+# Request headers past this many bytes are refused (h11 refuses them only when they
+# arrive in pieces; in one read of up to 256 KiB they would pass).
+MAX_HEADER_BYTES = 16 * 1024
+# The status of a request whose client left before sending its whole body (nginx's
+# "client closed request"): a client error, never a 5xx.
+CLIENT_CLOSED = 499
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,25 +106,33 @@ class Limits:
     # Seconds a client has to send a request's body once its headers are in (the
     # headers themselves: ``request_timeout`` of ``TimedH11Protocol``).
     request_timeout_s: float = 30.0
+    # The largest answer written: a legal request can ask for far more output than it
+    # sends (256 chains of 10,000 residues: 2.5 MB in, 157 MB of probabilities out).
+    max_answer_bytes: int = 16 * 1024 * 1024
 
 
 def create_app(registry: ModelRegistry, limits: Limits = Limits(), batcher: Batcher | None = None,
-               runner: Runner | None = None):
+               runner: Runner | None = None, offload: Offload | None = None):
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     runner = runner or (batcher.runner if batcher is not None else Runner(4, 2))
+    offload = offload or Offload()
     metrics = Metrics(registry, batcher)
 
     class Answer(JSONResponse):
         def render(self, content) -> bytes:
-            # NaN outputs are written as NaN (as TensorFlow Serving does), not an error.
             return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def error(status: int, message: str) -> JSONResponse:
-        return Answer({"error": printable(message, 2000)}, status_code=status)
+        response = Answer({"error": printable(message, 2000)}, status_code=status)
+        if status in (408, 413, CLIENT_CLOSED):
+            # The body was not read to its end: the connection cannot carry another request,
+            # and kept open it would be held until the next header deadline.
+            response.headers["connection"] = "close"
+        return response
 
     async def drop_body(request: Request) -> None:
         # Read and drop what a client is still sending before answering 413: a socket
@@ -150,7 +167,28 @@ def create_app(registry: ModelRegistry, limits: Limits = Limits(), batcher: Batc
         except asyncio.TimeoutError:
             raise ServingError(408, f"the request body did not arrive within {limits.request_timeout_s:g} s") \
                 from None
+        except ClientDisconnect:
+            raise ServingError(CLIENT_CLOSED, "the client closed the connection before sending the whole body") \
+                from None
         return bytes(body)
+
+    async def predict(request: Request, name: str, version: str | None) -> Response:
+        servable = registry.get(name, version)
+        body = await read_body(request)
+        parsed = await offload(len(body), read_request, body, servable.inputs, limits.max_batch_size)
+        prediction = await asyncio.to_thread(to_prediction, parsed, servable, limits.max_answer_bytes)
+        heavy = is_heavy(parsed, servable.max_lengths.get(parsed.signature, {}), len(body))
+        if batcher is None:
+            outputs = await runner((name, prediction.signature), run, servable, prediction, heavy=heavy)
+        else:
+            outputs = await batcher.run(servable, prediction, name, heavy=heavy)
+        arrays = await asyncio.to_thread(output_arrays, outputs)
+        size = answer_bytes(arrays)
+        if size > 2 * limits.max_answer_bytes:  # surely too large: refused without writing it
+            raise answer_too_large(size, limits.max_answer_bytes, prediction.batch)
+        content = await offload(size, render_answer, arrays, prediction.rows, prediction.batch,
+                                limits.max_answer_bytes)
+        return Response(content, media_type="application/json")
 
     async def handle(request: Request, match) -> JSONResponse:
         if match is None or not MODEL_NAME.match(match["name"]):
@@ -160,14 +198,7 @@ def create_app(registry: ModelRegistry, limits: Limits = Limits(), batcher: Batc
             if request.method != "POST":
                 raise ServingError(405, f"Malformed request: {request.method} {printable(request.url.path)}; "
                                         "use POST")
-            servable = registry.get(name, version)
-            prediction = await asyncio.to_thread(parse_predict, await read_body(request), servable,
-                                                 limits.max_batch_size)
-            if batcher is None:
-                outputs = await runner((name, prediction.signature), run, servable, prediction)
-            else:
-                outputs = await batcher.run(servable, prediction, name)
-            return Answer(await asyncio.to_thread(answer, outputs, prediction))
+            return await predict(request, name, version)
         if request.method != "GET":
             raise ServingError(405, f"Malformed request: {request.method} {printable(request.url.path)}; use GET")
         if verb == "/metadata":
@@ -212,15 +243,73 @@ def create_app(registry: ModelRegistry, limits: Limits = Limits(), batcher: Batc
             return error(500, "internal error; the server's log has the details")
         return error(code, f"Malformed request: {request.method} {printable(request.url.path)}")
 
-    return Starlette(routes=[Route("/v1/models/{path:path}", models, methods=["GET", "POST"]),
-                             Route("/healthz", healthz, methods=["GET"]),
-                             Route("/readyz", readyz, methods=["GET"]),
-                             Route("/metrics", prometheus, methods=["GET"])],
-                     exception_handlers={404: unmatched, 405: unmatched, Exception: unmatched})
+    routes = Starlette(routes=[Route("/v1/models/{path:path}", models, methods=["GET", "POST"]),
+                               Route("/healthz", healthz, methods=["GET"]),
+                               Route("/readyz", readyz, methods=["GET"]),
+                               Route("/metrics", prometheus, methods=["GET"])],
+                       exception_handlers={404: unmatched, 405: unmatched, Exception: unmatched})
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > MAX_HEADER_BYTES:
+                response = error(400, f"request headers of {size:,} bytes; at most {MAX_HEADER_BYTES:,}")
+                response.headers["connection"] = "close"
+                return await response(scope, receive, send)
+        await routes(scope, receive, send)
+
+    return app
 
 
-def timed_protocol(request_timeout_s: float):
-    """uvicorn's h11 protocol with a deadline for each request's headers.
+class ConnectionLimits:
+    """How many connections the server holds, in all and from any one client address.
+
+    Without a limit per client, one address holding every connection (idle sockets,
+    reopened whenever they are closed) locks every other client out. A connection past
+    either limit never counts against the others: it is answered in the API's JSON
+    error shape (429 past the client's share, 503 past the total) and closed, as soon
+    as its request arrives, or at the header deadline if none does. Held until then,
+    so that a client reopening whatever is closed cannot turn the limit into a flood
+    of new connections; past ``MOST_HELD`` held at once, answered at once."""
+
+    MOST_HELD = 512
+    # After the answer, the client's half of the connection stays open this long, so
+    # that a request it already sent is read and the answer is not lost to a reset.
+    LINGER_SECONDS = 0.5
+
+    def __init__(self, total: int, per_client: int):
+        self.total, self.per_client = total, per_client
+        self.by_client: collections.Counter = collections.Counter()
+        self.held = 0
+
+    def admit(self, client: str) -> tuple[int, str] | None:
+        """None, and the connection is counted; or why it is refused (status, message)."""
+        if self.by_client[client] >= self.per_client:
+            return 429, (f"this client already holds {self.per_client} connections, the most one client address "
+                         "may hold (the server's --max-connections-per-client); reuse them or close some")
+        if sum(self.by_client.values()) >= self.total:
+            return 503, (f"the server holds {self.total} connections, its most (--max-connections); "
+                         "try again shortly")
+        self.by_client[client] += 1
+        return None
+
+    def release(self, client: str) -> None:
+        self.by_client[client] -= 1
+        if not self.by_client[client]:
+            del self.by_client[client]
+
+
+def refusal(status: int, message: str) -> bytes:
+    """A whole HTTP answer that closes its connection."""
+    body = json.dumps({"error": message}).encode()
+    reason = {429: b"Too Many Requests", 503: b"Service Unavailable"}[status]
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+            % (status, reason, len(body)) + body)
+
+
+def timed_protocol(request_timeout_s: float, limits: ConnectionLimits | None = None):
+    """uvicorn's h11 protocol with a deadline for each request's headers, and the
+    connection ``limits``.
 
     uvicorn times out only the idle gap after an answer (``timeout_keep_alive``): a
     connection that never sends a request, or trickles its headers a byte at a time,
@@ -231,6 +320,10 @@ def timed_protocol(request_timeout_s: float):
 
     class TimedH11Protocol(H11Protocol):
         header_deadline = None
+        refused = False
+        held = False
+        refusal = None
+        client_host = None
 
         def _arm(self) -> None:
             self._disarm()
@@ -246,10 +339,65 @@ def timed_protocol(request_timeout_s: float):
                 self.transport.close()
 
         def connection_made(self, transport) -> None:
+            if limits is not None:
+                peer = transport.get_extra_info("peername")
+                host = str(peer[0]) if peer else ""
+                refused = limits.admit(host)
+                if refused is not None:
+                    self._refuse(transport, *refused)
+                    return
+                self.client_host = host
             super().connection_made(transport)
             self._arm()
 
+        def _refuse(self, transport, status: int, message: str) -> None:
+            # Not handed to uvicorn at all: it is not among its connections.
+            self.refused, self.transport, self.refusal = True, transport, refusal(status, message)
+            if limits.held < limits.MOST_HELD:
+                limits.held += 1
+                self.held = True
+                self.header_deadline = self.loop.call_later(request_timeout_s, self._answer_refusal)
+            else:
+                self._answer_refusal()
+
+        def _answer_refusal(self) -> None:
+            if self.refusal is None or self.transport.is_closing():
+                return
+            self.transport.write(self.refusal)
+            self.refusal = None
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(limits.LINGER_SECONDS, self.transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if self.refused:
+                self._answer_refusal()
+            else:
+                super().data_received(data)
+
+        def eof_received(self):
+            if not self.refused:
+                return super().eof_received()
+            self._answer_refusal()
+            return True  # closed by the linger timer, after the answer
+
+        def pause_writing(self) -> None:
+            if not self.refused:
+                super().pause_writing()
+
+        def resume_writing(self) -> None:
+            if not self.refused:
+                super().resume_writing()
+
         def connection_lost(self, exc) -> None:
+            if self.refused:
+                self._disarm()
+                if self.held:
+                    limits.held -= 1
+                return
+            if self.client_host is not None:
+                limits.release(self.client_host)
+                self.client_host = None
             self._disarm()
             super().connection_lost(exc)
 
@@ -264,5 +412,3 @@ def timed_protocol(request_timeout_s: float):
                 self._arm()
 
     return TimedH11Protocol
-
-

@@ -8,24 +8,52 @@ import concurrent.futures
 import time
 
 from lstmkit.serving.registry import Servable, logger
-from lstmkit.serving.requests import Prediction, ServingError, run
+from lstmkit.serving.requests import Prediction, Request, ServingError, run
 
 
 class Runner:
     """Runs signatures on ``threads`` threads of their own, at most ``per_signature``
     at once for any one model signature: requests past that wait their turn, so one
     slow signature (eight ``generate`` calls of 100,000 characters) cannot hold every
-    thread while other models' requests wait."""
+    thread while other models' requests wait.
 
-    def __init__(self, threads: int, per_signature: int):
+    Heavy requests (``is_heavy``) take no turn of their signature's: they run
+    ``heavy_at_once`` at a time across all models, so a client sending the largest
+    legal inputs back to back makes other heavy requests wait, never the ordinary
+    ones of the same model (a 10,000-residue chain runs for seconds; the chains
+    around it, for milliseconds)."""
+
+    def __init__(self, threads: int, per_signature: int, heavy_at_once: int = 1):
         self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="lstmkit-model")
         self.per_signature = per_signature
         self.slots: dict[tuple, asyncio.Semaphore] = {}  # (model, signature) -> its turns
+        self.heavy_slots = asyncio.Semaphore(heavy_at_once)
 
-    async def __call__(self, key: tuple, function, *arguments):
-        slots = self.slots.setdefault(key, asyncio.Semaphore(self.per_signature))
+    async def __call__(self, key: tuple, function, *arguments, heavy: bool = False):
+        slots = self.heavy_slots if heavy else self.slots.setdefault(key, asyncio.Semaphore(self.per_signature))
         async with slots:
             return await asyncio.get_running_loop().run_in_executor(self.executor, function, *arguments)
+
+
+# A request is heavy when a row is longer than this share of its export's limit, or
+# when its body is this large (inputs without a limit: a 1 MiB review).
+HEAVY_SHARE_OF_LIMIT = 0.25
+HEAVY_BODY_BYTES = 256 * 1024
+
+
+def is_heavy(request: Request, max_lengths: dict, body_bytes: int) -> bool:
+    if body_bytes >= HEAVY_BODY_BYTES:
+        return True
+    for name, (most, _) in max_lengths.items():
+        array = request.arrays.get(name)
+        if array is None or not array.size:
+            continue
+        # Bytes for strings: at least their characters, and cheap to count.
+        longest = max(len(item) for item in array.flat) if array.dtype == object else \
+            (array.shape[1] if array.ndim >= 2 else 0)
+        if longest > HEAVY_SHARE_OF_LIMIT * most:
+            return True
+    return False
 
 
 # Server-side batching -------------------------------------------------------------
@@ -43,11 +71,12 @@ class Batcher:
         self.runner = runner or Runner(4, 4)
         self.queues: dict[tuple, asyncio.Queue] = {}
 
-    async def run(self, servable: Servable, prediction: Prediction, model: str = "") -> dict:
+    async def run(self, servable: Servable, prediction: Prediction, model: str = "", heavy: bool = False) -> dict:
         batched = all(tensor.shape.rank for tensor in prediction.tensors.values())
         slot = (model, prediction.signature)
-        if prediction.signature not in servable.batchable or not batched or prediction.batch >= self.max_size:
-            return await self.runner(slot, run, servable, prediction)
+        if heavy or prediction.signature not in servable.batchable or not batched or \
+                prediction.batch >= self.max_size:
+            return await self.runner(slot, run, servable, prediction, heavy=heavy)
         key = (id(servable), prediction.signature,
                tuple((name, tuple(tensor.shape[1:])) for name, tensor in sorted(prediction.tensors.items())))
         done = asyncio.get_running_loop().create_future()

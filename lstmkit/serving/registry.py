@@ -11,7 +11,7 @@ import re
 import threading
 from pathlib import Path
 
-from lstmkit.serving.requests import ServingError, check_version
+from lstmkit.serving.requests import ServingError, Spec, check_version
 
 
 logger = logging.getLogger("lstmkit.serving")
@@ -28,6 +28,20 @@ class Servable:
     batchable: frozenset  # signature names whose rows are independent of each other
     loaded: object  # keeps the SavedModel's variables alive
     max_lengths: dict = dataclasses.field(default_factory=dict)  # signature -> {input: (most, unit)}
+    # signature -> {name: Spec}, read from the functions: what a request is read into
+    # without TensorFlow, and how large an answer will be.
+    inputs: dict = dataclasses.field(init=False)
+    outputs: dict = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.inputs = {name: {input_name: Spec.of(spec)
+                              for input_name, spec in function.structured_input_signature[1].items()}
+                       for name, function in self.functions.items()}
+        self.outputs = {}
+        for name, function in self.functions.items():
+            outputs = getattr(function, "structured_outputs", None)
+            self.outputs[name] = {output_name: Spec.of(spec) for output_name, spec in outputs.items()
+                                  if hasattr(spec, "dtype")} if isinstance(outputs, dict) else {}
 
 
 @dataclasses.dataclass

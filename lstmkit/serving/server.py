@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 from lstmkit.errors import UserError
-from lstmkit.serving.app import Limits, create_app, timed_protocol
+from lstmkit.serving.app import ConnectionLimits, Limits, create_app, timed_protocol
 from lstmkit.serving.batching import Batcher, Runner
+from lstmkit.serving.offload import Offload
 from lstmkit.serving.registry import ModelRegistry, logger, poll
 
 
@@ -31,15 +32,19 @@ class ServerOptions:
     batch_timeout_ms: float = 2.0
     poll_seconds: float = 1.0
     max_connections: int = 256
+    max_connections_per_client: int | None = None  # default: a quarter of max_connections, at least 1
+    max_answer_bytes: int = 16 * 1024 * 1024
     request_timeout: float = 30.0
     keep_alive_timeout: int = 5
     threads: int | None = None  # default: CPU cores + 4
-    signature_concurrency: int | None = None  # default: half the CPU cores, at least 1
+    signature_concurrency: int | None = None  # default: half the CPU cores, at least 2
 
 
-def serve(options: ServerOptions, announce: Callable[[str], None] = print) -> None:
+def serve(options: ServerOptions, announce: Callable[[str], None] = print,
+          listener: socket.socket | None = None) -> None:
     """Serve every model under ``options.base_path`` until interrupted; ``announce``
-    receives the lines that say what is served where."""
+    receives the lines that say what is served where; ``listener``, a socket already
+    bound to ``options.host:port`` (``listening_socket``)."""
     import uvicorn
 
     handler = logging.StreamHandler()
@@ -47,21 +52,30 @@ def serve(options: ServerOptions, announce: Callable[[str], None] = print) -> No
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)  # which versions load, fail and are replaced
     logger.propagate = False
+    # Bound before the models load (seconds each): a port already taken is said at once.
+    listener = listener or listening_socket(options.host, options.port)
     registry = ModelRegistry(options.base_path)
     registry.refresh()
     if not registry.serving:
+        listener.close()
         problems = [status.error_message for statuses in registry.statuses.values() for status in statuses.values()]
         raise UserError(f"no SavedModel to serve under {options.base_path}"
                         + (f" ({problems[0]})" if problems else "")
                         + "; export a trained run first (lstmkit export TASK)")
-    listener = listening_socket(options.host, options.port)
     threads = options.threads or (os.cpu_count() or 1) + 4
     # TensorFlow runs every model's ops on one shared pool of threads, one per core: a
-    # signature running on more threads than half the cores slows every other model.
-    runner = Runner(threads, options.signature_concurrency or max(1, (os.cpu_count() or 1) // 2))
+    # signature running on more threads than half the cores slows every other model. At
+    # least two, as heavy requests have a lane of their own (Runner) and one ordinary
+    # request, a chain of small recurrent steps, leaves a core idle: on 2 cores under the
+    # hostile load of serving_load, protein p99 was 1.7 s with one at a time, 0.7 s with two.
+    runner = Runner(threads, options.signature_concurrency or max(2, (os.cpu_count() or 1) // 2))
     batcher = Batcher(options.batch_max_size, options.batch_timeout_ms, runner) if options.batch_max_size > 1 else None
-    app = create_app(registry, Limits(options.max_body_bytes, options.max_batch_size, options.request_timeout),
-                     batcher, runner)
+    offload = Offload(processes=1)
+    offload.start()
+    app = create_app(registry, Limits(options.max_body_bytes, options.max_batch_size, options.request_timeout,
+                                      options.max_answer_bytes), batcher, runner, offload)
+    connections = ConnectionLimits(options.max_connections,
+                                   options.max_connections_per_client or max(1, options.max_connections // 4))
     stop = threading.Event()
     threading.Thread(target=poll, args=(registry, options.poll_seconds, stop), daemon=True).start()
     # An address clients can use: a wildcard one is reached as localhost here.
@@ -75,11 +89,11 @@ def serve(options: ServerOptions, announce: Callable[[str], None] = print) -> No
     announce(f"  readiness {root}/readyz  metrics {root}/metrics")
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                      http=timed_protocol(options.request_timeout),
-                                      limit_concurrency=options.max_connections,
+                                      http=timed_protocol(options.request_timeout, connections),
                                       timeout_keep_alive=options.keep_alive_timeout)).run(sockets=[listener])
     finally:
         stop.set()
+        offload.close()
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

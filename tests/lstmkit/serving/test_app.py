@@ -5,6 +5,7 @@ requests and connections (each a 400 or a closed connection, never a crash or a 
 
 import asyncio
 import base64
+import http.client
 import json
 import os
 import re
@@ -218,7 +219,17 @@ def generate_request(prompt="A", length=5):
     ("/v1/models/forecasting:predict", {"instances": [[[1.0]] * 100_001]}, "at most 100,000 time steps"),
     ("/v1/models/forecasting:predict", {"instances": [[[1.0]] * 5]}, "history is too short"),
     ("/v1/models/forecasting:predict", b'{"instances": [' + b"[[1.0], " * 29 + b'[NaN]]]}', "NaN is not a number"),
-    ("/v1/models/forecasting:predict", {"instances": [[[1.0]] * 29 + [[1e39]]]}, "NaN or infinite"),
+    ("/v1/models/forecasting:predict", {"instances": [[[1.0]] * 29 + [[1e39]]]}, "past float32's largest value"),
+    # JSON's 1e999 is infinity once parsed: a waveform of them answered NaN probabilities.
+    ("/v1/models/speech_commands:predict", b'{"inputs": {"waveform": [[1e999, 0.5]]}}', "not finite"),
+    # Finite, but overflowing once scaled: answered NaN quantiles.
+    ("/v1/models/forecasting:predict", {"instances": [[[3e38], [-3e38]] * 15]}, "is not finite for this input"),
+    # 64 chains of 10,000 residues: an answer of ~37 MiB, refused before the model runs.
+    ("/v1/models/protein_ss:predict", {"instances": ["M" * 10_000] * 64}, "split it into requests of at most 27 rows"),
+    # One rule with predict: letters only (digits were served), and at least one.
+    ("/v1/models/protein_ss:predict", {"instances": ["MK1"]}, "not a letter"),
+    ("/v1/models/protein_ss:predict", {"instances": ["acd\U0001F600"]}, "not a letter"),
+    ("/v1/models/protein_ss:predict", {"instances": [""]}, "sequence is empty"),
     ("/v1/models/textgen:predict", {"instances": ["a" * 10_001]}, "at most 10,000 characters"),
     ("/v1/models/textgen:predict", generate_request(prompt="a" * 10_001), "at most 10,000 characters"),
     ("/v1/models/textgen:predict", generate_request(length=2_001), "length must be <= 2,000"),
@@ -241,6 +252,7 @@ def test_hostile_requests_get_a_400_and_the_server_keeps_serving(server, path, b
     started = time.monotonic()
     got, answer = server.request(path, None if raw else body, raw=raw, method="POST" if body is not None else "GET")
     assert (got, message in answer["error"]) == (400, True), answer
+    assert "\\'" not in answer["error"]  # the graph's messages arrive unescaped ("export\\'s" was shown)
     assert time.monotonic() - started < 30
     assert server.request("/v1/models/sentiment:predict", {"instances": ["still here"]})[0] == 200
     assert server.process.poll() is None and "Traceback" not in "".join(server.output)
@@ -256,9 +268,18 @@ def test_the_exported_graph_refuses_what_the_server_refuses(exports):
     with pytest.raises(tf.errors.InvalidArgumentError, match="longer than 48,000 samples"):
         speech["serving_default"](waveform=tf.zeros([1, 48_001]))
     assert speech["serving_default"](waveform=tf.zeros([1, 48_000]))["label"].shape == (1,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="waveform holds a NaN or infinite value"):
+        speech["serving_default"](waveform=tf.constant([[0.1, float("inf")]]))
     protein = tf.saved_model.load(str(exports / "protein_ss" / "1")).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="longer than 10,000 residues"):
         protein(sequence=tf.constant(["MK", "M" * 10_001]))
+    for sequences, message in [(["MK", ""], "sequence is empty"), (["MK1"], "not a letter"),
+                               (["MK M"], "not a letter")]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            protein(sequence=tf.constant(sequences))
+    # Lengths in characters: one structure letter and one row of probabilities each.
+    answer = protein(sequence=tf.constant(["acdé", "MKT"]))
+    assert answer["length"].numpy().tolist() == [4, 3] and len(answer["structure"].numpy()[0].decode()) == 4
     forecasting = tf.saved_model.load(str(exports / "forecasting" / "1")).signatures["serving_default"]
     for history, message in [(tf.zeros([1, 23, 1]), "history is too short"),
                              (tf.fill([1, 30, 1], float("nan")), "NaN or infinite"),
@@ -266,6 +287,8 @@ def test_the_exported_graph_refuses_what_the_server_refuses(exports):
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             forecasting(history=history)
     assert forecasting(history=tf.zeros([2, 24, 1]))["quantiles"].shape == (2, 6, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="output .* is not finite for this input"):
+        forecasting(history=tf.constant([[[3e38], [-3e38]] * 12]))
     textgen = tf.saved_model.load(str(exports / "textgen" / "1")).signatures
     with pytest.raises(tf.errors.InvalidArgumentError, match="longer than 10,000 characters"):
         textgen["serving_default"](text=tf.constant(["漢" * 10_001]))
@@ -340,26 +363,40 @@ def test_versions_removed_or_replaced_on_disk_are_unloaded(exports, tmp_path):
         running.stop()
 
 
+def http_get(port, path="/healthz", source="127.0.0.1"):
+    """(status, JSON answer) of a GET from the loopback address ``source``."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20, source_address=(source, 0))
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
 @pytest.mark.slow
-def test_idle_and_trickling_connections_are_closed_and_connections_are_capped(exports, tmp_path):
+def test_connections_are_capped_per_client_and_in_all_and_slow_ones_are_closed(exports, tmp_path):
     base = tmp_path / "models"
     shutil.copytree(exports / "sentiment", base / "sentiment")
-    running = Server(base, "--request-timeout", "3", "--max-connections", "4")
-
-    def status_code():  # uvicorn answers the connection limit in plain text
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{running.port}/healthz", timeout=20) as response:
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
-
+    running = Server(base, "--request-timeout", "3", "--max-connections", "4", "--max-connections-per-client", "2")
     try:
-        held = [socket.create_connection(("127.0.0.1", running.port), timeout=20) for _ in range(4)]
-        assert status_code() == 503
-        for connection in held:
+        # One address holding its share locks out only itself, and is told so in JSON.
+        held = [socket.create_connection(("127.0.0.1", running.port), timeout=20) for _ in range(2)]
+        status, answer = http_get(running.port)
+        assert status == 429 and "holds 2 connections" in answer["error"]
+        assert http_get(running.port, source="127.0.0.2") == (200, {"status": "ok"})
+        held += [socket.create_connection(("127.0.0.1", running.port), timeout=20, source_address=("127.0.0.2", 0))
+                 for _ in range(2)]
+        status, answer = http_get(running.port, source="127.0.0.3")
+        assert status == 503 and "--max-connections" in answer["error"]
+        # A connection past the limit that sends nothing is answered at the header deadline, not before.
+        started = time.monotonic()
+        extra = socket.create_connection(("127.0.0.1", running.port), timeout=20, source_address=("127.0.0.3", 0))
+        assert extra.recv(100).startswith(b"HTTP/1.1 503") and 2 < time.monotonic() - started < 15
+        for connection in held + [extra]:
             connection.close()
         time.sleep(0.5)
-        assert status_code() == 200
+        assert http_get(running.port) == (200, {"status": "ok"})
         idle = socket.create_connection(("127.0.0.1", running.port), timeout=20)
         started = time.monotonic()
         assert idle.recv(100) == b"" and time.monotonic() - started < 15  # closed by the server
@@ -370,6 +407,66 @@ def test_idle_and_trickling_connections_are_closed_and_connections_are_capped(ex
                 trickle.send(bytes([byte]))
                 time.sleep(0.05)
         assert time.monotonic() - started < 15
+        # A body that does not arrive is answered 408 at the body deadline, and the
+        # connection closed then (it was held until a second deadline: 60 s by default).
+        body = socket.create_connection(("127.0.0.1", running.port), timeout=20)
+        body.sendall(b"POST /v1/models/sentiment:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        started, answer = time.monotonic(), b""
+        while chunk := body.recv(1000):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 5.5, answer
+    finally:
+        running.stop()
+
+
+@pytest.mark.slow
+def test_large_headers_and_clients_that_leave_mid_body_are_client_errors(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    connection.request("GET", "/healthz", headers={"X-Big": "x" * 17_000})
+    response = connection.getresponse()
+    assert response.status == 400 and "at most 16,384" in json.loads(response.read())["error"]
+    connection.close()
+    for _ in range(3):  # a client that sends half a body and goes
+        leaving = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+        leaving.sendall(b"POST /v1/models/sentiment:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+                        b'{"instances": ["a')
+        time.sleep(0.2)
+        leaving.close()
+    time.sleep(0.5)
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    assert 'code="499"' in text and 'code="500"' not in text
+    assert "Traceback" not in "".join(server.output)
+
+
+@pytest.mark.slow
+def test_a_second_server_on_a_taken_port_says_so_before_loading_any_model(exports):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "serve", "--model-base-path", str(exports),
+                                 "--port", str(taken.getsockname()[1])], capture_output=True, text=True, timeout=300,
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    finally:
+        taken.close()
+    assert result.returncode == 2 and "cannot listen on 127.0.0.1" in result.stderr, result.stderr
+    assert "serving sentiment version" not in result.stdout + result.stderr  # no model was loaded
+    assert len(result.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 120
+
+
+@pytest.mark.slow
+def test_protein_lengths_are_characters_and_answers_past_the_budget_are_refused(exports):
+    running = Server(exports, "--max-answer-bytes", str(64 * 1024))
+    try:
+        status, answer = running.request("/v1/models/protein_ss:predict", {"instances": ["acdé", "MKT"]})
+        assert status == 200 and [row["length"] for row in answer["predictions"]] == [4, 3]
+        assert [len(row["structure"]) for row in answer["predictions"]] == [4, 3]
+        # About 20 bytes a probability: 3 × 1,000 per chain, so 64 KiB holds one chain of 1,000.
+        status, answer = running.request("/v1/models/protein_ss:predict", {"instances": ["M" * 1_000] * 2})
+        assert status == 400 and "at most 1 rows" in answer["error"], answer
+        assert running.request("/v1/models/protein_ss:predict", {"instances": ["M" * 1_000]})[0] == 200
     finally:
         running.stop()
 
