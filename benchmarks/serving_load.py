@@ -16,9 +16,16 @@ the largest legal input of each task (a 10,000-residue chain, a 3 s WAV at 48 kH
 requests (a WAV header claiming 1 Hz, a 4 s clip, inputs one past each limit, JSON
 nested 900 deep, lone surrogates, ``versions/%C2%B2``, a 5,000-digit version and
 integer, NaN, a body over the limit), and ``SLOW_CONNECTIONS`` sockets trickle headers a byte at a time.
+Beside them, from other processes (so that their threads do not slow the measuring
+clients): ``BIG_BODY_CLIENTS`` clients sending 8 MB forecasting bodies that are refused
+(700,000 steps), one request for 256 chains of 10,000 residues (an answer of ~150 MB,
+refused before the model runs), non-finite numbers (``1e999``, a history of ±3e38), and
+``IDLE_SOCKETS`` idle sockets from another loopback address (127.0.0.2), reopened
+whenever the server closes them. A client polls ``/healthz`` all the while.
 Reported: whether the server survived, answers by status code (no 5xx expected),
 every hostile answer that was not the expected one, the server's peak and final
-resident memory, and the normal requests' p99 beside the clean run's.
+resident memory, ``/healthz`` latency, and the normal requests' p99 beside the clean
+run's, against the goals (``/healthz`` p99 under 100 ms, normal p99 under 1 s).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import base64
 import collections
 import http.client
 import json
+import multiprocessing
 import os
 import socket
 import struct
@@ -41,17 +49,22 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ("sentiment", "speech_commands", "protein_ss", "textgen")
+TASKS = ("sentiment", "speech_commands", "protein_ss", "textgen", "forecasting")
 CLIENTS = 16
 SECONDS_PER_TASK = 300  # a bound, so that a slow machine still ends
 BATCHING = ["--batch-max-size", "16", "--batch-timeout-ms", "2"]
 HOSTILE_CLIENTS = 4
 SLOW_CONNECTIONS = 20
+BIG_BODY_CLIENTS = 8
+IDLE_SOCKETS = 260
+IDLE_SOCKETS_FROM = "127.0.0.2"  # another client address than the measuring clients'
+GOALS_MS = {"healthz_p99": 100, "normal_p99": 1000}
 
 
 def tiny_sources(data: Path) -> dict:
     return {"sentiment": data / "mr_polarity", "speech_commands": data / "fsdd" / "fsdd_recordings.tar.xz",
-            "protein_ss": data / "protein_netsurfp2_flip", "textgen": data / "tinyshakespeare" / "input.txt"}
+            "protein_ss": data / "protein_netsurfp2_flip", "textgen": data / "tinyshakespeare" / "input.txt",
+            "forecasting": "builtin:elnino"}
 
 
 def prepare_models(data: Path, base: Path, runs_root: Path, seed: int) -> dict:
@@ -90,6 +103,12 @@ def request_bodies(data: Path, count: int = 64) -> dict[str, list[bytes]]:
                     break
     chains = [chain.sequence for chain in protein_data.read_hhblits_csv(data / "protein_ts115" / "TS115_HHblits.csv")]
     lines = [line for line in (data / "tinyshakespeare" / "input.txt").read_text().splitlines() if line][:count]
+    from lstmkit.tasks.forecasting.data import builtin_series
+    from lstmkit.tasks.forecasting.config import DataConfig
+
+    (elnino,) = builtin_series("elnino", DataConfig())
+    values = np.asarray(elnino.values, np.float64).reshape(len(elnino.values), -1)[:, :1]
+    histories = [values[end - 48:end].tolist() for end in range(48, len(values), max(1, len(values) // count))][:count]
     as_json = lambda body: json.dumps(body).encode()  # noqa: E731
     return {
         "sentiment": [as_json({"instances": [text]}) for text in sentences],
@@ -97,6 +116,7 @@ def request_bodies(data: Path, count: int = 64) -> dict[str, list[bytes]]:
                                      "instances": [{"b64": base64.b64encode(clip).decode()}]}) for clip in clips],
         "protein_ss": [as_json({"instances": [chain]}) for chain in chains[:count]],
         "textgen": [as_json({"instances": [line]}) for line in lines],
+        "forecasting": [as_json({"instances": [history]}) for history in histories],
     }
 
 
@@ -201,6 +221,20 @@ def hostile_requests(data: Path) -> list[tuple[str, str, bytes | None, int]]:
     ]
 
 
+def answered(port: int, path: str, body: bytes | None) -> tuple:
+    """(status or the connection error's name, answer body) of one request on a new
+    connection: a GET without ``body``, else a POST."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("GET" if body is None else "POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException) as error:
+        return error.__class__.__name__, b""
+    finally:
+        connection.close()
+
+
 def hostile_traffic(port: int, requests: list, stop: threading.Event) -> dict:
     """Send ``requests`` round and round from HOSTILE_CLIENTS threads, and keep
     SLOW_CONNECTIONS sockets trickling headers, until ``stop`` is set."""
@@ -212,17 +246,7 @@ def hostile_traffic(port: int, requests: list, stop: threading.Event) -> dict:
         while not stop.is_set():
             name, path, body, expected = requests[index % len(requests)]
             index += 1
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            try:
-                connection.request("GET" if body is None else "POST", path, body,
-                                   {"Content-Type": "application/json"})
-                response = connection.getresponse()
-                answer = response.read()
-                code = response.status
-            except (OSError, http.client.HTTPException) as error:
-                code, answer = error.__class__.__name__, b""
-            finally:
-                connection.close()
+            code, answer = answered(port, path, body)
             with lock:
                 codes[str(code)] += 1
                 if code != expected:
@@ -253,6 +277,97 @@ def hostile_traffic(port: int, requests: list, stop: threading.Event) -> dict:
     return {"codes": dict(codes), "unexpected": dict(unexpected.most_common(10)), "slow_connections": trickled}
 
 
+def big_attacks(port: int, stop, results) -> None:
+    """In a process of its own until ``stop`` is set: BIG_BODY_CLIENTS threads sending
+    8 MB forecasting bodies (refused: 700,000 steps), one thread looping over the
+    256 × 10,000-residue request and non-finite numbers, and IDLE_SOCKETS idle sockets
+    from IDLE_SOCKETS_FROM, each reopened when the server closes it. Puts the counts
+    on ``results``."""
+    import select
+
+    codes, unexpected, lock = collections.Counter(), collections.Counter(), threading.Lock()
+    idle = {"opened": 0, "answered_429": 0, "closed_by_server": 0, "could_not_open": 0}
+    rng = np.random.default_rng(0)
+    big = json.dumps({"instances": [[[float(x)] for x in rng.normal(size=700_000).round(4)]]}).encode()
+    chain = ("MKTAYIAKQRQISFVKSHFSRQ" * 1000)[:10_000]
+    model = "/v1/models/{}:predict".format
+    looped = [
+        ("256 chains of 10,000 residues", model("protein_ss"), json.dumps({"instances": [chain] * 256}).encode()),
+        ("waveform of 1e999", model("speech_commands"),
+         b'{"inputs": {"waveform": [[' + b", ".join([b"1e999"] * 16_000) + b"]]}}"),
+        ("history of 3e38 and -3e38", model("forecasting"),
+         json.dumps({"instances": [[[3e38], [-3e38]] * 24]}).encode()),
+    ]
+
+    def client(requests):
+        index = 0
+        while not stop.is_set():
+            name, path, body = requests[index % len(requests)]
+            index += 1
+            code, answer = answered(port, path, body)
+            with lock:
+                codes[str(code)] += 1
+                if code != 400:
+                    unexpected[f"{name}: {code} {answer[:120]!r}"] += 1
+
+    def idle_sockets():
+        held = []
+        while not stop.is_set():
+            while len(held) < IDLE_SOCKETS and not stop.is_set():
+                try:
+                    connection = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                                          source_address=(IDLE_SOCKETS_FROM, 0))
+                except OSError:
+                    idle["could_not_open"] += 1
+                    break
+                held.append(connection)
+                idle["opened"] += 1
+            readable, _, _ = select.select(held, [], [], 0.2)
+            for connection in readable:  # answered or closed by the server: reopened above
+                try:
+                    answer = connection.recv(4096)
+                except OSError:
+                    answer = b""
+                idle["answered_429" if answer.startswith(b"HTTP/1.1 429") else "closed_by_server"] += 1
+                connection.close()
+                held.remove(connection)
+        for connection in held:
+            connection.close()
+
+    threads = [threading.Thread(target=client, args=([("8 MB history body", model("forecasting"), big)],))
+               for _ in range(BIG_BODY_CLIENTS)]
+    threads += [threading.Thread(target=client, args=(looped,)), threading.Thread(target=idle_sockets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put({"codes": dict(codes), "unexpected": dict(unexpected.most_common(10)), "idle_sockets": idle})
+
+
+def poll_health(port: int, stop: threading.Event, every_s: float = 0.05) -> dict:
+    """``GET /healthz`` every ``every_s`` until ``stop``: latency percentiles and failures."""
+    latencies, failures = [], collections.Counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    while not stop.wait(every_s):
+        started = time.perf_counter()
+        try:
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                failures[str(response.status)] += 1
+        except (OSError, http.client.HTTPException) as error:
+            failures[error.__class__.__name__] += 1
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        latencies.append(time.perf_counter() - started)
+    connection.close()
+    milliseconds = np.array(latencies or [0.0]) * 1000
+    return {"polls": len(latencies), "failures": dict(failures),
+            "p50_ms": round(float(np.percentile(milliseconds, 50)), 1),
+            "p99_ms": round(float(np.percentile(milliseconds, 99)), 1), "max_ms": round(float(milliseconds.max()), 1)}
+
+
 def memory_mib(pid: int) -> dict:
     """The process's peak (VmHWM) and current (VmRSS) resident memory, from /proc."""
     fields = {}
@@ -270,22 +385,35 @@ def hostile_phase(base: Path, data: Path, bodies: dict, total: int) -> dict:
         for name in TASKS:
             load(port, name, bodies[name], CLIENTS)
         idle = memory_mib(server.pid)
-        hostile = {}
+        hostile, health = {}, {}
         attacker = threading.Thread(target=lambda: hostile.update(hostile_traffic(port, hostile_requests(data), stop)))
+        poller = threading.Thread(target=lambda: health.update(poll_health(port, stop)))
+        context = multiprocessing.get_context("spawn")
+        big_stop, big_results = context.Event(), context.Queue()
+        big = context.Process(target=big_attacks, args=(port, big_stop, big_results))
+        big.start()
         attacker.start()
+        poller.start()
+        time.sleep(5)  # the attacks under way (the 8 MB bodies take a few seconds to make)
         normal = {name: load(port, name, bodies[name], total) for name in TASKS}
         stop.set()
+        big_stop.set()
         attacker.join(300)
+        poller.join(60)
+        big_hostile = big_results.get(timeout=300)
+        big.join(60)
         alive = server.poll() is None
         memory = memory_mib(server.pid) if alive else {}
     finally:
         stop.set()
         server.terminate()
         server.wait(30)
-    fivexx = sum(count for code, count in hostile.get("codes", {}).items() if code.startswith("5"))
+    codes = collections.Counter(hostile.get("codes", {})) + collections.Counter(big_hostile.get("codes", {}))
+    fivexx = sum(count for code, count in codes.items() if code.startswith("5"))
     return {"server_survived": alive, "hostile_5xx": fivexx,
             "normal_errors": sum(result["errors"] for result in normal.values()),
-            "rss_mib_before": idle["rss_mib"], **memory, "hostile": hostile, "normal": normal}
+            "rss_mib_before": idle["rss_mib"], **memory, "hostile": hostile, "big": big_hostile,
+            "healthz": health, "normal": normal}
 
 
 def start_server(base: Path, options: list[str]) -> tuple[subprocess.Popen, int]:
@@ -345,12 +473,18 @@ def run(data: Path, quick: bool, seed: int) -> dict:
             "server_survived": hostile["server_survived"], "crashes": 0 if hostile["server_survived"] else 1,
             "hostile_5xx": hostile["hostile_5xx"], "normal_errors": hostile["normal_errors"],
             "hostile_answers": hostile["hostile"].get("codes", {}),
-            "unexpected_answers": hostile["hostile"].get("unexpected", {}),
+            "unexpected_answers": {**hostile["hostile"].get("unexpected", {}), **hostile["big"].get("unexpected", {})},
             "slow_connections": hostile["hostile"].get("slow_connections", {}),
             "server_rss_mib_before": hostile["rss_mib_before"], "server_peak_rss_mib": hostile.get("peak_rss_mib"),
             "server_rss_mib_after": hostile.get("rss_mib"),
             "normal_p99_ms_by_task": {name: result["p99_ms"] for name, result in hostile["normal"].items()},
             "clean_p99_ms_by_task": unbatched["p99_ms_by_task"],
+            "big_attacks": hostile["big"],
+            "healthz": hostile["healthz"],
+            "goals_met": {
+                "healthz_p99_under_100_ms": hostile["healthz"]["p99_ms"] < GOALS_MS["healthz_p99"],
+                "normal_p99_under_1_s": max(result["p99_ms"] for result in hostile["normal"].values())
+                < GOALS_MS["normal_p99"]},
         },
         "clients": CLIENTS, "requests_per_task": total, "batching_options": " ".join(BATCHING),
         "models": origin,
