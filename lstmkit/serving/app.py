@@ -17,12 +17,16 @@ With ``batch_max_size`` set, concurrent requests to a signature that the export 
 batchable (``assets.extra/lstmkit.json``) are run as one batch.
 
 Hostile requests are client errors, never crashes: inputs longer than the export's
-``max_lengths`` (also checked in the graph), JSON nested deeper than any input needs,
-strings that are not valid Unicode and versions that are not numbers get a 400 in
-TensorFlow Serving's ``{"error": ...}`` shape, and messages name no server path. Models
-run on their own pool of threads (``Runner``), a few at once for any one signature, so a
-slow one (a long ``generate``) leaves the others room. A served version whose folder is
-removed or replaced is unloaded.
+``max_lengths`` (also checked in the graph), numbers that are not finite, JSON nested
+deeper than any input needs, strings that are not valid Unicode, versions that are not
+numbers and answers larger than ``max_answer_bytes`` get a 400 in TensorFlow Serving's
+``{"error": ...}`` shape, and messages name no server path. Large bodies and answers are
+read and written in a worker process (``Offload``), so the event loop always answers
+within milliseconds. Models run on their own pool of threads (``Runner``), a few at once
+for any one signature and heavy requests one at a time, so a slow one (a long
+``generate``, the longest chain) leaves the others room. Connections are limited in all
+and per client address (``ConnectionLimits``). A served version whose folder is removed
+or replaced is unloaded.
 ``/healthz``, ``/readyz`` and ``/metrics`` (Prometheus text format) are for load
 balancers and monitoring.
 """
