@@ -16,6 +16,7 @@ import contextlib
 import multiprocessing
 import os
 import threading
+import time
 
 from lstmkit.serving.registry import logger
 from lstmkit.serving.requests import ServingError
@@ -25,11 +26,20 @@ from lstmkit.serving.requests import ServingError
 LARGE_BYTES = 256 * 1024
 
 
-def _lower_priority() -> None:
+def _start_worker(server: int) -> None:
     # The workers parse what large bodies hold, refused or not (8 MB of numbers: most of
     # a second of CPU each): at a lower priority, the models and the event loop come first.
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)
+    # A server stopped by a signal never shuts its pool down (uvicorn raises SIGTERM again
+    # once it has stopped): a worker outliving it would be left behind for good.
+    threading.Thread(target=_exit_with, args=(server,), daemon=True).start()
+
+
+def _exit_with(server: int) -> None:
+    while os.getppid() == server:
+        time.sleep(1)
+    os._exit(0)
 
 
 class Offload:
@@ -46,7 +56,7 @@ class Offload:
         if not self.processes:
             return None
         return concurrent.futures.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                                      initializer=_lower_priority)
+                                                      initializer=_start_worker, initargs=(os.getpid(),))
 
     def start(self) -> None:
         """Start the workers now, so the first large request does not wait for them."""

@@ -52,3 +52,28 @@ def test_a_killed_worker_is_a_503_and_the_next_request_gets_a_new_one():
         assert asyncio.run(offload(1, os.getpid)) != os.getpid()
     finally:
         offload.close()
+
+
+def test_a_worker_exits_when_its_server_is_killed(tmp_path):
+    """uvicorn stops on SIGTERM by raising it again, so the pool is never shut down."""
+    import subprocess
+    import sys
+    import time
+
+    script = ("import asyncio, os, sys\n"
+              "from lstmkit.serving.offload import Offload\n"
+              "offload = Offload(processes=1, large_bytes=0)\n"
+              "print(asyncio.run(offload(1, os.getpid)), flush=True)\n"
+              "os.kill(os.getpid(), 9)\n")
+    server = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    worker = int(server.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError(f"worker {worker} outlived its server")
