@@ -1,4 +1,5 @@
-"""Training callbacks and the learning-rate schedule every task shares."""
+"""Training callbacks every task shares (the optimizer and its learning-rate schedules are in
+``lstmkit.optimization``)."""
 
 from __future__ import annotations
 
@@ -160,29 +161,6 @@ class EpochTimer(keras.callbacks.Callback):
         if logs is not None:
             logs["train_seconds"] = elapsed if self._trained is None else self._trained
             logs["epoch_seconds"] = elapsed
-
-
-def learning_rate(settings, steps_per_epoch: int):
-    """The optimizer's learning rate for a ``TrainingConfig``: a float, or a warm-up +
-    cosine ``keras.optimizers.schedules.CosineDecay`` counted in optimizer steps.
-
-    ``"plateau"`` returns a float; ``plateau_callback`` does the reducing.
-    """
-    warmup_steps = round(settings.warmup_epochs * steps_per_epoch)
-    if settings.lr_schedule == "plateau" or (settings.lr_schedule == "constant" and not warmup_steps):
-        return settings.learning_rate
-    total_steps = max(settings.epochs * steps_per_epoch, warmup_steps + 1)
-    if settings.lr_schedule == "cosine":
-        alpha = min(settings.min_learning_rate / settings.learning_rate, 1.0)
-    else:  # constant after the warm-up: a cosine that never leaves its peak
-        alpha = 1.0
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else settings.learning_rate,
-        decay_steps=total_steps - warmup_steps,
-        alpha=alpha,
-        warmup_target=settings.learning_rate if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
 
 
 def plateau_callback(settings, monitor: str, direction: str):

@@ -1,7 +1,9 @@
 """The lstmkit command line: ``python cli.py VERB TASK [options]`` (or ``lstmkit VERB TASK``).
 
-This file only parses arguments and calls ``lstmkit`` with a task. TensorFlow is
-imported inside the commands, so ``--help`` is instant.
+This file only parses arguments and calls ``lstmkit`` with a task. Task modules and
+configs import no TensorFlow: every command checks its arguments, paths and config
+first and imports TensorFlow (``import_tensorflow_quietly``) only then, so ``--help``
+and a mistake on the command line are answered in well under two seconds.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import time
 import click
 
 import lstmkit
+from lstmkit import hints
 from lstmkit.quiet import import_tensorflow_quietly
-from lstmkit.runs import lstmkit_command, resume_command
+from lstmkit.registry import get_task, task_names
 from lstmkit.task import MAX_GENERATED_LENGTH, MAX_SERVED_GENERATED_LENGTH
-from lstmkit.registry import task_names
 
 
 class TaskChoice(click.Choice):
@@ -78,6 +80,13 @@ def resolve_config(task, preset, config_file, overrides):
     return config_lib.apply_overrides(config, list(overrides))
 
 
+def open_run(task, run, runs_dir):
+    """The run ``run`` of ``task`` (its files read, its model not yet loaded)."""
+    from lstmkit.run import Run
+
+    return Run.open(task, run, runs_dir)
+
+
 def command_line() -> str:
     return shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:])
 
@@ -93,7 +102,7 @@ def format_duration(seconds: float) -> str:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     help="Train, evaluate, tune and export regularized LSTM models.\n\n\b\n"
     f"Tasks: {', '.join(TASK_NAMES)}\n"
-    f"Start with: {lstmkit_command('train', 'TASK', '--preset', 'tiny', '--data', 'PATH')}",
+    f"Start with: {hints.first_run()}",
 )
 @click.version_option(lstmkit.__version__, "--version", prog_name="lstmkit", message="%(prog)s %(version)s")
 @click.pass_context
@@ -118,19 +127,21 @@ def cli(context):
                    "from TF_CONFIG (default: 'default', or the resumed run's). train.batch_size is per replica.")
 def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir, resume, new_run, strategy):
     """Train TASK and write a run folder under runs/TASK/."""
-    import_tensorflow_quietly()
-    from lstmkit.registry import get_task
-
     task = get_task(task_name)
     if resume is not None and (data_source or config_file or overrides or preset != "default"):
         raise click.UsageError("--resume continues a run with its own data and config; drop --data/--config/--set/--preset")
     if resume is not None and new_run:
         raise click.UsageError("--resume continues a run and --new-run starts one; choose one of them")
     config = resolve_config(task, preset, config_file, overrides)
+    source = data_source or task.default_data
+    if resume is None:
+        from lstmkit.data import check_source_exists
+
+        check_source_exists(source)
+    import_tensorflow_quietly()
     from lstmkit import runs
     from lstmkit.training import train as train_task
 
-    source = data_source or task.default_data
     # On stdout with the progress bar: stderr holds nothing but the one-line error of bad input.
     click.echo(f"reading data: {source}" if resume is None else f"resuming run {resume}: reading its data again")
     if resume is None:
@@ -142,31 +153,30 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
     try:
         # The same command again after a kill would silently start over beside the killed
         # run: it is refused instead, naming that run and its --resume command.
-        result = train_task(task, config, source, runs_root=runs_dir, seed=seed, command=command_line(),
+        run = train_task(task, config, source, runs_root=runs_dir, seed=seed, command=command_line(),
                             resume=resume, strategy=strategy, refuse_duplicate=not new_run)
     except KeyboardInterrupt:
         unfinished = runs.unfinished_run_since(runs_dir, task.name, started_wall)
         if unfinished is None:
             click.echo("Interrupted before the run folder was written; nothing to resume.", err=True)
         else:
-            resume_line = resume_command(task.name, unfinished, runs_dir)
+            resume_line = hints.resume_run(task.name, unfinished, runs_dir)
             click.echo(f"Interrupted; the unfinished run is {unfinished}. Continue it from its last finished "
                        f"epoch with: {resume_line}", err=True)
         sys.exit(130)
-    monitor, direction = task.objective, task.objective_direction
-    best = runs.best_epoch(result.run_dir / "history.csv", monitor, direction)
-    click.echo(f"run:  {result.run_dir}")
+    monitor, direction = task.objective
+    best = runs.best_epoch(run.folder / "history.csv", monitor, direction)
+    click.echo(f"run:  {run.folder}")
     if best is not None:
         epoch, value, epochs_run = best
         click.echo(f"best: epoch {epoch} of {epochs_run} ({monitor} {value:.4f}), restored for the results below")
-    click.echo("test: " + format_metrics(result.metrics["test"]))
+    click.echo("test: " + format_metrics(run.metrics["test"]))
     click.echo(f"took: {format_duration(time.monotonic() - started)}")
     if preset == "tiny":
         click.echo("note: --preset tiny is a smoke test of the pipeline (a small model, a slice of the data, a few "
                    "epochs); its scores say nothing about what the task reaches. Drop --preset tiny for real figures.")
-    run = result.run_dir.name
-    click.echo(f"next: {lstmkit_command('evaluate', task.name, '--run', run, runs_root=runs_dir)}\n"
-               f"      {lstmkit_command('export', task.name, '--run', run, runs_root=runs_dir)}")
+    click.echo(f"next: {hints.evaluate_run(task.name, run.folder, runs_dir)}\n"
+               f"      {hints.export_run(task.name, run.folder, runs_dir)}")
 
 
 def format_metrics(metrics: dict) -> str:
@@ -185,16 +195,20 @@ def format_metrics(metrics: dict) -> str:
 @RUNS_DIR_OPTION
 def evaluate(task_name, run, data_source, split, overrides, runs_dir):
     """Evaluate a trained run on a data split; prints and saves the metrics."""
+    task = get_task(task_name)
+    opened = open_run(task, run, runs_dir)
+    if data_source:
+        from lstmkit.data import check_source_exists
+
+        check_source_exists(data_source)
     import_tensorflow_quietly()
     from lstmkit.evaluation import evaluate_run
-    from lstmkit.runs import find_run
-    from lstmkit.registry import get_task
 
-    task = get_task(task_name)
-    metrics, report = evaluate_run(task, find_run(runs_dir, task.name, run), data_source, split, list(overrides))
-    counts = "".join(f", {metrics[key]:,} {words}" for key, words in task.reported_counts.items() if key in metrics)
+    metrics, report = evaluate_run(opened, data_source, split, list(overrides))
+    shown_report = task.report
+    counts = "".join(f", {metrics[key]:,} {words}" for key, words in shown_report.counts.items() if key in metrics)
     click.echo(f"{metrics['split']} split of {metrics['data']}: {metrics['examples']} examples{counts}")
-    shown = [key for key in task.reported_metrics if key in metrics]
+    shown = [key for key in shown_report.metrics if key in metrics]
     width = max([14, *map(len, shown)])
     for key in shown:
         click.echo(f"  {key:<{width}} {metrics[key]:.4f}")
@@ -209,25 +223,24 @@ def evaluate(task_name, run, data_source, split, overrides, runs_dir):
 
 
 class TaskOptionsCommand(click.Command):
-    """A verb whose TASK adds options of its own (``Task.input_file_options``): they are
+    """A verb whose TASK adds options of its own (``ExtraPredictInputs``): they are
     added once the task is known from the command line, so ``predict TASK --help``
     lists them."""
 
     def parse_args(self, context, args):
+        from lstmkit.task import predict_inputs
+
         self.params = [param for param in self.params if not getattr(param, "from_task", False)]
         installed = task_names()
         name = next((arg for arg in args if arg in installed), None)
         if name is not None:
-            import_tensorflow_quietly()
-            from lstmkit.registry import get_task
-
-            task = get_task(name)
-            for declared in task.input_file_options:
+            declarations = predict_inputs(get_task(name))
+            for declared in declarations.files:
                 option = click.Option([f"--{declared.name.replace('_', '-')}", declared.name], metavar="FILE",
                                       default=None, help=declared.help)
                 option.from_task = True
                 self.params.insert(3, option)
-            for declared in task.predict_options:
+            for declared in declarations.options:
                 option = click.Option([f"--{declared.name.replace('_', '-')}", f"option_{declared.name}"],
                                       type=declared.type, default=None, help=declared.help)
                 option.from_task = True
@@ -247,28 +260,30 @@ class TaskOptionsCommand(click.Command):
 @RUNS_DIR_OPTION
 def predict(task_name, inputs, input_file, run, output_format, runs_dir, **task_files):
     """Predict INPUTS (or lines of --file, or stdin) with a trained run."""
-    import_tensorflow_quietly()
     from lstmkit.data import read_input_text
-    from lstmkit.prediction import predict_run
-    from lstmkit.registry import get_task
-    from lstmkit.runs import find_run
+    from lstmkit.task import predict_inputs
 
     task = get_task(task_name)
+    declarations = predict_inputs(task)
     items = list(inputs)
-    options = {declared.name: task_files.pop(f"option_{declared.name}", None) for declared in task.predict_options}
-    if input_file is not None and task.predict_file_is_one_input:
+    options = {declared.name: task_files.pop(f"option_{declared.name}", None) for declared in declarations.options}
+    if input_file is not None and declarations.file_is_one_input:
         items.append(read_input_text(input_file) if input_file == "-" else input_file)
     elif input_file is not None:
         items += non_blank_lines(read_input_text(input_file))
-    for declared in task.input_file_options:
+    for declared in declarations.files:
         if task_files.get(declared.name) is not None:
             items += declared.read(task_files[declared.name])
     if input_file is None and not items and not any(task_files.values()) and not sys.stdin.isatty():
         text = read_input_text("-")
-        items = [text] if task.predict_file_is_one_input and text.strip() else non_blank_lines(text)
+        items = [text] if declarations.file_is_one_input and text.strip() else non_blank_lines(text)
     if not items:
         raise click.UsageError("nothing to predict; pass inputs as arguments, with --file FILE, or on stdin")
-    predictions = predict_run(task, find_run(runs_dir, task.name, run), items, options)
+    opened = open_run(task, run, runs_dir)
+    import_tensorflow_quietly()
+    from lstmkit.prediction import predict_run
+
+    predictions = predict_run(opened, items, options)
     for item, reason in predictions.rejected.items():
         shown = "standard input" if "\n" in item.strip() else item if len(item) <= 60 else item[:57] + "..."
         click.echo(f"Error: {shown}: {reason}", err=True)
@@ -304,17 +319,18 @@ def generate(task_name, prompt, length, temperature, top_k, top_p, seed, run, ru
     """Generate text with a trained run, printing it as it is produced."""
     import secrets
 
-    import_tensorflow_quietly()
-    from lstmkit.evaluation import load_run
-    from lstmkit.runs import find_run
-    from lstmkit.registry import get_task
+    from lstmkit.errors import UserError
+    from lstmkit.task import Generative
 
     task = get_task(task_name)
+    if not isinstance(task, Generative):
+        raise UserError(f"{task.name} is not a generative task; generate works for text generation tasks")
     if seed is None:
         seed = secrets.randbelow(2**31)
-    config, model = load_run(task, find_run(runs_dir, task.name, run))
+    opened = open_run(task, run, runs_dir)
+    import_tensorflow_quietly()
     sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
-    pieces = task.generate(config, model, prompt, length, sampling, seed)  # refuses a bad prompt first
+    pieces = opened.task.generate(opened.model, prompt, length, sampling, seed)  # refuses a bad prompt first
     if temperature > 0:
         click.echo(f"seed: {seed}", err=True)
     click.echo(prompt, nl=False)
@@ -338,17 +354,14 @@ def generate(task_name, prompt, length, temperature, top_k, top_p, seed, run, ru
 @RUNS_DIR_OPTION
 def export(task_name, run, base_path, export_format, max_generate_length, runs_dir):
     """Export a trained run as a SavedModel for TensorFlow Serving (or TensorFlow Lite)."""
+    opened = open_run(get_task(task_name), run, runs_dir)
     import_tensorflow_quietly()
     from lstmkit.export import export_run, export_tflite
-    from lstmkit.runs import find_run
-    from lstmkit.registry import get_task
 
-    task = get_task(task_name)
-    run_dir = find_run(runs_dir, task.name, run)
     if export_format == "tflite":
-        exported = export_tflite(task, run_dir, base_path)
+        exported = export_tflite(opened, base_path)
     else:
-        exported = export_run(task, run_dir, base_path, max_generate_length)
+        exported = export_run(opened, base_path, max_generate_length)
     click.echo(f"exported: {exported}")
 
 
@@ -390,12 +403,6 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
          executions_per_trial, objective, seed, trials_per_process, resume, retrain, role, oracle_address,
          worker_id, worker_timeout, connect_timeout, runs_dir):
     """Search TASK's hyperparameters with Keras Tuner; writes best_config.json."""
-    import_tensorflow_quietly()
-    from lstmkit.tuning.cluster import SearchCluster, parse_oracle
-    from lstmkit.tuning import SearchSettings
-    from lstmkit.tuning import tune as tune_task
-    from lstmkit.registry import get_task
-
     task = get_task(task_name)
     if resume is not None and (data_source or config_file or overrides or preset != "default"):
         raise click.UsageError("--resume continues a search with its own data and config; drop "
@@ -406,11 +413,21 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
             raise click.UsageError("a distributed search needs both --role and --oracle HOST:PORT")
         if role == "worker" and retrain:
             raise click.UsageError("--retrain belongs to the chief, which holds the results")
+    config = resolve_config(task, preset, config_file, overrides)
+    source = data_source or task.default_data
+    if resume is None:
+        from lstmkit.data import check_source_exists
+
+        check_source_exists(source)
+    import_tensorflow_quietly()
+    from lstmkit.tuning import SearchSettings
+    from lstmkit.tuning import tune as tune_task
+    from lstmkit.tuning.cluster import SearchCluster, parse_oracle
+
+    if role is not None:
         host, port = parse_oracle(oracle_address)
         cluster = SearchCluster(role, host, port, worker_id, worker_timeout, connect_timeout)
-    config = resolve_config(task, preset, config_file, overrides)
     settings = SearchSettings(tuner, max_trials, max_epochs, executions_per_trial, objective, seed, trials_per_process)
-    source = data_source or task.default_data
     result = tune_task(task, config, source, settings, runs_root=runs_dir, command=command_line(),
                        resume=resume, cluster=cluster)
     if role == "worker":
@@ -424,13 +441,13 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
         click.echo(f"{trial['trial']:<8}{score:>10}{epoch:>7}  {json.dumps(shown, sort_keys=True)}")
     click.echo(f"best config: {result.directory / 'best_config.json'}")
     if not retrain:
-        click.echo("train it:    " + lstmkit_command("train", task.name, "--data", result.data_source, "--config",
-                                                     result.directory / "best_config.json", runs_root=runs_dir))
+        click.echo("train it:    " + hints.train(task.name, runs_dir, data=result.data_source,
+                                                 config=result.directory / "best_config.json"))
         return
     from lstmkit.tuning.search import retrain_best
 
     run, epochs = retrain_best(task, result, runs_root=runs_dir, command=command_line())
-    click.echo(f"retrained on train+validation for {epochs} epochs: {run.run_dir}")
+    click.echo(f"retrained on train+validation for {epochs} epochs: {run.folder}")
     click.echo("test: " + format_metrics(run.metrics["test"]))
 
 
@@ -504,10 +521,7 @@ def list_runs(task_name, runs_dir):
         summaries = runs.list_runs(runs_dir, name)
         if not summaries:
             continue
-        import_tensorflow_quietly()  # the task names its headline metric
-        from lstmkit.registry import get_task
-
-        headline = get_task(name).headline_metric
+        headline = get_task(name).report.headline
         click.echo(f"{name}:")
         for summary in summaries:
             value = summary.test_metrics.get(headline)
@@ -515,15 +529,14 @@ def list_runs(task_name, runs_dir):
             if summary.finished:
                 state = "finished" if summary.kind == "run" else "search finished"
             elif summary.kind == "run":
-                state = f"unfinished: {resume_command(name, summary.id, runs_dir)}"
+                state = f"unfinished: {hints.resume_run(name, summary.id, runs_dir)}"
             else:
-                state = f"unfinished: {lstmkit_command('tune', name, '--resume', summary.id, runs_root=runs_dir)}"
+                state = f"unfinished: {hints.resume_search(name, summary.id, runs_dir)}"
             click.echo(f"  {summary.id:<28} {summary.started[:16].replace('T', ' '):<17} {score:<22} "
                        f"{shorten(summary.data, 40):<40}  {state}")
             shown += 1
     if not shown:
-        click.echo(f"no runs under {runs_dir}; train one: "
-                   f"{lstmkit_command('train', 'TASK', '--preset', 'tiny', '--data', 'PATH', runs_root=runs_dir)}")
+        click.echo(f"no runs under {runs_dir}; train one: {hints.first_run(runs_dir)}")
 
 
 def shorten(text: str, width: int) -> str:
@@ -538,27 +551,27 @@ def shorten(text: str, width: int) -> str:
 @RUNS_DIR_OPTION
 def doctor(task_name, preset, config_file, overrides, run, runs_dir):
     """Show, per recurrent layer, whether it takes the fused cuDNN kernel on GPU, and why not."""
+    task = get_task(task_name)
+    if run is not None:
+        if config_file or overrides or preset != "default":
+            raise click.UsageError("--run inspects a trained model as it is; drop --config/--set/--preset")
+        opened = open_run(task, run, runs_dir)
+    else:
+        config = resolve_config(task, preset, config_file, overrides)
     import_tensorflow_quietly()
     import keras
 
     from lstmkit import precision
     from lstmkit.diagnostics import format_reports, recurrent_layer_reports
     from lstmkit.layers.regularized_lstm import gpu_visible
-    from lstmkit.registry import get_task
 
-    task = get_task(task_name)
     if run is not None:
-        if config_file or overrides or preset != "default":
-            raise click.UsageError("--run inspects a trained model as it is; drop --config/--set/--preset")
-        from lstmkit.evaluation import load_run
-        from lstmkit.runs import find_run
-
-        _, model = load_run(task, find_run(runs_dir, task.name, run))
+        model = opened.model
         source = f"run {run}"
     else:
-        config = resolve_config(task, preset, config_file, overrides)
+        bound = task.bind(config)
         with precision.dtype_policy(config.train.precision):
-            model = task.build_model(config, task.placeholder_preprocessing(config))
+            model = bound.bind(preprocessing=bound.placeholder_preprocessing()).build_model()
         source = "config" + (f" {config_file}" if config_file else "") + (" with --set" if overrides else "")
     click.echo(f"model: {model.name} ({source}), {model.count_params():,} parameters")
     here = "a GPU is visible" if gpu_visible() else "no GPU here: every layer runs on the CPU"
@@ -585,7 +598,7 @@ def main(argv=None) -> None:
     except click.UsageError as error:
         # command_path starts with the program's name: "cli.py train", "lstmkit train".
         verb = error.ctx.command_path.split()[1:] if error.ctx else []
-        click.echo(f"Error: {error.format_message()} (see: {lstmkit_command(*verb, '--help')})", err=True)
+        click.echo(f"Error: {error.format_message()} (see: {hints.help_for(*verb)})", err=True)
         sys.exit(2)
     except click.ClickException as error:
         click.echo(f"Error: {error.format_message()}", err=True)

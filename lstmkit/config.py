@@ -188,6 +188,55 @@ def check_scaled_rates(config, multiplier: float, *names: str, prefix: str = "")
             )
 
 
+
+@dataclasses.dataclass(frozen=True)
+class LSTMStackConfig:
+    """The recurrent part of a task's config: the arguments of ``stacked_lstm``.
+
+    Rates are before ``dropout_multiplier``, which lives in the task config because it
+    scales the task's other dropouts (embedding, classifier) too.
+    """
+
+    # 8,192 units: a 1 GiB recurrent kernel per direction and layer, already past sense.
+    units: int = in_range(128, 1, 8_192)
+    layers: int = in_range(1, 1, 32)
+    bidirectional: bool = False
+    input_dropout: float = rate(0.0)
+    hidden_dropout: float = rate(0.0)
+    output_dropout: float = rate(0.0)
+    weight_drop: float = rate(0.0)
+    # Keras's per-step recurrent dropout: slow (no fused kernel); weight_drop is the fast alternative.
+    recurrent_dropout: float = rate(0.0)
+    zoneout_cell: float = rate(0.0)
+    zoneout_hidden: float = rate(0.0)
+    layer_norm: bool = False
+    # AR / TAR weights on the last layer's output (AWD-LSTM uses 2 and 1).
+    activation_l2: float = in_range(0.0, 0.0, 1_000.0)
+    temporal_activation_l2: float = in_range(0.0, 0.0, 1_000.0)
+    l2: float = in_range(0.0, 0.0, 1_000.0)
+
+    RATES = ("input_dropout", "hidden_dropout", "output_dropout", "weight_drop",
+             "recurrent_dropout", "zoneout_cell", "zoneout_hidden")
+
+    def __post_init__(self):
+        check_ranges(self)
+
+    def check_multiplier(self, multiplier: float, prefix: str = "lstm.") -> None:
+        """Raise a UserError if ``multiplier`` would push a rate to 1 or beyond."""
+        check_scaled_rates(self, multiplier, *self.RATES, prefix=prefix)
+
+    def apply(self, inputs, return_sequences=True, dropout_multiplier=1.0, seed=None, name="lstm",
+              return_state=False):
+        """``stacked_lstm(inputs, ...)`` with this config's settings."""
+        from lstmkit.layers.stack import stacked_lstm  # Keras: imported only to build a model
+
+        settings = dataclasses.asdict(self)
+        settings["num_layers"] = settings.pop("layers")
+        return stacked_lstm(inputs, **settings, dropout_multiplier=dropout_multiplier,
+                            return_sequences=return_sequences, return_state=return_state,
+                            seed=seed, name=name)
+
+
 def to_dict(config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 

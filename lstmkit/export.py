@@ -23,9 +23,8 @@ from pathlib import Path
 from lstmkit import config as config_lib
 from lstmkit import runs
 from lstmkit.errors import UserError
-from lstmkit.evaluation import load_run
-from lstmkit.task import Task
-from lstmkit.training.setup import saved_preprocessing
+from lstmkit.run import Run
+from lstmkit.task import TFLiteExportable
 
 
 def existing_versions(task_dir: Path) -> list[int]:
@@ -85,13 +84,10 @@ def _staging_folder(task_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=task_dir))
 
 
-def _refuse_unfinished_or_diverged(task_name: str, run_dir: Path) -> None:
+def _refuse_unfinished_or_diverged(run: Run) -> None:
     """Only a finished run with finite metrics is exported."""
-    if run_dir.name.endswith(runs.PARTIAL_SUFFIX) or not (run_dir / "metrics.json").is_file():
-        # A run folder is <runs root>/<task>/<run id>.
-        raise UserError(f"run {runs.run_id(run_dir)} is unfinished; finish it first: "
-                        f"{runs.resume_command(task_name, run_dir, run_dir.parent.parent)}")
-    metrics = runs.read_json(run_dir / "metrics.json")
+    run.require_finished()
+    metrics = run.metrics
 
     def numbers(value):
         if isinstance(value, dict):
@@ -101,7 +97,7 @@ def _refuse_unfinished_or_diverged(task_name: str, run_dir: Path) -> None:
             yield value
 
     if not all(math.isfinite(number) for number in numbers(metrics)):
-        raise UserError(f"run {runs.run_id(run_dir)} has non-finite metrics (training diverged); "
+        raise UserError(f"run {run.id} has non-finite metrics (training diverged); "
                         "train a new run with a lower train.learning_rate and export that")
 
 
@@ -112,11 +108,11 @@ def _checked_export(function):
     import functools
 
     @functools.wraps(function)
-    def wrapper(task, run_dir, base_path="saved_models", *args, **kwargs):
+    def wrapper(run: Run, base_path="saved_models", *args, **kwargs):
         runs.require_folder(base_path, "export base path")
-        _refuse_unfinished_or_diverged(task.name, Path(run_dir))
+        _refuse_unfinished_or_diverged(run)
         try:
-            return function(task, run_dir, base_path, *args, **kwargs)
+            return function(run, base_path, *args, **kwargs)
         except Exception as error:
             if not runs.is_out_of_space(error):
                 raise
@@ -150,30 +146,26 @@ def _write_saved_model(model, signatures: dict, path: Path) -> None:
 
 
 @_checked_export
-def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models",
-               max_generated_length: int | None = None) -> Path:
-    """Export the best model of ``run_dir``; return the new version folder. A generative
+def export_run(run: Run, base_path: str | Path = "saved_models", max_generated_length: int | None = None) -> Path:
+    """Export the best model of ``run``; return the new version folder. A generative
     signature produces at most ``max_generated_length`` per request (default:
     ``MAX_SERVED_GENERATED_LENGTH``)."""
-    config, model = load_run(task, run_dir)
+    task, model = run.task, run.model
     task_dir = Path(base_path) / task.name
     staging = _staging_folder(task_dir)
     try:
         saved_model = staging / "model"
-        run_info = runs.read_json(run_dir / "run.json")
-        preprocessing = saved_preprocessing(task, run_dir)
-        signatures = task.serving_signatures(config, preprocessing, max_generated_length)
+        signatures = task.serving_signatures(max_generated_length)
         _write_saved_model(model, signatures, saved_model)
         (saved_model / "assets.extra").mkdir(exist_ok=True)
-        metrics_file = run_dir / "metrics.json"
         runs.write_json(saved_model / "assets.extra" / "lstmkit.json", {
             "task": task.name,
-            "run": str(run_dir),
-            "labels": task.label_names(config, preprocessing),
-            "config": config_lib.to_dict(config),
-            "metrics": runs.read_json(metrics_file) if metrics_file.is_file() else None,
-            "train_fingerprint_sha256": run_info["train_fingerprint_sha256"],
-            "data": run_info["data"],
+            "run": str(run.folder),
+            "labels": task.label_names(),
+            "config": config_lib.to_dict(run.config),
+            "metrics": run.metrics,
+            "train_fingerprint_sha256": run.manifest["train_fingerprint_sha256"],
+            "data": run.data_source,
             "versions": runs.library_versions(),
             # For servers that join concurrent requests into one batch (cli.py serve).
             # The same input length limits the graph checks, for the server to refuse
@@ -189,18 +181,17 @@ def export_run(task: Task, run_dir: Path, base_path: str | Path = "saved_models"
 
 
 @_checked_export
-def export_tflite(task: Task, run_dir: Path, base_path: str | Path = "saved_models") -> Path:
-    """Convert the best model of ``run_dir`` to TensorFlow Lite with built-in ops only;
+def export_tflite(run: Run, base_path: str | Path = "saved_models") -> Path:
+    """Convert the best model of ``run`` to TensorFlow Lite with built-in ops only;
     write ``BASE_PATH/<task>_tflite/<version>/`` holding ``model.tflite`` and
     ``labels.txt`` (one class per line, in output order). Beside, not inside, the
     SavedModel versions, so TensorFlow Serving's folder holds SavedModels only."""
     import tensorflow as tf
 
-    config, model = load_run(task, run_dir)
-    preprocessing = saved_preprocessing(task, run_dir)
-    signature = task.tflite_signature(config, preprocessing)
-    if signature is None:
+    task = run.task
+    if not isinstance(task, TFLiteExportable):
         raise UserError(f"{task.name} has no TensorFlow Lite export; export it as a SavedModel instead")
+    model, signature = run.model, task.tflite_signature()
     task_dir = Path(base_path) / f"{task.name}_tflite"
     staging = _staging_folder(task_dir)
     try:
@@ -212,7 +203,7 @@ def export_tflite(task: Task, run_dir: Path, base_path: str | Path = "saved_mode
         version = staging / "version"
         version.mkdir()
         (version / "model.tflite").write_bytes(converter.convert())
-        (version / "labels.txt").write_text("\n".join(task.label_names(config, preprocessing)) + "\n",
+        (version / "labels.txt").write_text("\n".join(task.label_names()) + "\n",
                                             encoding="utf-8")
         return _claim_next_version(task_dir, version)
     finally:

@@ -81,3 +81,11 @@ def forecast(history: list[float], truth: list[float], quantiles: list[list[floa
     figure.tight_layout()
     figure.savefig(output, dpi=100)
     plt.close(figure)
+
+
+# What a task's ``Report.plots`` may name: plot name -> draw(evaluation result, output).
+# Each reads the keys its task's ``evaluate`` puts in the result for it.
+PLOTS = {
+    "confusion_matrix": lambda result, output: confusion_matrix(result["confusion_matrix"], result["labels"], output),
+    "forecast": lambda result, output: forecast(**result["forecast_plot"], output=output),
+}

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from lstmkit.training.setup import saved_preprocessing
-
-if TYPE_CHECKING:
-    from lstmkit.task import Task
+from lstmkit.run import Run
 
 
 @dataclasses.dataclass
@@ -21,21 +16,18 @@ class Predictions:
     rejected: dict[str, str]
 
 
-def predict_run(task: Task, run_dir: Path, items: list[str], options: dict | None = None) -> Predictions:
+def predict_run(run: Run, items: list[str], options: dict | None = None) -> Predictions:
     """Predict ``items`` (command-line inputs: texts, file names...) with the best model
-    of ``run_dir``; ``options`` holds the values of the task's ``predict_options``. Items
-    the task refuses are set aside with their reasons and the rest are still predicted."""
-    from lstmkit.evaluation import load_run
-
-    config, model = load_run(task, run_dir)
-    config = task.prediction_config(config, options or {})
-    preprocessing = saved_preprocessing(task, run_dir)
-    rejected = task.rejected_predict_inputs(config, preprocessing, items)
-    items = [item for item in items if item not in rejected]
+    of ``run``, as one pipeline: the task's ``preprocess``, the model, the task's
+    ``postprocess``. ``options`` holds the values of the task's own predict options.
+    Items the task refuses, and those whose outputs are not finite, are set aside with
+    their reasons; the rest are still predicted."""
+    task, options, model = run.task, options or {}, run.model
+    prepared = task.preprocess(items, options)
+    rejected, items = dict(prepared.rejected), prepared.items
     records = []
     if items:
-        outputs = model.predict(task.parse_predict_inputs(config, items), verbose=0,
-                                batch_size=config.train.batch_size)
+        outputs = model.predict(prepared.inputs, verbose=0, batch_size=run.config.train.batch_size)
         finite = finite_rows(outputs)
         for item, ok in zip(items, finite):
             if not ok:  # a NaN forecast or probability is never printed as a result
@@ -44,7 +36,7 @@ def predict_run(task: Task, run_dir: Path, items: list[str], options: dict | Non
             items = [item for item, ok in zip(items, finite) if ok]
             outputs = _rows(outputs, finite)
         if items:
-            records = task.prediction_records(config, preprocessing, model, items, outputs)
+            records = task.postprocess(items, outputs, options)
     return Predictions(records, rejected)
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import secrets
-import shlex
 import shutil
 import socket
 import sys
@@ -24,34 +23,13 @@ try:
 except ImportError:  # Windows has none: there the owner's PID is all there is to go by
     fcntl = None
 
+from lstmkit import hints
 from lstmkit.errors import UserError
 
 PARTIAL_SUFFIX = ".partial"
 # In a run folder while a process trains it: that process holds a lock on it and has
 # written its id and host into it (see TrainingLock).
 LOCK_FILE = "training.lock"
-# The checkout's entry point (``python cli.py``); an installed lstmkit has none beside it.
-CHECKOUT_CLI = Path(__file__).resolve().parents[1] / "cli.py"
-DEFAULT_RUNS_ROOT = Path("runs")
-
-
-def lstmkit_command(*words, runs_root: str | Path = DEFAULT_RUNS_ROOT) -> str:
-    """A command line for the user to run next, shell-quoted and spelled the way they run
-    lstmkit: ``python cli.py ...`` when this process is the checkout's ``cli.py``,
-    otherwise ``lstmkit ...`` (the installed console script). ``--runs-dir`` is added only
-    when ``runs_root`` is not the default, so the line stays short."""
-    words = [str(word) for word in words]
-    if Path(runs_root) != DEFAULT_RUNS_ROOT:
-        words += ["--runs-dir", str(runs_root)]
-    script = sys.argv[0] if sys.argv and sys.argv[0] else ""
-    # As typed (cli.py, ../lstmkit/cli.py), so the line works where the user typed theirs.
-    invocation = ["python", script] if script and Path(script).resolve() == CHECKOUT_CLI else ["lstmkit"]
-    return shlex.join([*invocation, *words])
-
-
-def resume_command(task_name: str, run_dir: Path, runs_root: str | Path = DEFAULT_RUNS_ROOT) -> str:
-    """The command that continues the unfinished run ``run_dir``."""
-    return lstmkit_command("train", task_name, "--resume", run_id(run_dir), runs_root=runs_root)
 
 
 def new_run_id() -> str:
@@ -242,7 +220,7 @@ def find_run(runs_root: Path, task_name: str, run: str, partial: bool = False) -
     if not runs:
         what = "unfinished run to resume" if partial else "finished run"
         raise UserError(f"no {what} under {task_root}; train one first: "
-                        f"{lstmkit_command('train', task_name, runs_root=runs_root)}")
+                        f"{hints.train(task_name, runs_root)}")
     if partial:
         # The latest run to resume is one that no process is training right now (if all
         # are, the newest: resuming it then says which process trains it).

@@ -1,19 +1,21 @@
 """The task contract: what every folder under ``tasks/`` provides.
 
 Training, evaluation, prediction, tuning and export in ``lstmkit`` are written once
-against this class. A task answers the same verbs (after TensorFlow Model Garden's
+against ``Task``. A task answers the same verbs (after TensorFlow Model Garden's
 ``base_task``): load data, adapt preprocessing on training data, build the model,
-describe its search space, and name its serving signature.
+describe its search space, evaluate, name its serving signatures, and predict as one
+pipeline (preprocess, forward, postprocess). What only some tasks can do (generate
+text, pretrain a text encoder, export to TensorFlow Lite, read predict inputs their own
+way, read a whole outside source) are small optional interfaces at the end.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, NamedTuple
 
 from lstmkit.errors import UserError
-from lstmkit.runs import lstmkit_command
 
 # The most a generative task produces per request: more is almost certainly a typo
 # (and would hold a server for minutes).
@@ -175,50 +177,121 @@ class InputFileOption:
 @dataclasses.dataclass(frozen=True)
 class PredictOption:
     """A task's own setting of ``predict`` (a forecast's horizon...): the CLI offers it as
-    ``--<name> VALUE`` of ``type``, and ``Task.prediction_config`` applies it."""
+    ``--<name> VALUE`` of ``type``; ``Task.preprocess`` and ``postprocess`` receive it."""
 
     name: str
     help: str
     type: Any = str
 
 
+@dataclasses.dataclass(frozen=True)
+class PredictInputs:
+    """What ``ExtraPredictInputs`` declares for ``predict``."""
+
+    #: Settings of the task's own (``--horizon N``...).
+    options: tuple[PredictOption, ...] = ()
+    #: Files read the task's own way (``--fasta FILE``...).
+    files: tuple[InputFileOption, ...] = ()
+    #: ``--file FILE``: False, each non-blank line is an input; True, the file is one
+    #: input (a table of one series' history...), passed on as its path (or, for
+    #: standard input, as its text).
+    file_is_one_input: bool = False
+
+
+@dataclasses.dataclass
+class PreparedInputs:
+    """What ``Task.preprocess`` returns: the items it can predict, in order, with their
+    batch of raw model input (None when there are none), and the rest with reasons."""
+
+    items: list[str]
+    inputs: Any
+    rejected: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Objective(NamedTuple):
+    """The metric Keras logs that picks the best epoch and trial (``val_accuracy``), and
+    whether higher (``max``) or lower (``min``) is better."""
+
+    metric: str
+    direction: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What ``evaluate`` shows, from the keys of ``Task.evaluate``'s result."""
+
+    #: The test metric that sums a run up in listings.
+    headline: str = "accuracy"
+    #: Figures shown, in order (those a result lacks are left out: precision and recall
+    #: exist for two classes only).
+    metrics: tuple[str, ...] = ("accuracy", "loss")
+    #: Counts besides ``examples``: result key -> what it counts.
+    counts: dict = dataclasses.field(default_factory=dict)
+    #: Figures drawn beside the report: names of ``lstmkit.plots.PLOTS``.
+    plots: tuple[str, ...] = ()
+
+
 class Task(abc.ABC):
     """One machine-learning task, as the shared machinery sees it.
 
-    Importing a task's module must register every custom Keras object its models use,
-    so that ``keras.saving.load_model`` can rebuild a saved model in a fresh process.
+    A task object is bound to one config (``bind(config)``) and, once preprocessing is
+    adapted on training data, to that too (``bind(preprocessing=...)``): the methods
+    below read ``self.config`` and ``self.preprocessing`` instead of taking them
+    (TensorFlow Model Garden binds a task's params once; keras-hub's task owns its
+    preprocessor). The object an entry point names is unbound: its declarations,
+    ``default_config``, ``tiny_config`` and ``search_space`` need nothing more.
+
+    Importing a task's module must be cheap (no TensorFlow, no Keras): the CLI reads
+    the task's config and checks a command line before TensorFlow loads. Keras code is
+    imported inside the methods that build models; ``custom_object_modules`` names the
+    modules that register the task's own Keras objects, imported before a saved model
+    is loaded.
+
+    Abilities only some tasks have are the optional interfaces below (``Generative``,
+    ``PretrainsText``, ``TFLiteExportable``, ``ExtraPredictInputs``, ``ReadsWholeSource``),
+    which the library checks for with ``isinstance``.
     """
 
+    # --- what the task is -----------------------------------------------------------
     #: Registry name, used on the command line and in ``runs/<name>/``.
     name: ClassVar[str]
     #: The frozen config dataclass; it must have a ``train: TrainingConfig`` field.
     config_class: ClassVar[type]
     #: What ``adapt`` returns: a ``Preprocessing`` subclass.
     preprocessing_class: ClassVar[type[Preprocessing]]
-    #: The metric Keras logs that picks the best epoch and trial, and its direction.
-    objective: ClassVar[str]
-    objective_direction: ClassVar[str] = "max"
-    #: The test metric (a key of ``evaluate``'s result) that sums a run up in listings.
-    headline_metric: ClassVar[str] = "accuracy"
-    #: What ``evaluate`` reports, in order: the keys of ``evaluate``'s result shown as
-    #: figures (those a result lacks are left out: precision and recall exist for two
-    #: classes only).
-    reported_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "precision", "recall", "f1", "macro_f1", "loss")
-    #: Counts besides ``examples`` that ``evaluate`` reports: result key -> what it counts.
-    reported_counts: ClassVar[dict[str, str]] = {}
-    #: Extra ways ``predict`` reads inputs from files.
-    input_file_options: ClassVar[tuple[InputFileOption, ...]] = ()
-    #: Settings of ``predict`` of this task's own (``prediction_config`` applies them).
-    predict_options: ClassVar[tuple[PredictOption, ...]] = ()
-    #: ``predict --file FILE``: False, each non-blank line is an input; True, the file
-    #: is one input (a table of one series' history...), passed on as its path (or, for
-    #: standard input, as its text).
-    predict_file_is_one_input: ClassVar[bool] = False
-    #: The data source used when none is given: a public one (``tfds:NAME``), never a
-    #: path that exists only in a checkout.
+    #: The data source used when none is given: a public one (``tfds:NAME``) or a name
+    #: the task reads offline (``builtin``), never a path that exists only in a checkout.
     default_data: ClassVar[str]
+    #: The metric Keras logs that picks the best epoch and trial, and its direction.
+    objective: ClassVar[Objective] = Objective("val_accuracy", "max")
+    #: What ``evaluate`` reports and draws.
+    report: ClassVar[Report] = Report()
+    #: Modules that register the task's custom Keras objects (imported before loading).
+    custom_object_modules: ClassVar[tuple[str, ...]] = ()
 
-    # --- configuration -------------------------------------------------------------
+    def __init__(self, config=None, preprocessing: Preprocessing | None = None):
+        self._config = config
+        self._preprocessing = preprocessing
+
+    def bind(self, config=None, preprocessing: Preprocessing | None = None) -> Task:
+        """This task bound to ``config`` and ``preprocessing`` (each, where not given,
+        kept from this object): a new object; this one is unchanged."""
+        return type(self)(self._config if config is None else config,
+                          self._preprocessing if preprocessing is None else preprocessing)
+
+    @property
+    def config(self):
+        if self._config is None:
+            raise TypeError(f"task {self.name} is not bound to a config; call bind(config) first")
+        return self._config
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        if self._preprocessing is None:
+            raise TypeError(f"task {self.name} has no preprocessing yet; adapt it, then bind(preprocessing=...)")
+        return self._preprocessing
+
+    # --- configuration (unbound) ------------------------------------------------------
     def default_config(self):
         return self.config_class()
 
@@ -226,146 +299,138 @@ class Task(abc.ABC):
     def tiny_config(self):
         """A config small enough for tests and smoke runs (seconds on 2 cores)."""
 
-    # --- data ----------------------------------------------------------------------
     @abc.abstractmethod
-    def load_data(self, source: str, config) -> DataSplits:
+    def search_space(self, hp, config):
+        """Map Keras Tuner's ``hp`` onto a copy of ``config`` (the task's whole search
+        space lives here)."""
+
+    # --- data (bound to a config) ---------------------------------------------------------
+    @abc.abstractmethod
+    def load_data(self, source: str) -> DataSplits:
         """Read ``source`` (a ``--data`` value) into train/validation/test splits.
 
         Must raise ``UserError`` with a one-line fix for anything wrong with the source.
         """
 
     @abc.abstractmethod
-    def adapt(self, config, train_dataset) -> Preprocessing:
+    def adapt(self, train_dataset) -> Preprocessing:
         """Fit preprocessing on training data only; return its state (a vocabulary,
-        normalisation statistics...), a ``preprocessing_class``, for ``build_model``."""
+        normalisation statistics...), a ``preprocessing_class``."""
 
-    def load_all(self, source: str, config):
-        """Every example of ``source`` as one unbatched dataset of ``(raw_input, label)``
-        pairs, for scoring a whole outside file (``evaluate --split all``), however small.
-        By default the splits of ``load_data`` joined; a task whose ``load_data`` needs
-        enough examples to hold some out, or keeps only some, reads the source itself."""
-        splits = self.load_data(source, config)
-        dataset = splits.train.concatenate(splits.validation)
-        if splits.test is not splits.validation:  # a source without a test split of its own
-            dataset = dataset.concatenate(splits.test)
-        return dataset
-
-    def encode_labels(self, dataset, config, preprocessing: Preprocessing):
-        """Turn ``load_data``'s raw labels into what the loss reads, with the adapted
-        preprocessing (a language model's target characters become vocabulary ids).
-        Applied to every split before training and evaluation; labels that are class
-        ids already pass through unchanged."""
-        return dataset
-
-    def encode_splits(self, splits: DataSplits, config, preprocessing: Preprocessing) -> DataSplits:
-        """``encode_labels`` applied to train, validation (unless None: merged into
-        train) and test (a test split that is the validation split stays the same object)."""
-        train = self.encode_labels(splits.train, config, preprocessing)
-        validation = None if splits.validation is None else self.encode_labels(splits.validation, config,
-                                                                                preprocessing)
-        test = validation if splits.test is splits.validation else self.encode_labels(
-            splits.test, config, preprocessing)
-        return dataclasses.replace(splits, train=train, validation=validation, test=test)
-
-    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
-        """Batch the encoded training split for ``fit``: by default reshuffled every
-        epoch (from ``seed``). A task whose model carries state from one batch to the
-        next (truncated backpropagation through time) orders the batches itself; one
-        that augments its input (noise, shifts) does it here."""
-        from lstmkit.data import batched
-
-        settings = config.train
-        return batched(dataset, settings.batch_size, shuffle=True, seed=seed, buffer=settings.shuffle_buffer)
-
-    def evaluation_batches(self, dataset, config):
-        """Batch an encoded validation or test split for ``fit`` and ``evaluate``; a task
-        whose examples differ in length pads them here."""
-        from lstmkit.data import batched
-
-        return batched(dataset, config.train.batch_size)
-
-    def placeholder_preprocessing(self, config) -> Preprocessing:
+    @abc.abstractmethod
+    def placeholder_preprocessing(self) -> Preprocessing:
         """A preprocessing state of the right shape without data (e.g. a vocabulary of
         ``vocab_size`` made-up tokens), so ``doctor`` can build the model offline."""
-        raise UserError(f"{self.name} cannot build a model without data; train it first, then: "
-                        f"{lstmkit_command('doctor', self.name, '--run', 'latest')}")
 
-    # --- model ---------------------------------------------------------------------
+    # --- data (bound to a config and preprocessing) ---------------------------------------
+    def encode_labels(self, dataset):
+        """Turn ``load_data``'s raw labels into what the loss reads (a language model's
+        target characters become vocabulary ids). Applied to every split before training
+        and evaluation; labels that are class ids already pass through unchanged."""
+        return dataset
+
+    def batches(self, dataset, *, training: bool = False, seed: int = 0):
+        """Batch an encoded split. ``training``: for ``fit``, by default reshuffled every
+        epoch from ``seed`` (a task whose model carries state from one batch to the next
+        orders the batches itself; one that augments its input does it here). Otherwise
+        for validation and evaluation, in order (a task whose examples differ in length
+        pads them here)."""
+        from lstmkit.data import batched
+
+        settings = self.config.train
+        if training:
+            return batched(dataset, settings.batch_size, shuffle=True, seed=seed, buffer=settings.shuffle_buffer)
+        return batched(dataset, settings.batch_size)
+
+    # --- model ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def build_model(self, config, preprocessing: Preprocessing):
-        """Return an uncompiled ``keras.Model`` that takes raw input."""
-
-    def text_encoder(self, config, preprocessing: Preprocessing) -> TextEncoder | None:
-        """For a task whose model reads text: the encoder that language-model
-        pretraining trains before the task does (when its settings' ``epochs`` > 0).
-        None (the default): the task has none."""
-        return None
+    def build_model(self):
+        """An uncompiled ``keras.Model`` that takes raw input."""
 
     @abc.abstractmethod
-    def loss(self, config):
+    def loss(self):
         """The Keras loss to train with."""
 
-    def metrics(self, config) -> list:
+    def metrics(self) -> list:
         return []
 
+    def configure_optimizer(self, steps_per_epoch: int):
+        """The optimizer to train with (after Lightning's ``configure_optimizers``): by
+        default Adam with the config's learning-rate schedule, global-norm clipping and
+        optional exponential moving average (``lstmkit.optimization``)."""
+        from lstmkit.optimization import adam
+
+        return adam(self.config.train, steps_per_epoch)
+
+    # --- evaluation, export, prediction ---------------------------------------------------
     @abc.abstractmethod
-    def search_space(self, hp, config):
-        """Map Keras Tuner's ``hp`` onto a copy of ``config`` (the task's whole
-        search space lives here)."""
-
-    # --- evaluation, prediction, export ---------------------------------------------
-    @abc.abstractmethod
-    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
-        """Class names, in output order (fixed by the task, or found in the training
-        data by ``adapt`` and read back from ``preprocessing``)."""
-
-    def evaluate(self, model, dataset, config, preprocessing: Preprocessing) -> dict:
-        """Metrics of ``model`` on an unbatched dataset; classification by default."""
-        from lstmkit.scoring import classification_metrics
-
-        return classification_metrics(model, dataset, self.label_names(config, preprocessing),
-                                      config.train.batch_size)
+    def label_names(self) -> list[str]:
+        """Output names, in order: class names (fixed by the task, or found in the
+        training data by ``adapt``), or the quantiles of a forecast."""
 
     @abc.abstractmethod
-    def serving_signatures(self, config, preprocessing: Preprocessing,
-                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
+    def evaluate(self, model, dataset) -> dict:
+        """Metrics of ``model`` on an encoded, unbatched dataset, with ``examples`` and
+        whatever ``report.plots`` draw from."""
+
+    @abc.abstractmethod
+    def serving_signatures(self, max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         """Named endpoints for export; must include ``serving_default``. A generative
         endpoint refuses to produce more than ``max_generated_length`` per request
         (default ``MAX_SERVED_GENERATED_LENGTH``)."""
 
-    def tflite_signature(self, config, preprocessing: Preprocessing) -> ServingSignature | None:
-        """The one endpoint of a TensorFlow Lite export (fixed shapes, built-in ops),
-        or None where the task has no on-device use."""
-        return None
-
-    def generate(self, config, model, prompt: str, length: int, sampling: dict, seed: int):
-        """Yield generated text piece by piece after ``prompt`` (``length`` pieces);
-        ``sampling`` holds ``temperature``, ``top_k`` and ``top_p``. Only generative
-        tasks implement it."""
-        raise UserError(f"{self.name} is not a generative task; generate works for text generation tasks")
-
-    def prediction_config(self, config, options: dict):
-        """The run's config as ``predict`` uses it, given the values of ``predict_options``
-        (None where not given). Raises UserError for a value the run cannot honour."""
-        return config
-
-    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
-        """Command-line items that cannot be predicted (an unreadable file...), each
-        with a one-line reason; the rest are still predicted, and the command fails.
-        Raises UserError when the run's model cannot predict from such items at all."""
-        return {}
+    @abc.abstractmethod
+    def preprocess(self, items: list[str], options: dict) -> PreparedInputs:
+        """The first step of ``predict`` (after transformers' pipelines: preprocess,
+        forward, postprocess): command-line items (texts, file names...) -> a batch of
+        raw model input. Items that cannot be predicted (an unreadable file...) are set
+        aside with a one-line reason each; the rest are still predicted. ``options``
+        holds the values of ``ExtraPredictInputs.predict_inputs.options`` (None where
+        not given). Raises UserError for an option, or a run, that cannot predict at all."""
 
     @abc.abstractmethod
-    def parse_predict_inputs(self, config, items: list[str]):
-        """Turn command-line items (texts, file names...) into a batch of raw input."""
+    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
+        """The last step of ``predict``: one JSON-able record per predicted item, from the
+        model's ``outputs`` (numpy); ``"text"`` is its one-line rendering."""
 
-    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
-        """One JSON-able record per input item; ``"text"`` is its one-line rendering.
 
-        The default suits classifiers: the most probable label, its probability and
-        the probability of every class.
-        """
-        labels = self.label_names(config, preprocessing)
+class ClassificationTask(Task):
+    """A task whose model ends in a softmax over ``label_names``: sparse categorical
+    cross-entropy, accuracy as the objective, classification metrics with a confusion
+    matrix, served outputs named ``probabilities`` and ``label``, and predictions that
+    name the most probable label."""
+
+    objective = Objective("val_accuracy", "max")
+    report = Report(headline="accuracy", metrics=("accuracy", "precision", "recall", "f1", "macro_f1", "loss"),
+                    plots=("confusion_matrix",))
+
+    def loss(self):
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def metrics(self) -> list:
+        return ["accuracy"]
+
+    def evaluate(self, model, dataset) -> dict:
+        from lstmkit.scoring import classification_metrics
+
+        return classification_metrics(model, dataset, self.label_names(), self.config.train.batch_size)
+
+    def classifier_outputs(self) -> Callable[[Any], dict]:
+        """A function for serving endpoints: probabilities → the two named outputs."""
+        import tensorflow as tf
+
+        names = tf.constant(self.label_names())
+
+        def outputs(probabilities):
+            return {"probabilities": probabilities, "label": tf.gather(names, tf.argmax(probabilities, axis=-1))}
+
+        return outputs
+
+    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
+        """The most probable label, its probability and the probability of every class."""
+        labels = self.label_names()
         records = []
         for item, row in zip(items, outputs):
             best = int(row.argmax())
@@ -379,29 +444,74 @@ class Task(abc.ABC):
         return records
 
 
-class ClassificationTask(Task):
-    """A task whose model ends in a softmax over ``label_names``: sparse categorical
-    cross-entropy, accuracy as the objective, and served outputs named
-    ``probabilities`` and ``label``."""
+# --- optional interfaces: abilities only some tasks have ------------------------------------
+class Generative(abc.ABC):
+    """A task whose model writes: ``generate`` verb."""
 
-    objective = "val_accuracy"
-    objective_direction = "max"
+    @abc.abstractmethod
+    def generate(self, model, prompt: str, length: int, sampling: dict, seed: int):
+        """Yield generated text piece by piece after ``prompt`` (``length`` pieces);
+        ``sampling`` holds ``temperature``, ``top_k`` and ``top_p``. Refuses a bad prompt
+        (UserError) before yielding anything."""
 
-    def loss(self, config):
-        import keras
 
-        return keras.losses.SparseCategoricalCrossentropy()
+class PretrainsText(abc.ABC):
+    """A task whose model reads text: language-model pretraining
+    (``lstmkit.training.pretrain``) trains its encoder before the task does, when the
+    encoder's settings have ``epochs`` > 0."""
 
-    def metrics(self, config) -> list:
-        return ["accuracy"]
+    @abc.abstractmethod
+    def text_encoder(self) -> TextEncoder:
+        """How to turn texts into word ids and build the embedding and recurrent layers."""
 
-    def classifier_outputs(self, config, preprocessing: Preprocessing) -> Callable[[Any], dict]:
-        """A function for serving endpoints: probabilities → the two named outputs."""
-        import tensorflow as tf
 
-        names = tf.constant(self.label_names(config, preprocessing))
+class TFLiteExportable(abc.ABC):
+    """A task with an on-device use: ``export --format tflite``."""
 
-        def outputs(probabilities):
-            return {"probabilities": probabilities, "label": tf.gather(names, tf.argmax(probabilities, axis=-1))}
+    @abc.abstractmethod
+    def tflite_signature(self) -> ServingSignature:
+        """The one endpoint of a TensorFlow Lite export (fixed shapes, built-in ops)."""
 
-        return outputs
+
+class ExtraPredictInputs(abc.ABC):
+    """A task whose ``predict`` takes more than lines of text: options of its own, files
+    read its own way, or a ``--file`` that is one input."""
+
+    predict_inputs: ClassVar[PredictInputs]
+
+
+class ReadsWholeSource(abc.ABC):
+    """A task that reads a whole outside source for ``evaluate --split all`` itself
+    (by default the library joins ``load_data``'s splits), because its ``load_data``
+    needs enough examples to hold some out, or keeps only some."""
+
+    @abc.abstractmethod
+    def load_all(self, source: str):
+        """Every example of ``source`` as one unbatched dataset of ``(raw_input, label)``."""
+
+
+def encode_splits(task: Task, splits: DataSplits) -> DataSplits:
+    """``task.encode_labels`` applied to train, validation (unless None: merged into
+    train) and test (a test split that is the validation split stays the same object)."""
+    train = task.encode_labels(splits.train)
+    validation = None if splits.validation is None else task.encode_labels(splits.validation)
+    test = validation if splits.test is splits.validation else task.encode_labels(splits.test)
+    return dataclasses.replace(splits, train=train, validation=validation, test=test)
+
+
+def whole_source(task: Task, source: str):
+    """Every example of ``source`` as one unbatched dataset, for scoring a whole outside
+    file (``evaluate --split all``): the task's own ``load_all``, or else the splits of
+    ``load_data`` joined."""
+    if isinstance(task, ReadsWholeSource):
+        return task.load_all(source)
+    splits = task.load_data(source)
+    dataset = splits.train.concatenate(splits.validation)
+    if splits.test is not splits.validation:  # a source without a test split of its own
+        dataset = dataset.concatenate(splits.test)
+    return dataset
+
+
+def predict_inputs(task: Task) -> PredictInputs:
+    """What ``predict`` takes for ``task`` besides lines of text."""
+    return task.predict_inputs if isinstance(task, ExtraPredictInputs) else PredictInputs()

@@ -12,51 +12,34 @@ training had ended, from the final evaluation.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import datetime
 import functools
 import math
-import sys
 from pathlib import Path
 
 from lstmkit import data as data_lib
-from lstmkit import precision, runs
+from lstmkit import hints, precision, runs
 from lstmkit.errors import UserError
 from lstmkit.task import Task
-from lstmkit.training.setup import RunSetup, saved_config
+from lstmkit.run import Run, read_config
+from lstmkit.training.epochs import keep_history_epochs, progress_verbosity, skip_used_shuffles
+from lstmkit.training.setup import RunSetup
 
 
-@dataclasses.dataclass
-class RunResult:
-    run_dir: Path
-    metrics: dict
+def compile_model(task: Task, model, steps_per_epoch: int) -> None:
+    """The task's optimizer (``configure_optimizer``: Adam with the config's schedule
+    unless the task says otherwise), loss and metrics."""
+    model.compile(optimizer=task.configure_optimizer(steps_per_epoch), loss=task.loss(), metrics=task.metrics())
 
 
-def compile_model(task: Task, model, config, steps_per_epoch: int) -> None:
-    """Adam with the config's learning-rate schedule, global-norm clipping and optional
-    exponential moving average, and the task's loss and metrics."""
-    import keras
-
-    from lstmkit.callbacks import learning_rate
-
-    settings = config.train
-    optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate(settings, steps_per_epoch),
-        global_clipnorm=settings.global_clipnorm or None,
-        use_ema=settings.ema_momentum > 0,
-        ema_momentum=settings.ema_momentum or 0.99,
-    )
-    model.compile(optimizer=optimizer, loss=task.loss(config), metrics=task.metrics(config))
-
-
-def fit_datasets(task: Task, splits, config, preprocessing, seed: int):
+def fit_datasets(task: Task, splits, seed: int):
     """Batched (train, validation) datasets for ``fit`` (validation None when it was
-    merged into train), and the number of training batches per epoch; the task batches
-    its training data (``training_batches``)."""
-    train = task.training_batches(splits.train, config, preprocessing, seed)
+    merged into train), and the number of training batches per epoch, as the task
+    (bound to its config and preprocessing) batches them."""
+    train = task.batches(splits.train, training=True, seed=seed)
     steps = data_lib.count(train)
-    validation = None if splits.validation is None else task.evaluation_batches(splits.validation, config)
+    validation = None if splits.validation is None else task.batches(splits.validation)
     return train, validation, max(steps, 1)
 
 
@@ -72,11 +55,6 @@ def training_callbacks(settings, monitor: str, direction: str) -> list:
         weight_averaging_callback(settings, monitor, direction),
         plateau_callback(settings, monitor, direction),
     ) if callback is not None]
-
-
-def progress_verbosity() -> int:
-    """A live progress bar on a terminal, one line per epoch in logs and CI."""
-    return 1 if sys.stdout.isatty() else 2
 
 
 def best_logged_value(history_csv: Path, monitor: str, direction: str):
@@ -97,8 +75,8 @@ def train(
     strategy: str | None = None,
     merge_validation: bool = False,
     refuse_duplicate: bool = False,
-) -> RunResult:
-    """Train ``task`` with ``config`` on ``data_source`` and return the finished run.
+) -> Run:
+    """Train ``task`` with ``config`` on ``data_source`` and return the finished ``Run``.
 
     With ``resume`` (a run id, folder or 'latest'), continue an unfinished run from its
     last completed epoch, with that run's own config, data, seed and strategy.
@@ -123,7 +101,7 @@ def train(
 
 
 def _train(task: Task, config, data_source: str, *, runs_root, seed, command, resume, strategy, merge_validation,
-           refuse_duplicate, hold_lock) -> RunResult:
+           refuse_duplicate, hold_lock) -> Run:
     from lstmkit.training import strategy as strategy_lib
 
     # A runs folder that cannot be a folder is refused before any data is read.
@@ -135,12 +113,12 @@ def _train(task: Task, config, data_source: str, *, runs_root, seed, command, re
             # (find_run takes any run by its id.) Resumed, a finished run would be trained
             # again in place and then renamed as if it ended in ".partial".
             raise UserError(f"run {run_dir.name} is finished; there is nothing to resume (evaluate it: "
-                            f"{runs.lstmkit_command('evaluate', task.name, '--run', run_dir.name, runs_root=runs_root)}"
+                            f"{hints.evaluate_run(task.name, run_dir, runs_root)}"
                             ", or train a new run)")
         # Two processes training one folder would undo each other's epochs.
         hold_lock(run_dir)
         info = runs.read_json(run_dir / "run.json")
-        config = saved_config(task, run_dir)
+        config = read_config(task, run_dir)
         data_source, seed = info["data"], info["seed"]
         strategy = strategy or info.get("strategy")
         merge_validation = info.get("validation_merged_into_train", False)
@@ -168,20 +146,19 @@ def _train(task: Task, config, data_source: str, *, runs_root, seed, command, re
             f"the training data of {data_source} changed since run {run_dir.name} started; "
             "start a new run instead of resuming it"
         )
-    splits, preprocessing = setup.splits, setup.preprocessing
+    splits, task = setup.splits, setup.task
     settings = config.train
     # Batches hold the global batch: each replica's share of it is train.batch_size.
     global_config = dataclasses.replace(config, train=dataclasses.replace(
         settings, batch_size=settings.batch_size * replicas))
-    train_batches, validation_batches, steps_per_epoch = fit_datasets(
-        task, splits, global_config, preprocessing, seed)
+    train_batches, validation_batches, steps_per_epoch = fit_datasets(task.bind(global_config), splits, seed)
     if strategy_name == "multiworker":
         train_batches = strategy_lib.shard_by_batch(train_batches)
         if validation_batches is not None:
             validation_batches = strategy_lib.shard_by_batch(validation_batches)
     with strategy.scope(), precision.dtype_policy(settings.precision) as policy:
-        model = task.build_model(config, preprocessing)
-        compile_model(task, model, config, steps_per_epoch)
+        model = task.build_model()
+        compile_model(task, model, steps_per_epoch)
 
     if run_dir is None:
         # The lock is taken before run.json makes the folder a run, so that no other
@@ -210,15 +187,14 @@ def _train(task: Task, config, data_source: str, *, runs_root, seed, command, re
         # Once the task's own training has begun, its backup holds the weights.
         if not (run_dir / "backup" / RunBackup.STATE_FILE).exists():
             with strategy.scope():
-                copied = pretrain.pretrain_encoder(task, model, config, splits, preprocessing, run_dir, seed)
+                copied = pretrain.pretrain_encoder(task, model, splits, run_dir, seed)
             if copied:
                 print(f"pretrained layers moved into the {task.name} model: {', '.join(copied)}", flush=True)
-        return _fit_and_finish(task, model, config, splits, preprocessing, run_dir, train_batches,
-                               validation_batches)
+        return _fit_and_finish(task, model, splits, run_dir, train_batches, validation_batches)
     except Exception as error:
         if runs.is_out_of_space(error):
             raise UserError(f"out of disk space writing {run_dir}; free some space, then continue the run: "
-                            f"{runs.resume_command(task.name, run_dir, runs_root)}") from None
+                            f"{hints.resume_run(task.name, run_dir, runs_root)}") from None
         if resume is None and not any((run_dir / "backup" / folder / RunBackup.STATE_FILE).exists()
                                       for folder in ("", "pretrain")):
             # A new run that failed before it finished an epoch (a batch that cannot be
@@ -238,17 +214,16 @@ def non_finite_metrics(metrics: dict, prefix: str = "") -> list[str]:
     return found
 
 
-def _fit_and_finish(task: Task, model, config, splits, preprocessing, run_dir: Path, train_batches,
-                    validation_batches) -> RunResult:
+def _fit_and_finish(task: Task, model, splits, run_dir: Path, train_batches, validation_batches) -> Run:
     """Fit (or continue fitting) ``model`` in ``run_dir``, evaluate the best checkpoint
     and turn the folder into a finished run."""
     import keras
 
     from lstmkit.callbacks import BestCheckpoint, EpochTimer, RunBackup
 
-    settings = config.train
+    settings = task.config.train
     # With validation merged into train (a final fit), the lowest training loss decides.
-    monitor, mode = ("loss", "min") if validation_batches is None else (task.objective, task.objective_direction)
+    monitor, mode = ("loss", "min") if validation_batches is None else task.objective
     best_checkpoint = run_dir / "best.keras"
     history = run_dir / "history.csv"
     shaping = training_callbacks(settings, monitor, mode)
@@ -300,8 +275,8 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing, run_dir: P
     from lstmkit import plots
 
     metrics = {} if splits.validation is None else {
-        "validation": task.evaluate(model, splits.validation, config, preprocessing)}
-    metrics["test"] = task.evaluate(model, splits.test, config, preprocessing)
+        "validation": task.evaluate(model, splits.validation)}
+    metrics["test"] = task.evaluate(model, splits.test)
     diverged = non_finite_metrics(metrics)
     if diverged:
         # Not finished, so neither exported nor served; the folder stays for inspection.
@@ -316,7 +291,7 @@ def _fit_and_finish(task: Task, model, config, splits, preprocessing, run_dir: P
     # run, where it only takes space.
     runs.remove_quietly(finished / "backup")
     runs.remove_quietly(finished / runs.LOCK_FILE)  # only an unfinished run needs to say who trains it
-    return RunResult(finished, metrics)
+    return Run.from_folder(task, finished)
 
 
 def unfinished_runs_alike(task: Task, config, runs_root, seed: int, strategy_name: str,
@@ -330,7 +305,7 @@ def unfinished_runs_alike(task: Task, config, runs_root, seed: int, strategy_nam
             info = runs.read_json(folder / "run.json")
             same = (info.get("seed") == seed and info.get("strategy", "default") == strategy_name
                     and info.get("validation_merged_into_train", False) == merge_validation
-                    and saved_config(task, folder) == config)
+                    and read_config(task, folder) == config)
         except (OSError, ValueError, TypeError, KeyError, AttributeError, UserError):
             continue  # not a run (a search), or one being written or damaged: not this one
         if same:
@@ -353,7 +328,7 @@ def refuse_unfinished_duplicate(task: Task, config, runs_root, alike: list[tuple
         folder = idle[0]
         raise UserError(f"an unfinished run with the same config, seed and training data exists: {folder} "
                         f"({progress_of(folder, config)}); continue it with: "
-                        f"{runs.resume_command(task.name, folder, runs_root)} (or add --new-run to start a new "
+                        f"{hints.resume_run(task.name, folder, runs_root)} (or add --new-run to start a new "
                         "run beside it)")
     folder = same[0]
     raise UserError(f"a run with the same config, seed and training data is being trained right now by "
@@ -373,35 +348,3 @@ def progress_of(run_dir: Path, config) -> str:
         return "training ended; its final evaluation is left"
     epochs = state.get("epochs", 0)
     return f"{epochs} of {config.train.epochs} epoch{'s' if config.train.epochs != 1 else ''} done"
-
-
-def skip_used_shuffles(train_batches, epochs: int) -> None:
-    """Draw the shuffles of the training data that ``epochs`` epochs have used, so that
-    a resumed run's next epoch sees the order an uninterrupted run would have seen.
-
-    Each iterator of a reshuffling dataset draws the next shuffle. Keras's ``fit``
-    makes one at each epoch's start and, when the number of batches is known, one
-    more at its end (see keras.src.trainers.epoch_iterator); a test that resumes a
-    killed run and compares it with an uninterrupted one guards this count.
-    """
-    per_epoch = 2 if int(train_batches.cardinality()) >= 0 else 1
-    for _ in range(per_epoch * epochs):
-        iter(train_batches)
-
-
-def keep_history_epochs(history: Path, epochs: int) -> None:
-    """Keep the header and the first ``epochs`` epochs of a CSVLogger file."""
-    if not history.is_file():
-        return
-    with history.open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    if not rows:
-        return
-    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epochs]
-    if len(kept) == len(rows):
-        return
-    from io import StringIO
-
-    text = StringIO()
-    csv.writer(text, lineterminator="\n").writerows(kept)
-    runs.write_atomically(history, text.getvalue())

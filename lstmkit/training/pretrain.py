@@ -1,7 +1,7 @@
 """Language-model pretraining of a text task's encoder (ULMFiT, Howard & Ruder 2018;
 ELMo's two directions, Peters et al. 2018), from the run's own training texts only.
 
-Before a text task trains on its labels, its embedding and LSTM stack (``Task.text_encoder``)
+Before a text task trains on its labels, its embedding and LSTM stack (``PretrainsText.text_encoder``)
 learn to predict the next word of the training texts, joined into one stream and cut
 into windows of ``pretrain.sequence_length`` words; a bidirectional stack's backward
 direction learns to predict the previous word. The stack keeps every regularizer the
@@ -89,12 +89,11 @@ def compiled_language_model(encoder, steps_per_epoch: int, policy: str):
     cosine decay to a tenth of it (about ULMFiT's slanted triangle)."""
     import keras
 
+    from lstmkit.optimization import warmup_cosine
+
     settings = encoder.settings
-    total = steps_per_epoch * settings.epochs
-    warmup = max(int(total * WARMUP_SHARE), 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        settings.learning_rate * FINAL_RATE_SHARE, decay_steps=max(total - warmup, 1), alpha=FINAL_RATE_SHARE,
-        warmup_target=settings.learning_rate, warmup_steps=warmup)
+    schedule = warmup_cosine(settings.learning_rate, steps_per_epoch * settings.epochs, WARMUP_SHARE,
+                             FINAL_RATE_SHARE)
     with precision.dtype_policy(policy):
         language = language_model(encoder)
         language.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=settings.global_clipnorm or None))
@@ -128,18 +127,23 @@ def transfer_weights(source, target) -> list[str]:
     return copied
 
 
-def pretrain_encoder(task, model, config, splits, preprocessing, run_dir: Path, seed: int) -> list[str]:
-    """Pretrain ``task``'s text encoder as a language model on ``splits.train`` (or
-    continue a killed pretraining in ``run_dir``), then copy its weights into ``model``;
-    the names of the layers copied ([] when the task has no encoder or pretraining is off)."""
+def pretrain_encoder(task, model, splits, run_dir: Path, seed: int) -> list[str]:
+    """Pretrain the text encoder of ``task`` (bound to its config and preprocessing) as a
+    language model on ``splits.train`` (or continue a killed pretraining in ``run_dir``),
+    then copy its weights into ``model``; the names of the layers copied ([] when the
+    task has no encoder or pretraining is off)."""
     import keras
 
     from lstmkit.callbacks import EpochTimer, RunBackup
     from lstmkit.data import batched
-    from lstmkit.training.fit import keep_history_epochs, skip_used_shuffles, progress_verbosity
+    from lstmkit.training.epochs import keep_history_epochs, progress_verbosity, skip_used_shuffles
 
-    encoder = task.text_encoder(config, preprocessing)
-    if encoder is None or encoder.settings.epochs == 0:
+    from lstmkit.task import PretrainsText
+
+    if not isinstance(task, PretrainsText):
+        return []
+    encoder = task.text_encoder()
+    if encoder.settings.epochs == 0:
         return []
     import tensorflow as tf
 
@@ -154,7 +158,7 @@ def pretrain_encoder(task, model, config, splits, preprocessing, run_dir: Path, 
         if len(held_out):
             validation = batched(tf.data.Dataset.from_tensor_slices(held_out), settings.batch_size)
     steps = len(train)
-    language = compiled_language_model(encoder, steps, config.train.precision)
+    language = compiled_language_model(encoder, steps, task.config.train.precision)
     backup = RunBackup(run_dir / "backup" / "pretrain")
     history = run_dir / HISTORY_FILE
     if backup.training_done:

@@ -13,6 +13,8 @@ from lstmkit import config as config_lib
 from lstmkit import data as data_lib
 from lstmkit import runs
 from lstmkit.errors import UserError
+from lstmkit.run import read_preprocessing
+from lstmkit.task import encode_splits
 
 if TYPE_CHECKING:
     from lstmkit.task import DataSplits, Preprocessing, Task
@@ -28,19 +30,9 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def saved_config(task: Task, folder: Path):
-    """The config a run or search folder was made with."""
-    return config_lib.from_dict(task.config_class, runs.read_json(folder / "config.json"))
-
-
-def saved_preprocessing(task: Task, folder: Path) -> Preprocessing:
-    """The preprocessing a run or search folder adapted on its training data."""
-    path = folder / "preprocessing.json"
-    return task.preprocessing_class.from_json(runs.read_json(path), str(path))
-
-
 @dataclasses.dataclass
 class RunSetup:
+    #: The task bound to ``config`` and ``preprocessing``.
     task: Task
     config: Any
     data_source: str
@@ -59,7 +51,8 @@ class RunSetup:
         ``check_fingerprint`` is given the training split's fingerprint as soon as it is
         known, before the adapting, to refuse the data early."""
         seed_everything(seed)
-        splits = task.load_data(data_source, config)
+        task = task.bind(config)
+        splits = task.load_data(data_source)
         if merge_validation:
             splits = dataclasses.replace(splits, train=splits.train.concatenate(splits.validation), validation=None,
                                          description=f"{splits.description}; validation merged into train")
@@ -67,10 +60,11 @@ class RunSetup:
         if check_fingerprint is not None:
             check_fingerprint(fingerprint)
         if resumed is not None:
-            preprocessing = saved_preprocessing(task, resumed)
+            preprocessing = read_preprocessing(task, resumed)
         else:
-            preprocessing = task.adapt(config, splits.train)
-        splits = task.encode_splits(splits, config, preprocessing)
+            preprocessing = task.adapt(splits.train)
+        task = task.bind(preprocessing=preprocessing)
+        splits = encode_splits(task, splits)
         return cls(task, config, data_source, splits, preprocessing, fingerprint)
 
     def create_folder(self, runs_root, files: dict, *, prefix: str = "", suffix: str = "",

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from lstmkit import config as config_lib
 from lstmkit import data as data_lib
-from lstmkit import precision, runs
+from lstmkit import hints, precision, runs
 from lstmkit.errors import UserError
-from lstmkit.task import Task
+from lstmkit.task import PretrainsText, Task
 from lstmkit.training.fit import compile_model, fit_datasets, progress_verbosity, training_callbacks
 from lstmkit.training.setup import RunSetup
 
@@ -45,31 +45,32 @@ def _hypermodel_class():
     class TaskHyperModel(keras_tuner.HyperModel):
         """Builds and fits one trial: ``hp`` → task config → ``build_model``."""
 
-        def __init__(self, task: Task, base_config, preprocessing, splits, seed: int):
+        def __init__(self, task: Task, splits, seed: int):
+            """``task``: bound to the search's base config and its preprocessing."""
             super().__init__(name=task.name)
-            self.task, self.base_config = task, base_config
-            self.preprocessing, self.splits, self.seed = preprocessing, splits, seed
+            self.task, self.splits, self.seed = task, splits, seed
 
         def config(self, hp):
-            return self.task.search_space(hp, self.base_config)
+            return self.task.search_space(hp, self.task.config)
+
+        def trial_task(self, hp) -> Task:
+            return self.task.bind(self.config(hp))
 
         def build(self, hp):
-            config = self.config(hp)
-            batches = self.task.training_batches(self.splits.train, config, self.preprocessing, self.seed)
+            task = self.trial_task(hp)
+            batches = task.batches(self.splits.train, training=True, seed=self.seed)
             steps_per_epoch = max(data_lib.count(batches), 1)
-            with precision.dtype_policy(config.train.precision):
-                model = self.task.build_model(config, self.preprocessing)
-                compile_model(self.task, model, config, steps_per_epoch)
+            with precision.dtype_policy(task.config.train.precision):
+                model = task.build_model()
+                compile_model(task, model, steps_per_epoch)
             return model
 
         def fit(self, hp, model, *args, **kwargs):
             # The batch size is a training choice, so batching happens per trial.
-            config = self.config(hp)
-            settings = config.train
-            train, validation, _ = fit_datasets(self.task, self.splits, config, self.preprocessing, self.seed)
+            task = self.trial_task(hp)
+            train, validation, _ = fit_datasets(task, self.splits, self.seed)
             # Weight averaging and a plateau schedule are part of the trial's training.
-            callbacks = training_callbacks(settings, self.task.objective,
-                                           self.task.objective_direction)
+            callbacks = training_callbacks(task.config.train, *task.objective)
             kwargs["callbacks"] = callbacks + list(kwargs.get("callbacks") or [])
             return model.fit(train, validation_data=validation, verbose=progress_verbosity(),
                              shuffle=False, **kwargs)
@@ -152,18 +153,18 @@ class SearchSettings:
                             f"got {self.trials_per_process}")
 
 
-def objectives(task: Task, config) -> dict[str, str]:
-    """The objectives a search of ``task`` can optimise, with their directions."""
-    names = {task.objective: task.objective_direction, "val_loss": "min"}
-    for metric in task.metrics(config):
+def objectives(task: Task) -> dict[str, str]:
+    """The objectives a search of ``task`` (bound to a config) can optimise, with their directions."""
+    names = {task.objective.metric: task.objective.direction, "val_loss": "min"}
+    for metric in task.metrics():
         name = metric if isinstance(metric, str) else metric.name
         names.setdefault(f"val_{name}", "min" if "loss" in name or "error" in name else "max")
     return names
 
 
-def resolve_objective(task: Task, config, name: str | None) -> tuple[str, str]:
-    known = objectives(task, config)
-    name = name or task.objective
+def resolve_objective(task: Task, name: str | None) -> tuple[str, str]:
+    known = objectives(task)
+    name = name or task.objective.metric
     if name not in known:
         raise UserError(f"unknown objective {name!r} for {task.name}; choose one of: {', '.join(known)}")
     return name, known[name]
@@ -192,7 +193,7 @@ def find_search(runs_root, task_name: str, search: str) -> Path:
                    if (path / "search.json").is_file() and "-worker-" not in path.name)
     if not found:
         raise UserError(f"no unfinished search under {task_root}; start one with "
-                        f"{runs.lstmkit_command('tune', task_name, runs_root=runs_root)}")
+                        f"{hints.start_search(task_name, runs_root)}")
     return found[-1]
 
 
@@ -229,7 +230,7 @@ def tune(
         settings = SearchSettings(**saved["settings"])
         config = config_lib.from_dict(task.config_class, saved["config"])
         data_source = saved["data"]
-    resolve_objective(task, config, settings.objective)  # an unknown one is refused before any data is read
+    resolve_objective(task.bind(config), settings.objective)  # an unknown one is refused before any data is read
     local = cluster is None and settings.trials_per_process > 0
     if local:
         # This process holds the oracle; trials run in worker processes it starts.
@@ -253,8 +254,7 @@ def _search(task, config, data_source, settings, *, directory, runs_root, comman
     role = "alone" if cluster is None else cluster.role
     created = directory is None
     setup = RunSetup.prepare(task, config, data_source, settings.seed, resumed=directory)
-    encoder = task.text_encoder(config, setup.preprocessing)
-    if encoder is not None and encoder.settings.epochs:
+    if isinstance(setup.task, PretrainsText) and setup.task.text_encoder().settings.epochs:
         # Trials build and fit their models directly: none would be pretrained.
         raise UserError("tune does not pretrain its trials' encoders; drop pretrain.epochs here and set it "
                         "when training the best config")
@@ -292,10 +292,8 @@ def _search(task, config, data_source, settings, *, directory, runs_root, comman
     trials = trial_records(tuner.oracle)
     if not trials and cluster is not None:
         oracle = f"{cluster.host}:{cluster.port}"
-        worker = runs.lstmkit_command("tune", task.name, "--role", "worker", "--oracle", oracle,
-                                      "--worker-id", "ID", runs_root=runs_root)
-        chief = runs.lstmkit_command("tune", task.name, "--resume", directory.name, "--role", "chief",
-                                     "--oracle", oracle, runs_root=runs_root)
+        worker = hints.search_worker(task.name, oracle, runs_root)
+        chief = hints.search_chief(task.name, oracle, resume=directory.name, runs_root=runs_root)
         raise UserError(f"the search ended with no trials: no worker called within the worker timeout "
                         f"({cluster.worker_timeout:g} s); start workers ({worker}), then resume the "
                         f"search on the chief ({chief})")
@@ -318,9 +316,9 @@ def _tuner(setup: RunSetup, settings: SearchSettings, directory: Path, memory_lo
     from lstmkit.tuning import cluster as cluster_lib
 
     task, config = setup.task, setup.config
-    objective, direction = resolve_objective(task, config, settings.objective)
+    objective, direction = resolve_objective(task, settings.objective)
     max_epochs = settings.max_epochs or config.train.epochs
-    hypermodel = _hypermodel_class()(task, config, setup.preprocessing, setup.splits, settings.seed)
+    hypermodel = _hypermodel_class()(task, setup.splits, settings.seed)
     tuner_class = {"hyperband": keras_tuner.Hyperband, "random": keras_tuner.RandomSearch,
                    "bayesian": keras_tuner.BayesianOptimization}[settings.tuner]
     if role == "worker":

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from lstmkit.config import TrainingConfig, check_ranges, in_range
+from lstmkit.config import LSTMStackConfig, TrainingConfig, check_ranges, in_range
 from lstmkit.errors import UserError
-from lstmkit.layers import LSTMStackConfig
+
 
 # Measured on the six builtin series (BENCHMARKS.md): 32 units with weight drop 0.3 and
 # input dropout 0.1 did as well as 64 units with less dropout, and better than none.

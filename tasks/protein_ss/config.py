@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
+from lstmkit.config import LSTMStackConfig, TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
 from lstmkit.errors import UserError
-from lstmkit.layers import LSTMStackConfig
+
 
 PROTEIN_LSTM = LSTMStackConfig(units=128, layers=2, bidirectional=True, input_dropout=0.1,
                                hidden_dropout=0.25, output_dropout=0.25, weight_drop=0.1)

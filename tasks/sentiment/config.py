@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lstmkit.config import PretrainConfig, TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
+from lstmkit.config import (LSTMStackConfig, PretrainConfig, TrainingConfig, check_ranges, check_scaled_rates, in_range,
+                            rate, seed)
 from lstmkit.errors import UserError
-from lstmkit.layers import LSTMStackConfig
+
 
 # The recurrent encoder's defaults. Regularization: variational input dropout 0.5 and
 # nothing else, the winner of the regularizer ablation on MR (BENCHMARKS.md).

@@ -8,13 +8,10 @@ import numpy as np
 
 from lstmkit.data import bucketed, geometric_boundaries, seeded_split, take
 from lstmkit.errors import UserError
-from lstmkit.task import ClassificationTask, DataSplits, Preprocessing, ServingSignature, TextEncoder
+from lstmkit.task import (ClassificationTask, DataSplits, PreparedInputs, Preprocessing, PretrainsText,
+                          ReadsWholeSource, ServingSignature, TextEncoder)
 from lstmkit.tasks.sentiment import config as sentiment_config
 from lstmkit.tasks.sentiment import data as sentiment_data
-
-# Imported here, not lazily: loading a saved sentiment model needs the custom objects
-# this module registers with Keras (its text standardization).
-from lstmkit.tasks.sentiment import model as sentiment_model
 from lstmkit.tasks.sentiment.search_space import search_space
 
 
@@ -41,19 +38,25 @@ class SentimentPreprocessing(Preprocessing):
     ngram_vocabulary: list[str] = dataclasses.field(default_factory=list)
 
 
-class SentimentTask(ClassificationTask):
+class SentimentTask(ClassificationTask, PretrainsText, ReadsWholeSource):
     """Binary sentiment classification of raw text (negative / positive)."""
 
     name = "sentiment"
     config_class = sentiment_config.SentimentConfig
     preprocessing_class = SentimentPreprocessing
     default_data = "tfds:imdb_reviews"
+    # The model's module imports Keras: it is imported where a model is built, or before
+    # one is loaded, never when the CLI only checks a command line.
+    custom_object_modules = ("lstmkit.tasks.sentiment.model",)
 
     def tiny_config(self):
         return sentiment_config.TINY
 
-    def load_data(self, source: str, config) -> DataSplits:
-        settings = config.data
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
+    def load_data(self, source: str) -> DataSplits:
+        settings = self.config.data
         if settings.test_source:
             sentiment_data.check_test_source(settings.test_source, source)
         raw = sentiment_data.read_source(source, settings.text_column, settings.label_column)
@@ -80,15 +83,18 @@ class SentimentTask(ClassificationTask):
         return DataSplits(examples_dataset(train), examples_dataset(validation), examples_dataset(test),
                           description)
 
-    def load_all(self, source: str, config):
+    def load_all(self, source: str):
         # The source alone: a run's data.test_source does not join the file being scored.
-        settings = config.data
+        settings = self.config.data
         raw = sentiment_data.read_source(source, settings.text_column, settings.label_column)
         parts = [raw.train] if raw.test is None else [raw.train, raw.test]
         return examples_dataset(sentiment_data.Examples([text for part in parts for text in part.texts],
                                                         [label for part in parts for label in part.labels]))
 
-    def adapt(self, config, train_dataset) -> Preprocessing:
+    def adapt(self, train_dataset) -> Preprocessing:
+        from lstmkit.tasks.sentiment import model as sentiment_model
+
+        config = self.config
         layer = sentiment_model.vectorizer(config)
         layer.adapt(train_dataset.map(lambda text, label: text).batch(1024))
         vocabulary = [str(token) for token in layer.get_vocabulary()]
@@ -101,28 +107,37 @@ class SentimentTask(ClassificationTask):
             ngrams = [str(token) for token in bag.get_vocabulary()]
         return SentimentPreprocessing(vocabulary, ngrams)
 
-    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
-        """Shuffled, then grouped by length in tokens (``data.bucket_boundaries``)."""
+    def batches(self, dataset, *, training: bool = False, seed: int = 0):
+        """For training: shuffled, then grouped by length in tokens (``data.bucket_boundaries``)."""
+        config = self.config
         bounds = bucket_boundaries(config)
-        if not bounds:
-            return super().training_batches(dataset, config, preprocessing, seed)
+        if not training or not bounds:
+            return super().batches(dataset, training=training, seed=seed)
         import tensorflow as tf
 
-        count = sentiment_model.token_count(config)
+        from lstmkit.tasks.sentiment.model import token_count
+
+        count = token_count(config)
         return bucketed(dataset, config.train.batch_size,
                         lambda text, label: tf.minimum(count(text), config.max_length), bounds,
                         seed=seed, buffer=config.train.shuffle_buffer)
 
-    def placeholder_preprocessing(self, config) -> Preprocessing:
+    def placeholder_preprocessing(self) -> Preprocessing:
+        config = self.config
         # TextVectorization's own first two entries: padding and out-of-vocabulary.
         ngrams = ["[UNK]"] + [f"ngram{i}" for i in range(config.wide_vocab_size - 1)] if config.wide_ngrams else []
         return SentimentPreprocessing(["", "[UNK]"] + [f"word{i}" for i in range(config.vocab_size - 2)], ngrams)
 
-    def build_model(self, config, preprocessing: Preprocessing):
-        return sentiment_model.build_model(config, preprocessing.vocabulary, preprocessing.ngram_vocabulary)
+    def build_model(self):
+        from lstmkit.tasks.sentiment.model import build_model
 
-    def text_encoder(self, config, preprocessing: Preprocessing) -> TextEncoder:
-        vocabulary = preprocessing.vocabulary
+        preprocessing = self.preprocessing
+        return build_model(self.config, preprocessing.vocabulary, preprocessing.ngram_vocabulary)
+
+    def text_encoder(self) -> TextEncoder:
+        from lstmkit.tasks.sentiment import model as sentiment_model
+
+        config, vocabulary = self.config, self.preprocessing.vocabulary
         return TextEncoder(
             settings=config.pretrain,
             tokenizer=lambda: sentiment_model.vectorizer(config, vocabulary),
@@ -134,17 +149,13 @@ class SentimentTask(ClassificationTask):
             texts=lambda dataset: dataset.map(lambda text, label: text),
         )
 
-    def search_space(self, hp, config):
-        return search_space(hp, config)
-
-    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
+    def label_names(self) -> list[str]:
         return list(sentiment_data.LABEL_NAMES)
 
-    def serving_signatures(self, config, preprocessing: Preprocessing,
-                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
+    def serving_signatures(self, max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
-        outputs = self.classifier_outputs(config, preprocessing)
+        outputs = self.classifier_outputs()
 
         def build(model):
             def serve(text):
@@ -158,10 +169,10 @@ class SentimentTask(ClassificationTask):
             )
         }
 
-    def parse_predict_inputs(self, config, items: list[str]):
+    def preprocess(self, items: list[str], options: dict) -> PreparedInputs:
         import tensorflow as tf
 
-        return tf.constant(items, tf.string)
+        return PreparedInputs(items, tf.constant(items, tf.string))
 
 
 TASK = SentimentTask()

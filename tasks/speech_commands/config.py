@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
+from lstmkit.config import LSTMStackConfig, TrainingConfig, check_ranges, check_scaled_rates, in_range, rate, seed
 from lstmkit.errors import UserError
-from lstmkit.layers import LSTMStackConfig
+
 
 # The attention-RNN keyword spotter (de Andrade et al. 2018): two bidirectional LSTM
 # layers of 64 units over convolved log-mel frames.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lstmkit.config import TrainingConfig, check_ranges, check_scaled_rates, in_range, rate
+from lstmkit.config import LSTMStackConfig, TrainingConfig, check_ranges, check_scaled_rates, in_range, rate
 from lstmkit.errors import UserError
-from lstmkit.layers import LSTMStackConfig
+
 
 # The longest prompt read, on the command line and by an exported model: the model reads
 # one character per step, and a prompt far beyond its training windows only holds a
