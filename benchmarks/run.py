@@ -12,7 +12,6 @@ Figures go into BENCHMARKS.md with the date, the machine and this command.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -169,8 +168,6 @@ def protein_cb513(quick: bool, seed: int, overrides: list[str]) -> dict:
     report Q3 (and Q8 where the model predicts eight states) on CB513 and TS115 without
     the three chains that also occur in the training data."""
     from lstmkit import config as config_lib
-    from lstmkit.evaluation import load_run
-    from lstmkit.training.setup import saved_preprocessing
     from lstmkit.training import train
     from lstmkit.registry import get_task
     from lstmkit.tasks.protein_ss import data as protein_data
@@ -180,15 +177,13 @@ def protein_cb513(quick: bool, seed: int, overrides: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="lstmkit-bench-") as runs_root:
         result = train(task, config, str(DATA / "protein_netsurfp2_flip"), runs_root=runs_root, seed=seed,
                        command=" ".join(sys.argv))
-        _, model = load_run(task, result.run_dir)
-        preprocessing = saved_preprocessing(task, result.run_dir)
-        with (result.run_dir / "history.csv").open(newline="") as handle:
-            curve = [round(float(row["val_accuracy"]), 4) for row in csv.DictReader(handle)]
+        model, trained = result.model, result.task
+        curve = [round(float(row["val_accuracy"]), 4) for row in result.history]
     scores = {}
     for name, path in (("cb513", DATA / "protein_cb513" / "CB513_HHblits.csv"),
                        ("ts115", DATA / "protein_ts115" / "TS115_HHblits.csv")):
         chains = [chain for chain in protein_data.read_hhblits_csv(path) if chain.id not in PROTEIN_OVERLAP]
-        metrics = task.evaluate(model, task.chains_dataset(chains, config), config, preprocessing)
+        metrics = trained.evaluate(model, trained.chains_dataset(chains))
         scores[name] = {"q3": round(metrics["q3"], 4), "per_chain_q3": round(metrics["per_chain_accuracy"], 4),
                         "sov": round(metrics["sov"], 4),
                         "chains": metrics["chains"], "residues": metrics["residues"]}
@@ -242,7 +237,7 @@ def speaker_folds_benchmark(source: Path, folds: int, run_folds: int, settings: 
             task.default_config(), settings + [f"data.folds={folds}", f"data.fold={fold}"] + overrides)
         with tempfile.TemporaryDirectory(prefix="lstmkit-bench-") as runs_root:
             result = train(task, config, str(source), runs_root=runs_root, seed=seed, command=" ".join(sys.argv))
-            epochs = len((result.run_dir / "history.csv").read_text().strip().splitlines()) - 1
+            epochs = len(result.history)
         test = result.metrics["test"]
         confusion = np.array(test["confusion_matrix"])
         pooled = confusion if pooled is None else pooled + confusion
@@ -282,20 +277,18 @@ def fsdd_speaker_of_fold(fold: int, split_seed: int) -> str:
 def textgen_summary(task, result, config, source) -> dict:
     """Validation nats/bits per character, training throughput, and a sample."""
     from lstmkit.data import count
-    from lstmkit.evaluation import load_run
 
     validation = result.metrics["validation"]
-    with (result.run_dir / "history.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = result.history
     train_seconds = sum(float(row["train_seconds"]) for row in rows)
     # Every epoch trains on the same windows: count them once from the data.
-    splits = task.load_data(str(source), config)
+    splits = result.task.load_data(str(source))
     characters = count(splits.train) * config.data.sequence_length * len(rows)
-    _, model = load_run(task, result.run_dir)
-    unseen = unseen_text_score(task, model, config, result.run_dir)
-    sample = "".join(task.generate(config, model, SAMPLE["prompt"], SAMPLE["length"],
-                                   {"temperature": SAMPLE["temperature"], "top_k": 0, "top_p": 1.0},
-                                   SAMPLE["seed"]))
+    model = result.model
+    unseen = unseen_text_score(result.task, model)
+    sample = "".join(result.task.generate(model, SAMPLE["prompt"], SAMPLE["length"],
+                                          {"temperature": SAMPLE["temperature"], "top_k": 0, "top_p": 1.0},
+                                          SAMPLE["seed"]))
     return {
         "metric": "validation_nats_per_char",
         "value": round(validation["nats_per_char"], 4),
@@ -308,18 +301,18 @@ def textgen_summary(task, result, config, source) -> dict:
     }
 
 
-def unseen_text_score(task, model, config, run_dir) -> dict:
+def unseen_text_score(task, model) -> dict:
     """Nats and bits per character on English the model never saw (benchmarks/texts/),
-    scored like validation: windows of data.validation_length from a zero state."""
+    scored like validation: windows of data.validation_length from a zero state
+    (``task``: bound to the run's config and preprocessing)."""
     import tensorflow as tf
 
     from lstmkit.tasks.textgen import data as textgen_data
-    from lstmkit.training.setup import saved_preprocessing
 
-    inputs, targets = textgen_data.windows(UNSEEN_TEXT.read_text(encoding="utf-8"), config.data.validation_length)
-    preprocessing = saved_preprocessing(task, run_dir)
-    dataset = task.encode_labels(tf.data.Dataset.from_tensor_slices((inputs, targets)), config, preprocessing)
-    metrics = task.evaluate(model, dataset, config, preprocessing)
+    inputs, targets = textgen_data.windows(UNSEEN_TEXT.read_text(encoding="utf-8"),
+                                           task.config.data.validation_length)
+    dataset = task.encode_labels(tf.data.Dataset.from_tensor_slices((inputs, targets)))
+    metrics = task.evaluate(model, dataset)
     return {"text": UNSEEN_TEXT.relative_to(ROOT).as_posix(), "characters": metrics["characters"],
             "nats_per_char": round(metrics["nats_per_char"], 4), "bits_per_char": round(metrics["bits_per_char"], 4)}
 
@@ -364,7 +357,7 @@ def sentiment_baselines(quick: bool, overrides: list[str]) -> dict:
         if task_name != "sentiment":
             continue
         config = config_lib.apply_overrides(task.default_config(), (short if quick else full) + overrides)
-        splits = task.load_data(str(source), config)
+        splits = task.bind(config).load_data(str(source))
         scores[name] = {**sentiment_baseline(splits), "data": data_note}
         print(json.dumps({"benchmark": name, **scores[name]}), flush=True)
     return {"metric": "baseline_test_accuracy", "baselines": scores}
@@ -385,7 +378,7 @@ def sentiment_padding(task, config, splits) -> dict:
         config, data=dataclasses.replace(config.data, bucket_boundaries=None))
     shares = {}
     for name, settings in (("shuffled", plain), ("bucketed", bucketed)):
-        batches = task.training_batches(splits.train, settings, None, seed=0)
+        batches = task.bind(settings).batches(splits.train, training=True, seed=0)
         lengths = batches.map(lambda texts, labels: tf_minimum_lengths(texts, count, config.max_length))
         shares[name] = round(padded_share(batch.numpy() for batch in lengths), 4)
     return shares
@@ -423,8 +416,8 @@ def main() -> None:
         result = train(task, config, str(source), runs_root=runs_root, seed=args.seed,
                        command=" ".join(sys.argv))
         seconds = time.perf_counter() - started
-        history = (result.run_dir / "history.csv").read_text().strip().splitlines()
-        trained_on = json.loads((result.run_dir / "run.json").read_text())["train_fingerprint_sha256"]
+        history = (result.folder / "history.csv").read_text().strip().splitlines()
+        trained_on = result.manifest["train_fingerprint_sha256"]
         if task_name == "textgen":
             summary = textgen_summary(task, result, config, source)
     if task_name == "textgen":
@@ -438,7 +431,7 @@ def main() -> None:
         from lstmkit.data import fingerprint
 
         # The same seeded splits as the run's: the baseline learns from exactly its training examples.
-        splits = task.load_data(str(source), config)
+        splits = task.bind(config).load_data(str(source))
         if fingerprint(splits.train) != trained_on:
             raise RuntimeError("the reloaded training split differs from the one the model trained on")
         baseline = sentiment_baseline(splits)

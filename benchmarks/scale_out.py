@@ -109,7 +109,7 @@ def multiworker_throughput(data: Path, base_overrides: list[str], quick: bool, s
     epochs = 2 if quick else 3
     overrides = base_overrides + [f"train.epochs={epochs}", f"train.patience={epochs}"]
     config = config_lib.apply_overrides(task.default_config(), overrides)
-    examples = count(task.load_data(str(data), config).train)
+    examples = count(task.bind(config).load_data(str(data)).train)
     report = {}
     with tempfile.TemporaryDirectory(prefix="lstmkit-bench-") as runs_root:
         for workers in (1, 2):

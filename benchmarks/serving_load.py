@@ -84,7 +84,7 @@ def prepare_models(data: Path, base: Path, runs_root: Path, seed: int) -> dict:
         task = get_task(name)
         config = config_lib.apply_overrides(task.tiny_config(), ["train.epochs=1"])
         result = train(task, config, str(tiny_sources(data)[name]), runs_root=runs_root, seed=seed)
-        export_run(task, result.run_dir, base)
+        export_run(result, base)
         origin[name] = "tiny model trained here (--preset tiny, 1 epoch)"
     return origin
 

@@ -140,9 +140,10 @@ def exports(tmp_path_factory, tiny_run, speech_run, protein_run, textgen_run, fo
     """Every task's tiny run exported as version 1 under one base path."""
     from lstmkit.export import export_run
     from lstmkit.registry import get_task
+    from lstmkit.run import Run
 
     base = tmp_path_factory.mktemp("saved_models")
     for name, run_dir in [("sentiment", tiny_run), ("speech_commands", speech_run), ("protein_ss", protein_run),
                           ("textgen", textgen_run), ("forecasting", forecasting_run)]:
-        export_run(get_task(name), run_dir, base)
+        export_run(Run.from_folder(get_task(name), run_dir), base)
     return base

@@ -2,8 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from lstmkit.callbacks import WeightAveraging, learning_rate
+from lstmkit.callbacks import WeightAveraging
 from lstmkit.config import TrainingConfig
+from lstmkit.optimization import learning_rate
 
 
 def _model():

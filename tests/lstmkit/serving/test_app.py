@@ -120,16 +120,16 @@ def assert_same(served, expected):
 @pytest.mark.parametrize("task_name", ["sentiment", "speech_commands", "protein_ss", "textgen", "forecasting"])
 @pytest.mark.slow
 def test_predict_answers_equal_the_in_memory_models(server, task_name, speech_slice, request, exports):
-    from lstmkit.training.setup import saved_preprocessing
-    from lstmkit.evaluation import load_run
     from lstmkit.registry import get_task
+    from lstmkit.run import Run
 
     task = get_task(task_name)
     run_dir = request.getfixturevalue({"sentiment": "tiny_run", "speech_commands": "speech_run",
                                        "protein_ss": "protein_run", "textgen": "textgen_run",
                                        "forecasting": "forecasting_run"}[task_name])
-    config, model = load_run(task, run_dir)
-    signatures = task.serving_signatures(config, saved_preprocessing(task, run_dir))
+    run = Run.from_folder(task, run_dir)
+    model = run.model
+    signatures = run.task.serving_signatures()
     for signature, body, tensors in requests_for(task_name, speech_slice):
         expected = {name: value.numpy() for name, value in signatures[signature].build_fn(model)(**tensors).items()}
         status, answer = server.request(f"/v1/models/{task_name}:predict", body)

@@ -52,15 +52,15 @@ def tiny_setup(data, overrides):
     task = get_task("sentiment")
     config = config_lib.apply_overrides(task.tiny_config(), overrides)
     setup = RunSetup.prepare(task, config, str(data), seed=3)
-    return task, config, setup
+    return setup.task, config, setup
 
 
 def test_the_language_model_learns_and_its_weights_move_into_the_classifier(tmp_path):
     data = repetitive_corpus(tmp_path / "corpus.csv")
     task, config, setup = tiny_setup(data, ["pretrain.epochs=8", *PRETRAIN])
-    model = task.build_model(config, setup.preprocessing)
+    model = task.build_model()
     before = [w.copy() for w in model.get_layer("embedding").get_weights()]
-    copied = pretrain.pretrain_encoder(task, model, config, setup.splits, setup.preprocessing, tmp_path, seed=3)
+    copied = pretrain.pretrain_encoder(task, model, setup.splits, tmp_path, seed=3)
 
     assert copied == ["embedding", "lstm_0_bidirectional"]
     history = (tmp_path / pretrain.HISTORY_FILE).read_text().strip().splitlines()
@@ -76,7 +76,7 @@ def test_the_language_model_learns_and_its_weights_move_into_the_classifier(tmp_
     # language model from a fresh backup restore gives the same weights.
     from lstmkit.callbacks import RunBackup
 
-    language = pretrain.compiled_language_model(task.text_encoder(config, setup.preprocessing), 1, "float32")
+    language = pretrain.compiled_language_model(task.text_encoder(), 1, "float32")
     backup = RunBackup(tmp_path / "backup" / "pretrain")
     assert backup.training_done
     backup.set_model(language)
@@ -89,8 +89,8 @@ def test_the_language_model_learns_and_its_weights_move_into_the_classifier(tmp_
 def test_pretraining_off_leaves_the_model_alone(tmp_path):
     data = repetitive_corpus(tmp_path / "corpus.csv", sentences=40)
     task, config, setup = tiny_setup(data, [])
-    model = task.build_model(config, setup.preprocessing)
-    assert pretrain.pretrain_encoder(task, model, config, setup.splits, setup.preprocessing, tmp_path, 3) == []
+    model = task.build_model()
+    assert pretrain.pretrain_encoder(task, model, setup.splits, tmp_path, 3) == []
     assert not (tmp_path / pretrain.HISTORY_FILE).exists()
 
 
@@ -102,9 +102,9 @@ def test_pretraining_off_leaves_the_model_alone(tmp_path):
 def test_what_cannot_be_pretrained_is_refused_before_training(tmp_path, overrides, message):
     data = repetitive_corpus(tmp_path / "corpus.csv", sentences=40)
     task, config, setup = tiny_setup(data, ["pretrain.epochs=1", *PRETRAIN, *overrides])
-    model = task.build_model(config, setup.preprocessing)
+    model = task.build_model()
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        pretrain.pretrain_encoder(task, model, config, setup.splits, setup.preprocessing, tmp_path, 3)
+        pretrain.pretrain_encoder(task, model, setup.splits, tmp_path, 3)
 
 
 def train_command(data, runs, *extra):

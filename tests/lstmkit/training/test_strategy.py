@@ -45,7 +45,7 @@ def test_train_refuses_a_bad_tf_config_before_reading_data(run_cli, monkeypatch,
 
 @pytest.mark.slow
 def test_two_multiworker_processes_finish_with_identical_weights(shared_data, tmp_path):
-    from lstmkit.evaluation import load_run
+    from lstmkit.run import Run
     from lstmkit.tasks.sentiment.task import TASK
 
     workers = [f"127.0.0.1:{port}" for port in strategy_lib.free_loopback_ports(2)]
@@ -66,7 +66,7 @@ def test_two_multiworker_processes_finish_with_identical_weights(shared_data, tm
     for index in range(2):
         (run_dir,) = (tmp_path / f"worker{index}" / "sentiment").iterdir()
         infos.append(json.loads((run_dir / "run.json").read_text()))
-        weights.append(load_run(TASK, run_dir)[1].get_weights())
+        weights.append(Run.from_folder(TASK, run_dir).model.get_weights())
     assert [info["replicas"] for info in infos] == [2, 2]
     assert all(info["strategy"] == "multiworker" for info in infos)
     for first, second in zip(*weights):

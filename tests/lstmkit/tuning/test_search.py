@@ -190,7 +190,8 @@ def test_every_task_has_a_search_space_that_builds(task_name):
     task = get_task(task_name)
     hp = keras_tuner.HyperParameters()
     config = task.search_space(hp, task.tiny_config())
-    model = task.build_model(config, task.placeholder_preprocessing(config))
+    bound = task.bind(config)
+    model = bound.bind(preprocessing=bound.placeholder_preprocessing()).build_model()
     assert model.count_params() > 0
     assert {"lstm.units", "lstm.layers", "train.learning_rate", "train.batch_size"} <= set(hp.values)
     assert ("lstm.bidirectional" in hp.values) == (task_name != "textgen")
