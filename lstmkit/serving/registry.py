@@ -20,7 +20,8 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 @dataclasses.dataclass
 class Servable:
-    """One loaded version of a model."""
+    """One loaded version of a model (what ``lstmkit.serving.requests`` runs requests on,
+    its ``Signatures``)."""
 
     version: int
     functions: dict  # signature name -> concrete function

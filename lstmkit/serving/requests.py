@@ -13,11 +13,7 @@ import dataclasses
 import json
 import math
 import re
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from lstmkit.serving.registry import Servable
+from typing import Protocol
 
 
 # TensorFlow Serving's versions are int64: ASCII digits only ("²" is a digit to str.isdigit).
@@ -103,6 +99,17 @@ class Spec:
     def fits(self, shape: tuple) -> bool:
         return self.shape is None or (len(shape) == len(self.shape) and all(
             want is None or want == got for want, got in zip(self.shape, shape)))
+
+
+class Signatures(Protocol):
+    """What reading, checking and running a request needs of a loaded model version
+    (``lstmkit.serving.registry.Servable`` is one; this module never imports the
+    registry, which imports it)."""
+
+    functions: dict  # signature name -> concrete function
+    inputs: dict  # signature name -> {input name: Spec}
+    outputs: dict  # signature name -> {output name: Spec}
+    max_lengths: dict  # signature name -> {input name: (most, unit)}
 
 
 @dataclasses.dataclass
@@ -266,7 +273,7 @@ class Prediction:
     batch: int  # the leading dimension of the batched inputs
 
 
-def to_prediction(request: Request, servable: Servable, max_answer_bytes: int | None = None) -> Prediction:
+def to_prediction(request: Request, servable: Signatures, max_answer_bytes: int | None = None) -> Prediction:
     """``request``'s arrays as tensors, after the export's length limits and, when the
     signature's outputs say how large its answer will be, the answer's size limit."""
     import tensorflow as tf
@@ -281,7 +288,7 @@ def to_prediction(request: Request, servable: Servable, max_answer_bytes: int | 
     return Prediction(request.signature, tensors, request.rows, request.batch)
 
 
-def parse_predict(body: bytes, servable: Servable, max_batch_size: int) -> Prediction:
+def parse_predict(body: bytes, servable: Signatures, max_batch_size: int) -> Prediction:
     return to_prediction(read_request(body, servable.inputs, max_batch_size), servable)
 
 
@@ -344,7 +351,7 @@ def answer_too_large(size: int, most: int, rows: int) -> ServingError:
                              f"rows like these (the server's --max-answer-bytes)")
 
 
-def run(servable: Servable, prediction: Prediction) -> dict:
+def run(servable: Signatures, prediction: Prediction) -> dict:
     """Run the signature; raise ServingError with TensorFlow Serving's codes."""
     import tensorflow as tf
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 from lstmkit.errors import UserError
-from lstmkit.serving.app import ConnectionLimits, Limits, create_app, timed_protocol
+from lstmkit.serving.app import ConnectionLimits, Limits, create_app
 from lstmkit.serving.batching import Batcher, Runner
 from lstmkit.serving.offload import Offload
 from lstmkit.serving.registry import ModelRegistry, logger, poll
+from lstmkit.serving.uvicorn_internals import timed_protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,15 @@ def serve(options: ServerOptions, announce: Callable[[str], None] = print,
     bound to ``options.host:port`` (``listening_socket``)."""
     import uvicorn
 
+    connections = ConnectionLimits(options.max_connections,
+                                   options.max_connections_per_client or max(1, options.max_connections // 4))
+    try:  # an unchecked uvicorn is refused before any model loads
+        protocol = timed_protocol(options.request_timeout, connections)
+    except UserError:
+        if listener is not None:
+            listener.close()
+        raise
+
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger.addHandler(handler)
@@ -74,8 +84,6 @@ def serve(options: ServerOptions, announce: Callable[[str], None] = print,
     offload.start()
     app = create_app(registry, Limits(options.max_body_bytes, options.max_batch_size, options.request_timeout,
                                       options.max_answer_bytes), batcher, runner, offload)
-    connections = ConnectionLimits(options.max_connections,
-                                   options.max_connections_per_client or max(1, options.max_connections // 4))
     stop = threading.Event()
     threading.Thread(target=poll, args=(registry, options.poll_seconds, stop), daemon=True).start()
     # An address clients can use: a wildcard one is reached as localhost here.
@@ -89,7 +97,7 @@ def serve(options: ServerOptions, announce: Callable[[str], None] = print,
     announce(f"  readiness {root}/readyz  metrics {root}/metrics")
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                      http=timed_protocol(options.request_timeout, connections),
+                                      http=protocol,
                                       timeout_keep_alive=options.keep_alive_timeout)).run(sockets=[listener])
     finally:
         stop.set()
