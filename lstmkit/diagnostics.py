@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from lstmkit import keras_internals
+
 
 @dataclasses.dataclass
 class RecurrentLayerReport:
@@ -35,7 +37,7 @@ def recurrent_layer_reports(model) -> list[RecurrentLayerReport]:
     from lstmkit.layers.regularized_lstm import RegularizedLSTM, keras_lstm_obstacles
 
     masked = any(isinstance(layer, keras.layers.Embedding) and layer.mask_zero
-                 for layer in model._flatten_layers())
+                 for layer in keras_internals.all_layers(model))
     reports = []
     for path, layer in _walk(model, ""):
         if isinstance(layer, RegularizedLSTM):

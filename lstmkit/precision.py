@@ -16,6 +16,8 @@ import contextlib
 import functools
 from pathlib import Path
 
+from lstmkit import keras_internals
+
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 # What "auto" picks where bfloat16 matrix products are fast. Measured on the quick
 # benchmarks of three tasks (BENCHMARKS.md): see that section for why this is the choice.
@@ -78,7 +80,7 @@ def dtype_policy(precision: str):
 
 
 def _weighted_layers(model):
-    return [layer for layer in model._flatten_layers(include_self=False)
+    return [layer for layer in keras_internals.all_layers(model)
             if getattr(layer, "dtype_policy", None) is not None and layer.weights]
 
 

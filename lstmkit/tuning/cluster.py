@@ -33,9 +33,8 @@ import sys
 import threading
 import time
 
-from lstmkit import keras_internals
+from lstmkit import hints, keras_internals
 from lstmkit.errors import UserError
-from lstmkit.runs import lstmkit_command
 
 logger = logging.getLogger("lstmkit")
 HEARTBEAT_S = 2.0
@@ -116,7 +115,7 @@ def wait_for_chief(host: str, port: int, timeout: float) -> None:
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:
-        chief = lstmkit_command("tune", "TASK", "--role", "chief", "--oracle", f"{host}:{port}")
+        chief = hints.search_chief("TASK", f"{host}:{port}")
         raise UserError(f"no tuning chief answers at {host}:{port} after {timeout:g} s; start one first "
                         f"({chief}), or fix the oracle address") from None
     finally:
@@ -132,8 +131,7 @@ def chief_errors(cluster: SearchCluster):
         yield
     except grpc.RpcError as error:
         code = error.code().name if hasattr(error, "code") else error.__class__.__name__
-        chief = lstmkit_command("tune", "TASK", "--resume", "latest", "--role", "chief",
-                                "--oracle", f"{cluster.host}:{cluster.port}")
+        chief = hints.search_chief("TASK", f"{cluster.host}:{cluster.port}", resume="latest")
         raise UserError(f"lost the tuning chief at {cluster.host}:{cluster.port} ({code}); start the "
                         f"chief again ({chief}), then this worker") from None
 
@@ -225,9 +223,10 @@ class LocalWorkers:
     @staticmethod
     def exhausted(oracle) -> bool:
         """Whether ``oracle`` has run all of its ``max_trials`` and has none to retry
-        (without this, one more process would start only to hear that)."""
+        (without this, one more process would start only to hear that; so it does where
+        the retries cannot be read, see ``keras_internals.trials_to_retry``)."""
         return bool(oracle.max_trials and len(oracle.trials) >= oracle.max_trials
-                    and not oracle.ongoing_trials and not getattr(oracle, "_retry_queue", None))
+                    and not oracle.ongoing_trials and keras_internals.trials_to_retry(oracle) == [])
 
     def stop(self) -> None:
         if self.running is not None:

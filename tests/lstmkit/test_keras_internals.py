@@ -132,3 +132,102 @@ def test_pyproject_pins_the_ranges_the_private_code_was_checked_against():
     pins = {requirement.name: requirement.specifier for requirement in map(Requirement, dependencies)}
     assert pins["keras"] == SpecifierSet(keras_internals.KERAS_CHECKED)
     assert pins["keras-tuner"] == SpecifierSet(keras_internals.KERAS_TUNER_CHECKED)
+
+
+def _nested_model():
+    """Layers inside layers every way lstmkit's models have them: a model in a model, a
+    bidirectional wrapper (with its cells), a layer keeping sublayers in attributes
+    (attention pooling) and one layer used twice."""
+    import keras
+
+    from lstmkit.layers import RegularizedLSTM, SequencePooling
+
+    inner = keras.Sequential([keras.layers.Dense(6, activation="tanh"), keras.layers.Dense(5)], name="inner")
+    ids = keras.Input(shape=(7,), dtype="int32")
+    x = keras.layers.Embedding(20, 5, mask_zero=True)(ids)
+    x = keras.layers.Bidirectional(RegularizedLSTM(4, return_sequences=True))(x)
+    x = SequencePooling("attention")(x)
+    x = inner(x)
+    shared = keras.layers.Dense(5, name="shared")
+    x = shared(shared(x))
+    return keras.Model(ids, keras.layers.Dense(2)(x))
+
+
+def test_all_layers_lists_what_keras_flattens_without_the_model_itself():
+    from lstmkit.layers import RegularizedLSTM, SequencePooling
+
+    model = _nested_model()
+    layers = keras_internals.all_layers(model)
+    assert layers == model._flatten_layers(include_self=False)
+    assert model not in layers and len({id(layer) for layer in layers}) == len(layers)
+    # Reached only through attributes: the pooling's attention layers and the wrapper's
+    # forward and backward copies of the LSTM.
+    (pooling,) = [layer for layer in layers if isinstance(layer, SequencePooling)]
+    assert {id(pooling.attention_hidden), id(pooling.attention_score)} <= {id(layer) for layer in layers}
+    assert sum(isinstance(layer, RegularizedLSTM) for layer in layers) == 2  # the wrapper's two copies
+    assert [layer.name for layer in layers].count("shared") == 1
+
+
+def test_on_another_keras_all_layers_falls_back_to_public_attributes_and_finds_the_same(monkeypatch, caplog):
+    import keras
+
+    model = _nested_model()
+    # Sequential.layers leaves out its InputLayer (which has no weights and no mask).
+    expected = {id(layer) for layer in model._flatten_layers(include_self=False)
+                if not isinstance(layer, keras.layers.InputLayer) or layer in model.layers}
+    assert len(expected) == len(model._flatten_layers(include_self=False)) - 1
+    assert {id(layer) for layer in keras_internals.public_layers(model)} == expected
+    monkeypatch.setattr(type(model), "_flatten_layers", lambda *args, **kwargs: pytest.fail(
+        "Keras's private flatten was called on an unchecked keras"))
+    monkeypatch.setattr(keras_internals, "_WARNED", set())
+    _fake_versions(monkeypatch, keras="3.16.0")
+    with caplog.at_level(logging.WARNING, logger="lstmkit"):
+        layers = keras_internals.all_layers(model)
+        keras_internals.all_layers(model)
+    assert {id(layer) for layer in layers} == expected
+    assert caplog.text.count("keras 3.16.0 is not one lstmkit was checked with") == 1
+
+
+def test_the_precision_and_the_doctor_read_layers_through_the_helper(monkeypatch):
+    from lstmkit import diagnostics, precision
+
+    model = _nested_model()
+    seen = []
+    real = keras_internals.all_layers
+    monkeypatch.setattr(keras_internals, "all_layers", lambda model: seen.append(model) or real(model))
+    assert precision.model_precision(model) == "float32"
+    assert diagnostics.recurrent_layer_reports(model)
+    assert seen == [model, model]
+
+
+def test_the_retry_queue_is_read_on_a_checked_keras_tuner_only(monkeypatch, caplog):
+    import keras_tuner
+
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="val_loss", max_trials=2, seed=0)
+    assert keras_internals.trials_to_retry(oracle) == []
+    oracle._retry_queue.append("00")
+    retries = keras_internals.trials_to_retry(oracle)
+    assert retries == ["00"] and retries is not oracle._retry_queue  # a copy: the chief's threads change it
+    monkeypatch.setattr(keras_internals, "_WARNED", set())
+    _fake_versions(monkeypatch, keras_tuner="1.5.0")
+    with caplog.at_level(logging.WARNING, logger="lstmkit"):
+        assert keras_internals.trials_to_retry(oracle) is None
+    assert "keras-tuner 1.5.0 is not one lstmkit was checked with" in caplog.text
+
+
+def test_the_search_chief_refuses_another_keras_tuner(monkeypatch):
+    assert keras_internals.oracle_servicer_class().__name__ == "OracleServicer"
+    _fake_versions(monkeypatch, keras_tuner="1.5.0")
+    for call in (keras_internals.oracle_servicer_class, lambda: keras_internals.add_oracle_servicer(None, None)):
+        with pytest.raises(UserError, match=r"written for keras-tuner>=1\.4\.7,<1\.5, but keras-tuner 1\.5\.0 is "
+                                            r"installed; install 'keras-tuner>=1\.4\.7,<1\.5'"):
+            call()
+
+
+def test_no_other_module_reads_the_private_members_the_helpers_wrap():
+    files = sorted((ROOT / "lstmkit").rglob("*.py")) + sorted((ROOT / "tasks").rglob("*.py"))
+    wrapped = ("_flatten_layers", "_retry_queue")
+    offenders = {str(path.relative_to(ROOT)): [node.attr for node in ast.walk(ast.parse(path.read_text()))
+                                               if isinstance(node, ast.Attribute) and node.attr in wrapped]
+                 for path in files if path.name != "keras_internals.py"}
+    assert {path: found for path, found in offenders.items() if found} == {}

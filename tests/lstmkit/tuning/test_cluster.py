@@ -90,6 +90,20 @@ def test_a_process_that_dies_mid_trial_has_its_trial_retried_and_two_failures_st
         workers.poll(oracle, search_over=False)
 
 
+def test_an_oracle_whose_retries_cannot_be_read_is_never_taken_as_exhausted(monkeypatch):
+    from lstmkit import keras_internals
+
+    oracle = FakeOracle(max_trials=1)
+    oracle.run("worker-local-1", "0")
+    assert LocalWorkers.exhausted(oracle)
+    oracle._retry_queue.append("0")
+    assert not LocalWorkers.exhausted(oracle)
+    oracle._retry_queue.clear()
+    # An unchecked Keras Tuner: one more process may start and hear the search is over.
+    monkeypatch.setattr(keras_internals, "trials_to_retry", lambda oracle: None)
+    assert not LocalWorkers.exhausted(oracle)
+
+
 def test_bad_input_in_a_trial_process_stops_at_once():
     workers, _ = workers_with([cluster_lib.EXIT_BAD_INPUT])
     workers.poll(FakeOracle(3), search_over=False)
