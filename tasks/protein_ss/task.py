@@ -8,12 +8,10 @@ import numpy as np
 
 from lstmkit.data import read_fasta_sequences, seeded_split
 from lstmkit.errors import UserError
-from lstmkit.task import DataSplits, InputFileOption, Preprocessing, ServingSignature, Task
+from lstmkit.task import (DataSplits, ExtraPredictInputs, InputFileOption, Objective, PredictInputs, PreparedInputs,
+                          Preprocessing, Report, ServingSignature, Task)
 from lstmkit.tasks.protein_ss import config as protein_config
 from lstmkit.tasks.protein_ss import data as protein_data
-
-# Imported here, not lazily: it registers what a saved model needs.
-from lstmkit.tasks.protein_ss import model as protein_model
 from lstmkit.tasks.protein_ss.config import MAX_RESIDUES
 from lstmkit.tasks.protein_ss.search_space import search_space
 from lstmkit.tasks.protein_ss.metrics import sov
@@ -34,19 +32,21 @@ class ProteinPreprocessing(Preprocessing):
     profile_features: int = 0
 
 
-class ProteinTask(Task):
+class ProteinTask(Task, ExtraPredictInputs):
     """Per-residue secondary structure (3- or 8-state) of amino-acid sequences."""
 
     name = "protein_ss"
     config_class = protein_config.ProteinConfig
     preprocessing_class = ProteinPreprocessing
-    objective = "val_accuracy"
-    headline_metric = "q3"
-    objective_direction = "max"
-    reported_metrics = ("accuracy", "macro_f1", "loss", "q3", "q8", "per_chain_accuracy", "sov")
-    reported_counts = {"residues": "scored residues"}
-    input_file_options = (InputFileOption(
-        "fasta", "Read one input per FASTA record (its sequence lines joined) from FILE.", read_fasta_sequences),)
+    objective = Objective("val_accuracy", "max")
+    # evaluate's result always holds "confusion_matrix" and "labels": the matrix is drawn.
+    report = Report(headline="q3", metrics=("accuracy", "macro_f1", "loss", "q3", "q8", "per_chain_accuracy", "sov"),
+                    counts={"residues": "scored residues"}, plots=("confusion_matrix",))
+    predict_inputs = PredictInputs(files=(InputFileOption(
+        "fasta", "Read one input per FASTA record (its sequence lines joined) from FILE.", read_fasta_sequences),))
+    # The model's module imports Keras, so it is imported where a model is built. It
+    # registers no Keras objects of its own (its layers are lstmkit's, which the library
+    # registers before loading), so custom_object_modules stays empty.
     # Public and downloaded on first use, as the other tasks' defaults are; the NetSurfP-2.0
     # folder the benchmarks train on has to be named (it is not on every machine).
     default_data = "tfds:cullpdb_profile"
@@ -54,8 +54,12 @@ class ProteinTask(Task):
     def tiny_config(self):
         return protein_config.TINY
 
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
     # --- data ----------------------------------------------------------------------
-    def load_data(self, source: str, config) -> DataSplits:
+    def load_data(self, source: str) -> DataSplits:
+        config = self.config
         chains = protein_data.read_source(source)
         settings = config.data
         if config.states == 8 and any(chain.ss8 is None for chain in chains):
@@ -82,17 +86,18 @@ class ProteinTask(Task):
         if not parts["test"]:
             parts["test"] = parts["validation"]
         counts = ", ".join(f"{split} {len(part)}" for split, part in parts.items())
-        splits = {split: self.chains_dataset(part, config) for split, part in parts.items()
+        splits = {split: self.chains_dataset(part) for split, part in parts.items()
                   if split != "test" or part is not parts["validation"]}
         test = splits.get("test", splits["validation"])
         return DataSplits(splits["train"], splits["validation"], test, f"{source}: {counts} chains")
 
-    def chains_dataset(self, chains, config):
+    def chains_dataset(self, chains):
         """(features, per-residue state ids) pairs; unscored residues are NOT_SCORED.
         The features are the sequence, or ``{"sequence", "profile"}`` where every chain
         has a sequence profile."""
         import tensorflow as tf
 
+        config = self.config
         letters = state_letters(config)
         labels = []
         for chain in chains:
@@ -110,7 +115,7 @@ class ProteinTask(Task):
             features = {"sequence": features, "profile": profiles}
         return tf.data.Dataset.from_tensor_slices((features, ragged)).map(lambda x, y: (x, y))
 
-    def adapt(self, config, train_dataset) -> Preprocessing:
+    def adapt(self, train_dataset) -> Preprocessing:
         from lstmkit.data import count
 
         if count(train_dataset) == 0:
@@ -119,50 +124,48 @@ class ProteinTask(Task):
         # The vocabulary is fixed; what the data decides is whether profiles come with it.
         features = train_dataset.element_spec[0]
         profile_features = features["profile"].shape[-1] if isinstance(features, dict) else 0
-        return ProteinPreprocessing(state_letters(config), profile_features)
+        return ProteinPreprocessing(state_letters(self.config), profile_features)
 
-    def placeholder_preprocessing(self, config) -> Preprocessing:
-        return ProteinPreprocessing(state_letters(config))
+    def placeholder_preprocessing(self) -> Preprocessing:
+        return ProteinPreprocessing(state_letters(self.config))
 
-    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
-        """Shuffled, then grouped by length (``data.bucket_boundaries``) so that short
-        chains are not padded to long ones; labels are padded with NOT_SCORED."""
+    def batches(self, dataset, *, training: bool = False, seed: int = 0):
+        """For training: shuffled, then grouped by length (``data.bucket_boundaries``) so
+        that short chains are not padded to long ones. Otherwise in order, padded to each
+        batch's longest chain. Labels are padded with NOT_SCORED."""
         import tensorflow as tf
 
-        from lstmkit.data import bucketed
+        config = self.config
+        if training:
+            from lstmkit.data import bucketed
 
-        return bucketed(dataset, config.train.batch_size, lambda sequence, labels: tf.shape(labels)[0],
-                        config.data.bucket_boundaries, seed=seed, buffer=config.train.shuffle_buffer,
-                        padding_values=(None, NOT_SCORED))
-
-    def evaluation_batches(self, dataset, config):
-        import tensorflow as tf
-
+            return bucketed(dataset, config.train.batch_size, lambda sequence, labels: tf.shape(labels)[0],
+                            config.data.bucket_boundaries, seed=seed, buffer=config.train.shuffle_buffer,
+                            padding_values=(None, NOT_SCORED))
         return dataset.padded_batch(config.train.batch_size, padding_values=(None, NOT_SCORED)).prefetch(
             tf.data.AUTOTUNE)
 
     # --- model ---------------------------------------------------------------------
-    def build_model(self, config, preprocessing: Preprocessing):
-        return protein_model.build_model(config, preprocessing.profile_features)
+    def build_model(self):
+        from lstmkit.tasks.protein_ss import model as protein_model
 
-    def loss(self, config):
+        return protein_model.build_model(self.config, self.preprocessing.profile_features)
+
+    def loss(self):
         import keras
 
         return keras.losses.SparseCategoricalCrossentropy(ignore_class=NOT_SCORED)
 
-    def metrics(self, config) -> list:
+    def metrics(self) -> list:
         from lstmkit.metrics import MaskedAccuracy
 
         return [MaskedAccuracy(ignore_class=NOT_SCORED)]
 
-    def search_space(self, hp, config):
-        return search_space(hp, config)
-
     # --- evaluation, prediction, export ---------------------------------------------
-    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
-        return list(state_letters(config))
+    def label_names(self) -> list[str]:
+        return list(state_letters(self.config))
 
-    def evaluate(self, model, dataset, config, preprocessing: Preprocessing) -> dict:
+    def evaluate(self, model, dataset) -> dict:
         """Per-residue accuracy over scored residues (Q3, or Q8 and Q3 from the 8-state
         predictions mapped to three), its mean per chain, the mean per-chain SOV'99,
         per-state precision/recall, and the confusion matrix."""
@@ -170,7 +173,8 @@ class ProteinTask(Task):
 
         from lstmkit.scoring import confusion_metrics
 
-        batches = self.evaluation_batches(dataset, config).map(
+        config, preprocessing = self.config, self.preprocessing
+        batches = self.batches(dataset).map(
             lambda features, labels: (model_features(features, preprocessing), labels))
         # One graph for every batch length (called eagerly, the LSTM steps in Python).
         predict = tf.function(lambda features: model(features, training=False),
@@ -199,12 +203,11 @@ class ProteinTask(Task):
             metrics["q3"] = float((to_three[truth] == to_three[guess]).mean())
         return metrics
 
-    def serving_signatures(self, config, preprocessing: Preprocessing,
-                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
+    def serving_signatures(self, max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
-        letters = tf.constant(list(state_letters(config)))
-        profile_features = preprocessing.profile_features
+        letters = tf.constant(list(state_letters(self.config)))
+        profile_features = self.preprocessing.profile_features
 
         def build(model):
             def serve(sequence, profile=None):
@@ -244,8 +247,11 @@ class ProteinTask(Task):
             max_lengths["profile"] = (MAX_RESIDUES, "residues")
         return {"serving_default": ServingSignature(inputs, build, batchable=False, max_lengths=max_lengths)}
 
-    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
-        if preprocessing.profile_features:
+    def preprocess(self, items: list[str], options: dict) -> PreparedInputs:
+        """Sequences, stripped and upper-cased; one with a character that is not a letter,
+        or longer than MAX_RESIDUES, is set aside. A model that reads profiles cannot
+        predict from sequences alone."""
+        if self.preprocessing.profile_features:
             raise UserError("this run's model reads sequence profiles (PSSM) as well as sequences; predict "
                             "takes sequences only: export it and send both to serving_default")
         rejected = {}
@@ -257,17 +263,17 @@ class ProteinTask(Task):
             else:
                 if len(item) > MAX_RESIDUES:
                     rejected[item] = (f"{len(item):,} residues; at most {MAX_RESIDUES:,} are "
-                                                   "accepted (cut it into domains first)")
-        return rejected
-
-    def parse_predict_inputs(self, config, items: list[str]):
+                                      "accepted (cut it into domains first)")
+        kept = [item for item in items if item not in rejected]
+        if not kept:
+            return PreparedInputs([], None, rejected)
         import tensorflow as tf
 
-        return tf.constant([item.strip().upper() for item in items])
+        return PreparedInputs(kept, tf.constant([item.strip().upper() for item in kept]), rejected)
 
-    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
+    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
         """The sequence with its predicted structure aligned under it."""
-        letters = state_letters(config)
+        letters = state_letters(self.config)
         records = []
         for item, probabilities in zip(items, outputs):
             sequence = item.strip().upper()

@@ -117,12 +117,14 @@ def profile_run(cullpdb_manual, tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_model_trained_with_profiles_reads_them(profile_run):
-    from lstmkit.evaluation import load_run
+    from lstmkit.run import Run
     from lstmkit.tasks.protein_ss.task import TASK
 
     preprocessing = json.loads((profile_run / "preprocessing.json").read_text())
     assert preprocessing["profile_features"] == 21
-    config, model = load_run(TASK, profile_run)
+    run = Run.from_folder(TASK, profile_run)
+    assert run.preprocessing.profile_features == 21
+    model = run.model
     sequence = tf.constant(["MKVLAAGIVG"])
     first = model({"sequence": sequence, "profile": tf.zeros([1, 10, 21])}, training=False)
     second = model({"sequence": sequence, "profile": tf.ones([1, 10, 21])}, training=False)
@@ -134,12 +136,13 @@ def test_a_model_trained_with_profiles_reads_them(profile_run):
 @pytest.mark.parametrize("batch, length", [(1, 30), (3, 90)])
 @pytest.mark.slow
 def test_export_takes_sequences_and_profiles(profile_run, tmp_path, batch, length):
-    from lstmkit.evaluation import load_run
     from lstmkit.export import export_run
+    from lstmkit.run import Run
     from lstmkit.tasks.protein_ss.task import TASK
 
-    config, model = load_run(TASK, profile_run)
-    version = export_run(TASK, profile_run, tmp_path)
+    run = Run.from_folder(TASK, profile_run)
+    model = run.model
+    version = export_run(run, tmp_path)
     serve = tf.saved_model.load(str(version)).signatures["serving_default"]
     rng = np.random.default_rng(length)
     sequences = ["".join(rng.choice(list(data.ALPHABET[:20]), size=length - 7 * i)) for i in range(batch)]
@@ -170,7 +173,7 @@ def test_the_server_answers_a_sequence_with_its_profile(profile_run, tmp_path):
     import subprocess
     import sys
 
-    from lstmkit.evaluation import load_run
+    from lstmkit.run import Run
     from lstmkit.tasks.protein_ss.task import TASK
     from tests.conftest import ROOT
     from tests.lstmkit.serving.test_app import Server
@@ -182,7 +185,7 @@ def test_the_server_answers_a_sequence_with_its_profile(profile_run, tmp_path):
     assert exported.returncode == 0, exported.stderr[-2000:]
     sequence = "MKVLAAGIVGLLLAHE"
     profile = np.random.default_rng(3).random((len(sequence), 21)).astype(np.float32)
-    _, model = load_run(TASK, profile_run)
+    model = Run.from_folder(TASK, profile_run).model
     expected = model({"sequence": tf.constant([sequence]), "profile": tf.constant(profile[None])},
                      training=False).numpy()[0]
     server = Server(base)

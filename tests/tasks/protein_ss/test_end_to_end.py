@@ -11,10 +11,11 @@ from lstmkit.tasks.protein_ss import data
 
 
 def loaded(run_dir):
-    from lstmkit.evaluation import load_run
+    """The finished run, its task bound to the run's config and preprocessing."""
+    from lstmkit.run import Run
     from lstmkit.tasks.protein_ss.task import TASK
 
-    return (TASK, *load_run(TASK, run_dir))
+    return Run.from_folder(TASK, run_dir)
 
 
 @pytest.mark.slow
@@ -36,15 +37,17 @@ def test_unscored_residues_change_neither_loss_nor_metrics(protein_run):
     """Relabel every unscored position: a leak would move the figures."""
     from lstmkit.tasks.protein_ss.task import NOT_SCORED
 
-    task, config, model = loaded(protein_run)
+    run = loaded(protein_run)
+    model = run.model
+    task = run.task.bind(preprocessing=run.task.placeholder_preprocessing())
     sequences = tf.constant(["MKVLAAGIVGLLLAAHS", "GSHMTTEK"])
     labels = np.array([[0, 1, 2, 2, NOT_SCORED, 0, 0, 1, 1, 2, 2, 0, 0, 0, 1, NOT_SCORED, 2],
                        [NOT_SCORED, NOT_SCORED, 0, 1, 2, 0, 1, 2] + [NOT_SCORED] * 9])
     other = np.where(labels == NOT_SCORED, NOT_SCORED, labels)
     dataset = tf.data.Dataset.from_tensor_slices((sequences, tf.ragged.constant(
         [row[: len(seq)] for row, seq in zip(labels.tolist(), ["x" * 17, "x" * 8])]))).map(lambda s, y: (s, y))
-    base = task.evaluate(model, dataset, config, task.placeholder_preprocessing(config))
-    loss = task.loss(config)
+    base = task.evaluate(model, dataset)
+    loss = task.loss()
     predictions = model(sequences, training=False)
     padded = tf.constant(other)
     reference = float(loss(padded, predictions))
@@ -53,7 +56,7 @@ def test_unscored_residues_change_neither_loss_nor_metrics(protein_run):
     leaked = float(loss(tf.constant(np.where(labels == NOT_SCORED, 0, labels)), predictions))
     assert reference != pytest.approx(leaked)
     assert base["residues"] == int((labels != NOT_SCORED).sum())
-    metric = task.metrics(config)[0]
+    metric = task.metrics()[0]
     metric.update_state(padded, predictions)
     assert float(metric.result()) == pytest.approx(base["accuracy"], abs=1e-6)
 
@@ -63,8 +66,9 @@ def test_unscored_residues_change_neither_loss_nor_metrics(protein_run):
 def test_export_matches_the_model_at_two_batch_sizes_and_lengths(protein_run, tmp_path, batch, length):
     from lstmkit.export import export_run
 
-    task, config, model = loaded(protein_run)
-    version = export_run(task, protein_run, tmp_path)
+    run = loaded(protein_run)
+    model = run.model
+    version = export_run(run, tmp_path)
     serve = tf.saved_model.load(str(version)).signatures["serving_default"]
     rng = np.random.default_rng(length)
     sequences = ["".join(rng.choice(list(data.ALPHABET[:20]), size=length - 7 * i)) for i in range(batch)]
