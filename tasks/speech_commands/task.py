@@ -7,16 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmkit.wav import AudioFileError, decode_wav_in_graph, read_wav, resample
 from lstmkit.data import load_tfds, read_bytes
 from lstmkit.errors import UserError
-from lstmkit.layers import FixedLength
-from lstmkit.task import ClassificationTask, DataSplits, Preprocessing, ServingSignature
+from lstmkit.task import (ClassificationTask, DataSplits, PreparedInputs, Preprocessing, ServingSignature,
+                          TFLiteExportable)
 from lstmkit.tasks.speech_commands import config as speech_config
 from lstmkit.tasks.speech_commands import data as speech_data
-
-# Imported here, not lazily: loading a saved model needs the front-end layers it registers.
-from lstmkit.tasks.speech_commands import model as speech_model
 from lstmkit.tasks.speech_commands.config import SAMPLE_RATE
 from lstmkit.tasks.speech_commands.search_space import search_space
 
@@ -36,6 +32,9 @@ TFDS_HINT = ("use a Speech Commands folder or archive as the data source (e.g. "
 def to_clip(waveform, rate, clip_samples: int):
     """One waveform at ``rate`` → ``clip_samples`` samples at 16 kHz, with the graph
     code (and the model's own FixedLength layer) the exported model uses."""
+    from lstmkit.layers import FixedLength
+    from lstmkit.wav import resample
+
     return FixedLength(clip_samples)(resample(waveform, rate, SAMPLE_RATE)[None])[0]
 
 
@@ -48,21 +47,28 @@ class SpeechPreprocessing(Preprocessing):
     variance: list[float]
 
 
-class SpeechCommandsTask(ClassificationTask):
+class SpeechCommandsTask(ClassificationTask, TFLiteExportable):
     """Keyword spotting on one-second clips: raw audio in, keyword out."""
 
     name = "speech_commands"
     config_class = speech_config.SpeechConfig
     preprocessing_class = SpeechPreprocessing
     default_data = "tfds:speech_commands"
+    # The model's module (imported where a model is built, never when the CLI only checks
+    # a command line) registers no Keras objects of its own: its layers are lstmkit's,
+    # which the library registers before loading a model. So custom_object_modules stays ().
 
     def tiny_config(self):
         return speech_config.TINY
 
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
     # --- data ----------------------------------------------------------------------
-    def load_data(self, source: str, config) -> DataSplits:
+    def load_data(self, source: str) -> DataSplits:
+        config = self.config
         if source.startswith("tfds:"):
-            return self._load_tfds(source[len("tfds:"):], config)
+            return self._load_tfds(source[len("tfds:"):])
         settings = config.data
         if source == "builtin":
             from lstmkit.tasks.speech_commands import synthesis
@@ -104,9 +110,9 @@ class SpeechCommandsTask(ClassificationTask):
         speech_data.report_skipped(skipped, len(clips) + len(skipped), source)
         counts = ", ".join(f"{split} {len(indices)}" for split, indices in parts.items())
         description = f"{source}: {layout}; {len(clips)} clips ({counts}), {len(train_labels)} classes"
-        return DataSplits(*(self._dataset(clips, parts[split], config) for split in parts), description)
+        return DataSplits(*(self._dataset(clips, parts[split]) for split in parts), description)
 
-    def _dataset(self, clips, indices, config):
+    def _dataset(self, clips, indices):
         """Unbatched (16 kHz clip, label) pairs, resampled and cut once and cached."""
         import tensorflow as tf
 
@@ -115,12 +121,12 @@ class SpeechCommandsTask(ClassificationTask):
             [len(clips.waveforms[i]) for i in indices])
         rates = tf.constant([clips.rates[i] for i in indices], tf.int32)
         labels = tf.constant([clips.labels[i] for i in indices], tf.string)
-        samples = config.clip_samples
+        samples = self.config.clip_samples
         return (tf.data.Dataset.from_tensor_slices((waveforms, rates, labels))
                 .map(lambda waveform, rate, label: (to_clip(waveform, rate, samples), label))
                 .cache())
 
-    def _load_tfds(self, name: str, config) -> DataSplits:
+    def _load_tfds(self, name: str) -> DataSplits:
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
@@ -132,7 +138,7 @@ class SpeechCommandsTask(ClassificationTask):
             raise UserError(f"tfds:{name} has no 'audio' and 'label' features; use tfds:speech_commands "
                             f"or {TFDS_HINT}")
         train, validation, test = load_tfds(name, ["train", "validation", "test"], TFDS_HINT)
-        samples = config.clip_samples
+        samples = self.config.clip_samples
         names = tf.constant(features["label"].names)
         rate = getattr(features["audio"], "sample_rate", None) or SAMPLE_RATE
 
@@ -144,11 +150,14 @@ class SpeechCommandsTask(ClassificationTask):
                             for split in (train, validation, test)),
                           f"tfds:{name} (train/validation/test as published)")
 
-    def adapt(self, config, train_dataset) -> Preprocessing:
+    def adapt(self, train_dataset) -> Preprocessing:
         """The class names (in sorted order) and per-mel-band mean and variance of the
         training clips' log-mel frames."""
         import keras
 
+        from lstmkit.tasks.speech_commands import model as speech_model
+
+        config = self.config
         labels = sorted({label.decode("utf-8") for label in train_dataset.map(lambda w, label: label)
                          .as_numpy_iterator()})
         layers = speech_model.front_end(config)
@@ -158,25 +167,30 @@ class SpeechCommandsTask(ClassificationTask):
         return SpeechPreprocessing(labels, np.asarray(normalization.mean).reshape(-1).tolist(),
                                    np.asarray(normalization.variance).reshape(-1).tolist())
 
-    def placeholder_preprocessing(self, config) -> Preprocessing:
+    def placeholder_preprocessing(self) -> Preprocessing:
+        config = self.config
         return SpeechPreprocessing(sorted(SPEECH_COMMANDS_12), [0.0] * config.num_mel_bins,
                                    [1.0] * config.num_mel_bins)
 
-    def encode_labels(self, dataset, config, preprocessing: Preprocessing):
+    def encode_labels(self, dataset):
         import keras
         import tensorflow as tf
 
-        ids = keras.layers.StringLookup(vocabulary=preprocessing.labels, num_oov_indices=0)
+        ids = keras.layers.StringLookup(vocabulary=self.preprocessing.labels, num_oov_indices=0)
         return dataset.map(lambda waveform, label: (waveform, tf.cast(ids(label), tf.int32)))
 
-    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
-        """Shuffled, augmented batches: each clip scaled to a random volume (with
-        ``augment.gain_db``), shifted in time and, with
+    def batches(self, dataset, *, training: bool = False, seed: int = 0):
+        """For training, shuffled, augmented batches: each clip scaled to a random volume
+        (with ``augment.gain_db``), shifted in time and, with
         ``augment.noise_probability``, mixed with background noise (a random training
         ``_silence_`` clip where there are some, else Gaussian noise) at a random
-        volume. The randomness is stateless, from ``seed``, and new every epoch."""
+        volume. The randomness is stateless, from ``seed``, and new every epoch.
+        Otherwise (validation, evaluation) the default: in order, unchanged."""
+        if not training:
+            return super().batches(dataset, training=False, seed=seed)
         import tensorflow as tf
 
+        config, preprocessing = self.config, self.preprocessing
         settings = config.augment
         samples = config.clip_samples
         shift = int(round(settings.time_shift_ms * SAMPLE_RATE / 1000))
@@ -215,21 +229,22 @@ class SpeechCommandsTask(ClassificationTask):
                 .prefetch(tf.data.AUTOTUNE))
 
     # --- model ---------------------------------------------------------------------
-    def build_model(self, config, preprocessing: Preprocessing):
-        return speech_model.build_model(config, preprocessing)
+    def build_model(self):
+        from lstmkit.tasks.speech_commands.model import build_model
 
-    def search_space(self, hp, config):
-        return search_space(hp, config)
+        return build_model(self.config, self.preprocessing)
 
     # --- evaluation, prediction, export ---------------------------------------------
-    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
-        return list(preprocessing.labels)
+    def label_names(self) -> list[str]:
+        return list(self.preprocessing.labels)
 
-    def serving_signatures(self, config, preprocessing: Preprocessing,
-                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
+    def serving_signatures(self, max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
-        outputs = self.classifier_outputs(config, preprocessing)
+        from lstmkit.wav import decode_wav_in_graph
+
+        config = self.config
+        outputs = self.classifier_outputs()
         samples = config.clip_samples
 
         def from_waveforms(model):
@@ -259,10 +274,12 @@ class SpeechCommandsTask(ClassificationTask):
                 [tf.TensorSpec(shape=(None,), dtype=tf.string, name="wav")], from_wav_bytes),
         }
 
-    def tflite_signature(self, config, preprocessing: Preprocessing) -> ServingSignature:
+    def tflite_signature(self) -> ServingSignature:
         """One clip of ``clip_seconds`` at 16 kHz → probabilities (fixed shapes, as
         microcontroller and phone runtimes want)."""
         import tensorflow as tf
+
+        config = self.config
 
         def build(model):
             def serve(waveform):
@@ -273,33 +290,35 @@ class SpeechCommandsTask(ClassificationTask):
         return ServingSignature([tf.TensorSpec(shape=(1, config.clip_samples), dtype=tf.float32,
                                                name="waveform")], build)
 
-    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
-        rejected = {}
+    def preprocess(self, items: list[str], options: dict) -> PreparedInputs:
+        """Each item is a WAV file, read and cut to a clip; a file that is missing or that
+        ``read_wav`` refuses is set aside with the reason."""
+        from lstmkit.wav import AudioFileError, read_wav
+
+        config = self.config
+        rejected, waveforms = {}, {}
         for item in items:
             path = Path(item)
             if not path.is_file():
                 rejected[item] = "no such file" if not path.exists() else "not a file"
                 continue
             try:
-                read_wav(read_bytes(path, "input"), config.data.max_seconds)
+                waveforms[item] = read_wav(read_bytes(path, "input"), config.data.max_seconds)
             except (AudioFileError, UserError) as error:
                 rejected[item] = str(error)
-        return rejected
+        kept = [item for item in items if item not in rejected]
+        if not kept:
+            return PreparedInputs([], None, rejected)
+        import tensorflow as tf
 
-    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
-        records = super().prediction_records(config, preprocessing, model, items, outputs)
+        clips = [to_clip(*waveforms[item], config.clip_samples) for item in kept]
+        return PreparedInputs(kept, tf.stack(clips), rejected)
+
+    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
+        records = super().postprocess(items, outputs, options)
         for record in records:  # the whole file name, however long
             record["text"] = f"{record['label']}\t{record['probabilities'][record['label']]:.4f}\t{record['input']}"
         return records
-
-    def parse_predict_inputs(self, config, items: list[str]):
-        import tensorflow as tf
-
-        clips = []
-        for item in items:
-            waveform, rate = read_wav(read_bytes(item, "input"), config.data.max_seconds)
-            clips.append(to_clip(waveform, rate, config.clip_samples))
-        return tf.stack(clips)
 
 
 TASK = SpeechCommandsTask()

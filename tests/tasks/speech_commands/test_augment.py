@@ -14,13 +14,15 @@ TONE_RMS = 0.1 / np.sqrt(2)
 
 
 def tone_epochs(gain_db, epochs=2):
-    """Eight copies of a 1 kHz tone of amplitude 0.1 through training_batches with only
+    """Eight copies of a 1 kHz tone of amplitude 0.1 through the training batches with only
     volume perturbation on: one batch per epoch."""
     config = SpeechConfig(augment=AugmentConfig(time_shift_ms=0.0, noise_probability=0.0, gain_db=gain_db))
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=8))
     tone = 0.1 * np.sin(2 * np.pi * TONE_HZ * np.arange(config.clip_samples) / SAMPLE_RATE).astype(np.float32)
     dataset = tf.data.Dataset.from_tensor_slices((np.stack([tone] * 8), np.zeros(8, np.int32)))
-    batches = TASK.training_batches(dataset, config, TASK.placeholder_preprocessing(config), seed=3)
+    task = TASK.bind(config)
+    task = task.bind(preprocessing=task.placeholder_preprocessing())
+    batches = task.batches(dataset, training=True, seed=3)
     return tone, [next(iter(batches))[0].numpy() for _ in range(epochs)]
 
 

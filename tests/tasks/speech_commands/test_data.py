@@ -39,7 +39,7 @@ def test_speech_commands_folder_is_split_by_speaker(speech_slice):
     config = QUARTERS
     clips, skipped, layout = speech_data.read_folder(str(speech_slice), config.data, 1.0)
     assert len(clips) == 96 and not skipped and layout == "Speech Commands layout"
-    assert sorted(set(clips.labels)) == sorted(TASK.placeholder_preprocessing(config).labels)
+    assert sorted(set(clips.labels)) == sorted(TASK.bind(config).placeholder_preprocessing().labels)
     splits = speech_data.assign_splits(clips, config.data)
     speakers = {name: {s for s, split in zip(clips.speakers, splits) if split == name}
                 for name in ("train", "validation", "test")}
@@ -89,7 +89,7 @@ def test_archive_reads_like_the_folder_and_background_noise_becomes_silence(spee
 
 def test_fsdd_keeps_its_official_test_indices(fsdd_slice):
     config = SpeechConfig()
-    splits = TASK.load_data(str(fsdd_slice), config)
+    splits = TASK.bind(config).load_data(str(fsdd_slice))
     assert "Free Spoken Digit" in splits.description
     test = list(splits.test.as_numpy_iterator())
     assert len(test) == 2 * 10 * 5  # indices 0-4 of two speakers, ten digits
@@ -122,7 +122,7 @@ def test_bad_files_are_listed_with_a_count_and_skipped(speech_slice, tmp_path, c
     (folder / "no" / "notes.wav").write_bytes(b"not audio at all")
     (folder / "up" / "long.wav").write_bytes(wav_bytes(frames=30 * 16_000))
     with caplog.at_level(logging.WARNING, logger="lstmkit"):
-        splits = TASK.load_data(str(folder), QUARTERS)
+        splits = TASK.bind(QUARTERS).load_data(str(folder))
     text = caplog.text
     assert "skipping 3 of 99 .wav files" in text
     assert "yes/stereo.wav: 2 channels" in text and "no/notes.wav: not a WAV file" in text
@@ -135,7 +135,7 @@ def test_nothing_usable_is_a_clear_error(tmp_path):
         (tmp_path / label).mkdir()
         (tmp_path / label / "a_nohash_0.wav").write_bytes(wav_bytes(width=1))
     with pytest.raises(UserError, match="no usable clips .* all 2 .wav files were refused .*8-bit"):
-        TASK.load_data(str(tmp_path), SpeechConfig())
+        TASK.bind(SpeechConfig()).load_data(str(tmp_path))
 
 
 def test_refused_files_are_not_listed_when_the_data_is_refused_anyway(tmp_path, caplog):
@@ -146,11 +146,11 @@ def test_refused_files_are_not_listed_when_the_data_is_refused_anyway(tmp_path, 
         (tmp_path / label / "b_nohash_0.wav").write_bytes(b"")
     with caplog.at_level(logging.WARNING, logger="lstmkit"):
         with pytest.raises(UserError, match=r"leaves no clips for the .* split .*2 of 4 \.wav files were refused"):
-            TASK.load_data(str(tmp_path), SpeechConfig())
+            TASK.bind(SpeechConfig()).load_data(str(tmp_path))
         with pytest.raises(UserError, match="no usable clips"):
             for label in ("yes", "no"):
                 (tmp_path / label / "a_nohash_0.wav").write_bytes(b"")
-            TASK.load_data(str(tmp_path), SpeechConfig())
+            TASK.bind(SpeechConfig()).load_data(str(tmp_path))
     assert caplog.text == ""
 
 
@@ -179,9 +179,9 @@ def test_a_folder_of_empty_wav_files_is_one_line_from_the_cli(tmp_path):
 def test_sources_without_audio_are_refused(tmp_path):
     (tmp_path / "readme.txt").write_text("hello")
     with pytest.raises(UserError, match="holds no .wav files"):
-        TASK.load_data(str(tmp_path), SpeechConfig())
+        TASK.bind(SpeechConfig()).load_data(str(tmp_path))
     with pytest.raises(UserError, match="does not exist"):
-        TASK.load_data(str(tmp_path / "missing"), SpeechConfig())
+        TASK.bind(SpeechConfig()).load_data(str(tmp_path / "missing"))
 
 
 def test_tfds_offline_fails_fast_with_the_local_alternatives(offline):
@@ -189,13 +189,13 @@ def test_tfds_offline_fails_fast_with_the_local_alternatives(offline):
 
     started = time.monotonic()
     with pytest.raises(UserError, match="or the data source 'builtin'"):
-        TASK.load_data("tfds:speech_commands", SpeechConfig())
+        TASK.bind(SpeechConfig()).load_data("tfds:speech_commands")
     assert time.monotonic() - started < 30
 
 
 def test_builtin_clips_are_synthetic_keywords_in_twelve_classes():
     config = SpeechConfig(data=DataConfig(builtin_clips_per_class=10))
-    splits = TASK.load_data("builtin", config)
+    splits = TASK.bind(config).load_data("builtin")
     labels = labels_of(splits.train) + labels_of(splits.validation) + labels_of(splits.test)
     assert len(labels) == 120 and len(set(labels)) == 12
     assert "synthetic" in splits.description
@@ -210,7 +210,7 @@ def test_keywords_turn_every_other_word_into_unknown(speech_slice):
 
 def test_a_tfds_dataset_without_audio_is_refused_before_any_download(offline):
     with pytest.raises(UserError, match="has no 'audio' and 'label' features"):
-        TASK.load_data("tfds:mnist", SpeechConfig())
+        TASK.bind(SpeechConfig()).load_data("tfds:mnist")
 
 
 def test_a_source_that_is_neither_folder_nor_archive_is_named_so(tmp_path):

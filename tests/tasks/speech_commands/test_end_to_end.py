@@ -11,19 +11,23 @@ import tensorflow as tf
 from tests.lstmkit.test_wav import wav_bytes
 
 
+def opened(run_dir):
+    """The run in ``run_dir``, opened afresh (its model loaded from best.keras)."""
+    from lstmkit.run import Run
+    from lstmkit.tasks.speech_commands.task import TASK
+
+    return Run.from_folder(TASK, run_dir)
+
+
 @pytest.fixture(scope="session")
 def exported(speech_run, tmp_path_factory):
     from lstmkit.export import export_run
-    from lstmkit.tasks.speech_commands.task import TASK
 
-    return export_run(TASK, speech_run, tmp_path_factory.mktemp("saved_models"))
+    return export_run(opened(speech_run), tmp_path_factory.mktemp("saved_models"))
 
 
 def loaded_model(run_dir):
-    from lstmkit.evaluation import load_run
-    from lstmkit.tasks.speech_commands.task import TASK
-
-    return load_run(TASK, run_dir)
+    return opened(run_dir).model
 
 
 def clips(folder, count):
@@ -45,7 +49,7 @@ def test_training_learns_and_records_the_labels(speech_run):
 @pytest.mark.slow
 def test_inference_is_deterministic(speech_run):
     """SpecAugment and dropout act only in training."""
-    _, model = loaded_model(speech_run)
+    model = loaded_model(speech_run)
     clip = np.random.default_rng(0).uniform(-0.3, 0.3, (2, 16_000)).astype(np.float32)
     np.testing.assert_array_equal(model(clip, training=False).numpy(), model(clip, training=False).numpy())
     assert not np.allclose(model(clip, training=True).numpy(), model(clip, training=False).numpy())
@@ -66,7 +70,7 @@ def test_evaluate_reports_per_class_figures_and_a_confusion_png(speech_run, run_
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.slow
 def test_exported_waveform_signature_matches_the_model(speech_run, exported, batch):
-    _, model = loaded_model(speech_run)
+    model = loaded_model(speech_run)
     serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
     # Any length: the model pads or cuts to one second itself.
     waveforms = np.random.default_rng(batch).uniform(-0.5, 0.5, (batch, 12_345)).astype(np.float32)
@@ -84,7 +88,7 @@ def test_exported_wav_signature_decodes_and_resamples_by_itself(speech_run, expo
     from lstmkit.wav import read_wav
     from lstmkit.tasks.speech_commands.task import to_clip
 
-    _, model = loaded_model(speech_run)
+    model = loaded_model(speech_run)
     serve = tf.saved_model.load(str(exported)).signatures["wav_bytes"]
     # 16 kHz Speech Commands clips and an 8 kHz spoken digit in one batch.
     files = clips(speech_slice, batch - 1) + sorted(fsdd_slice.glob("*.wav"))[:1]
@@ -100,9 +104,8 @@ def test_exported_wav_signature_decodes_and_resamples_by_itself(speech_run, expo
 def test_tflite_export_uses_builtin_ops_and_matches_keras(speech_run, tmp_path, speech_slice):
     from lstmkit.wav import read_wav
     from lstmkit.export import export_tflite
-    from lstmkit.tasks.speech_commands.task import TASK
 
-    version = export_tflite(TASK, speech_run, tmp_path)
+    version = export_tflite(opened(speech_run), tmp_path)
     assert version == tmp_path / "speech_commands_tflite" / "1"
     labels = (version / "labels.txt").read_text().splitlines()
     assert labels == json.loads((speech_run / "preprocessing.json").read_text())["labels"]
@@ -110,7 +113,7 @@ def test_tflite_export_uses_builtin_ops_and_matches_keras(speech_run, tmp_path, 
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's note about LiteRT
         interpreter = tf.lite.Interpreter(model_path=str(version / "model.tflite"))
     runner = interpreter.get_signature_runner()
-    _, model = loaded_model(speech_run)
+    model = loaded_model(speech_run)
     for path in clips(speech_slice, 3):
         clip = read_wav(path.read_bytes())[0][None]
         np.testing.assert_allclose(runner(waveform=clip)["probabilities"], model(clip, training=False).numpy(),
