@@ -108,7 +108,7 @@ TEXTGEN_BATCHING = ["lstm.units=256", "train.batch_size=32", "data.sequence_leng
 SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching", "speech_commands12", "speech_fsdd_speakers",
            "protein_cb513",
            "tune_sentiment_mr", "multiworker_throughput", "serving_load", "sentiment_baselines",
-           "forecasting_builtin")
+           "forecasting_builtin", "cli_errors")
 
 
 def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict:
@@ -119,6 +119,10 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
         result = lstm_throughput.run(quick=quick, seed=seed)
     elif name == "protein_cb513":
         result = protein_cb513(quick, seed, overrides)
+    elif name == "cli_errors":
+        from benchmarks import cli_errors
+
+        result = cli_errors.run(quick)
     elif name == "forecasting_builtin":
         from benchmarks import forecasting_builtin
 
@@ -177,7 +181,7 @@ def protein_cb513(quick: bool, seed: int, overrides: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="lstmkit-bench-") as runs_root:
         result = train(task, config, str(DATA / "protein_netsurfp2_flip"), runs_root=runs_root, seed=seed,
                        command=" ".join(sys.argv))
-        model, trained = result.model, result.task
+        model, trained, metrics = result.model, result.task, result.metrics
         curve = [round(float(row["val_accuracy"]), 4) for row in result.history]
     scores = {}
     for name, path in (("cb513", DATA / "protein_cb513" / "CB513_HHblits.csv"),
@@ -188,8 +192,8 @@ def protein_cb513(quick: bool, seed: int, overrides: list[str]) -> dict:
                         "sov": round(metrics["sov"], 4),
                         "chains": metrics["chains"], "residues": metrics["residues"]}
     return {"metric": "cb513_q3", "value": scores["cb513"]["q3"], "ts115_q3": scores["ts115"]["q3"],
-            "scores": scores, "new364_q3": round(result.metrics["test"]["q3"], 4),
-            "validation_q3": round(result.metrics["validation"]["q3"], 4), "epochs_run": len(curve),
+            "scores": scores, "new364_q3": round(metrics["test"]["q3"], 4),
+            "validation_q3": round(metrics["validation"]["q3"], 4), "epochs_run": len(curve),
             "validation_q3_by_epoch": curve,
             "data": "train: NetSurfP-2.0 train (9,712 chains, long ones cut at data.max_train_length), "
                     "validation: its 1,080; test: CB513 (509 of 511) and TS115 (114 of 115), overlapping chains removed; "
@@ -247,7 +251,7 @@ def speaker_folds_benchmark(source: Path, folds: int, run_folds: int, settings: 
                         **{f"{label.strip('_')}_recall": round(test["per_class"][label]["recall"], 4)
                            for label in ("_unknown_", "_silence_")
                            if test["per_class"].get(label, {}).get("support")},
-                        "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
+                        "validation_accuracy": round(metrics["validation"]["accuracy"], 4),
                         "epochs_run": epochs})
         if source == SPEECH_FSDD_ARCHIVE:
             results[-1]["test_speaker"] = fsdd_speaker_of_fold(config.data.fold, config.data.split_seed)
@@ -418,6 +422,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         history = (result.folder / "history.csv").read_text().strip().splitlines()
         trained_on = result.manifest["train_fingerprint_sha256"]
+        metrics = result.metrics
         if task_name == "textgen":
             summary = textgen_summary(task, result, config, source)
     if task_name == "textgen":
@@ -425,7 +430,7 @@ def main() -> None:
                           "seconds": round(seconds, 1), "epochs_run": len(history) - 1,
                           "data": data_note, "seed": args.seed, "config": config_lib.to_dict(config)}))
         return
-    test = result.metrics["test"]
+    test = metrics["test"]
     extra = {}
     if task_name == "sentiment":
         from lstmkit.data import fingerprint
@@ -447,7 +452,7 @@ def main() -> None:
         "seconds": round(seconds, 1),
         # F1 of the positive class for two classes, the macro average otherwise.
         "test_f1": round(test.get("f1", test["macro_f1"]), 4),
-        "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
+        "validation_accuracy": round(metrics["validation"]["accuracy"], 4),
         "epochs_run": len(history) - 1,
         "test_examples": test["examples"],
         **extra,

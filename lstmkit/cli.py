@@ -137,7 +137,7 @@ def train(task_name, data_source, preset, config_file, overrides, seed, runs_dir
     if resume is None:
         from lstmkit.data import check_source_exists
 
-        check_source_exists(source)
+        check_source_exists(source, task.sources_hint)
     import_tensorflow_quietly()
     from lstmkit import runs
     from lstmkit.training import train as train_task
@@ -200,7 +200,7 @@ def evaluate(task_name, run, data_source, split, overrides, runs_dir):
     if data_source:
         from lstmkit.data import check_source_exists
 
-        check_source_exists(data_source)
+        check_source_exists(data_source, task.sources_hint)
     import_tensorflow_quietly()
     from lstmkit.evaluation import evaluate_run
 
@@ -418,7 +418,7 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
     if resume is None:
         from lstmkit.data import check_source_exists
 
-        check_source_exists(source)
+        check_source_exists(source, task.sources_hint)
     import_tensorflow_quietly()
     from lstmkit.tuning import SearchSettings
     from lstmkit.tuning import tune as tune_task

@@ -56,14 +56,14 @@ def require_path(path: str | Path, what: str, hint: str) -> Path:
     return path
 
 
-def check_source_exists(source: str) -> None:
-    """Refuse a ``--data`` path that does not exist, before anything heavy is loaded
-    (the CLI calls this before TensorFlow). A public source (``tfds:NAME``), standard
-    input (``-``) and a task's named sources (a bare word such as ``builtin``) pass:
-    the task reads those itself."""
+def check_source_exists(source: str, hint: str) -> None:
+    """Refuse a ``--data`` path that does not exist, with ``hint`` (what the task reads),
+    before anything heavy is loaded (the CLI calls this before TensorFlow). A public
+    source (``tfds:NAME``), standard input (``-``) and a task's named sources (a bare
+    word such as ``builtin``) pass: the task reads those itself."""
     if source == "-" or source.startswith("tfds:") or re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", source):
         return
-    require_path(source, "data source", "give a file or folder that exists, or a public source (tfds:NAME)")
+    require_path(source, "data source", hint)
 
 
 def decode_utf8(data: bytes, name: str) -> str:

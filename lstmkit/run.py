@@ -56,6 +56,9 @@ class Run:
     manifest: dict
     #: The runs folder this run lives in (``<runs_root>/<task>/<run id>``).
     runs_root: Path
+    #: ``metrics.json`` as it was when the run was opened (validation and test metrics
+    #: of the best model), or None while unfinished.
+    metrics: dict | None
 
     @classmethod
     def open(cls, task: Task, run: str | Path = "latest", runs_root: str | Path = "runs") -> Run:
@@ -66,8 +69,10 @@ class Run:
     def from_folder(cls, task: Task, folder: str | Path) -> Run:
         folder = Path(folder)
         bound = task.bind(read_config(task, folder), read_preprocessing(task, folder))
+        metrics = folder / "metrics.json"
         # A run folder is <runs root>/<task>/<run id>.
-        return cls(folder, bound, runs.read_json(folder / "run.json"), folder.parent.parent)
+        return cls(folder, bound, runs.read_json(folder / "run.json"), folder.parent.parent,
+                   runs.read_json(metrics) if metrics.is_file() else None)
 
     @property
     def id(self) -> str:
@@ -88,14 +93,7 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return not self.folder.name.endswith(runs.PARTIAL_SUFFIX) and (self.folder / "metrics.json").is_file()
-
-    @property
-    def metrics(self) -> dict | None:
-        """``metrics.json`` (validation and test metrics of the best model), or None
-        while unfinished."""
-        path = self.folder / "metrics.json"
-        return runs.read_json(path) if path.is_file() else None
+        return not self.folder.name.endswith(runs.PARTIAL_SUFFIX) and self.metrics is not None
 
     @property
     def history(self) -> list[dict]:

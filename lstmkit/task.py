@@ -262,6 +262,8 @@ class Task(abc.ABC):
     #: The data source used when none is given: a public one (``tfds:NAME``) or a name
     #: the task reads offline (``builtin``), never a path that exists only in a checkout.
     default_data: ClassVar[str]
+    #: What ``--data`` takes, in words: the fix named when a source does not exist.
+    sources_hint: ClassVar[str] = "give a file or folder that exists, or a public source (tfds:NAME)"
     #: The metric Keras logs that picks the best epoch and trial, and its direction.
     objective: ClassVar[Objective] = Objective("val_accuracy", "max")
     #: What ``evaluate`` reports and draws.

@@ -28,6 +28,55 @@ def test_help_is_instant_because_tensorflow_is_not_imported():
     assert result.stdout.strip().endswith("False")
 
 
+FAST_ERRORS = [
+    (["train", "sentiment", "--data", "/nonexistent/reviews.csv"], "does not exist"),
+    (["train", "textgen", "--preset", "tiny", "--set", "lstm.unitz=3"], "did you mean 'lstm.units'"),
+    (["train", "speech_commands", "--set", "lstm.units=0"], "lstm.units must be in"),
+    (["train", "protein_ss", "--config", "/nonexistent/best_config.json"], "does not exist"),
+    (["tune", "forecasting", "--data", "/nonexistent/series.csv"], "does not exist"),
+    (["evaluate", "sentiment", "--run", "nope", "--runs-dir", "/nonexistent"], "no run 'nope'"),
+    (["predict", "forecasting", "1,2,3", "--run", "nope", "--runs-dir", "/nonexistent"], "no run 'nope'"),
+    (["export", "textgen", "--runs-dir", "/nonexistent"], "no finished run"),
+    (["generate", "sentiment"], "not a generative task"),
+    (["train", "sentimnt"], "'sentimnt'"),
+]
+
+
+def test_command_line_mistakes_are_answered_before_tensorflow_loads(tmp_path):
+    """Argument, path and config errors, and every verb's and task's --help, come from a
+    process that never imports TensorFlow or Keras (the task modules and configs import
+    neither), in well under the bound here (a generous one for a busy 2-core machine;
+    ``benchmarks/run.py cli_errors`` measures the real figure)."""
+    helps = [[verb, task, "--help"] for verb in ("train", "predict") for task in
+             ("sentiment", "textgen", "speech_commands", "protein_ss", "forecasting")]
+    probe = f"""
+import json, sys, time
+from lstmkit import cli
+answers = []
+for args in {json.dumps([args for args, _ in FAST_ERRORS] + helps)}:
+    started = time.perf_counter()
+    try:
+        cli.main(args)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    answers.append([code, time.perf_counter() - started])
+print(json.dumps({{"answers": answers, "imported": [name for name in ("tensorflow", "keras") if name in sys.modules]}}))
+"""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    seconds = time.perf_counter() - started
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["imported"] == []
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == len(FAST_ERRORS) and "Traceback" not in result.stderr, result.stderr
+    for (args, fragment), line, (code, _) in zip(FAST_ERRORS, errors, report["answers"]):
+        assert code == 2 and line.startswith("Error: ") and fragment in line, (args, line)
+    assert all(code == 0 for code, _ in report["answers"][len(FAST_ERRORS):])
+    assert seconds < 20, f"{seconds:.1f} s for {len(report['answers'])} commands"
+
+
 def test_installed_console_script_is_the_same_cli(tmp_path):
     script = Path(sys.executable).parent / "lstmkit"
     assert script.exists(), "install the package (pip install -e .) to get the lstmkit command"

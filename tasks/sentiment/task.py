@@ -45,6 +45,7 @@ class SentimentTask(ClassificationTask, PretrainsText, ReadsWholeSource):
     config_class = sentiment_config.SentimentConfig
     preprocessing_class = SentimentPreprocessing
     default_data = "tfds:imdb_reviews"
+    sources_hint = sentiment_data.SOURCES_HINT
     # The model's module imports Keras: it is imported where a model is built, or before
     # one is loaded, never when the CLI only checks a command line.
     custom_object_modules = ("lstmkit.tasks.sentiment.model",)
