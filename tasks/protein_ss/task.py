@@ -50,6 +50,7 @@ class ProteinTask(Task, ExtraPredictInputs):
     # Public and downloaded on first use, as the other tasks' defaults are; the NetSurfP-2.0
     # folder the benchmarks train on has to be named (it is not on every machine).
     default_data = "tfds:cullpdb_profile"
+    sources_hint = protein_data.SOURCE_HINT
 
     def tiny_config(self):
         return protein_config.TINY

@@ -54,6 +54,7 @@ class SpeechCommandsTask(ClassificationTask, TFLiteExportable):
     config_class = speech_config.SpeechConfig
     preprocessing_class = SpeechPreprocessing
     default_data = "tfds:speech_commands"
+    sources_hint = speech_data.SOURCE_HINT
     # The model's module (imported where a model is built, never when the CLI only checks
     # a command line) registers no Keras objects of its own: its layers are lstmkit's,
     # which the library registers before loading a model. So custom_object_modules stays ().
