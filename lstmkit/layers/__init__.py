@@ -12,7 +12,8 @@ from lstmkit.layers.masking import PaddingMask
 from lstmkit.layers.pooling import SequencePooling
 from lstmkit.layers.regularized_lstm import RegularizedLSTM
 from lstmkit.layers.sampled_softmax import SampledSoftmaxLoss
-from lstmkit.layers.stack import LSTMStackConfig, scaled_rate, stacked_lstm
+from lstmkit.config import LSTMStackConfig  # keras-free, so that task configs import no Keras
+from lstmkit.layers.stack import scaled_rate, stacked_lstm
 from lstmkit.layers.truncate import TruncateSequence
 
 __all__ = [

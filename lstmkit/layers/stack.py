@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import keras
 
-from lstmkit.config import LSTMStackConfig  # noqa: F401  (its home is lstmkit.config, keras-free)
 from lstmkit.layers.regularized_lstm import RegularizedLSTM
 
 
