@@ -77,7 +77,7 @@ class CharacterModel(keras.Model):
     """The functional character model with a training step that carries state (TBPTT).
 
     With ``carried`` set, its batches must be the same size and in stream order
-    (``TextgenTask.training_batches``); without, it trains as any Keras model.
+    (``TextgenTask.batches`` with ``training=True``); without, it trains as any Keras model.
     The step is written with ``tf.GradientTape``: it trains on the TensorFlow backend.
     """
 

@@ -10,10 +10,10 @@ import numpy as np
 
 from lstmkit import data as data_lib
 from lstmkit.errors import UserError
-from lstmkit.task import DataSplits, Preprocessing, ServingSignature, Task
+from lstmkit.task import (DataSplits, Generative, Objective, PreparedInputs, Preprocessing, Report,
+                          ServingSignature, Task)
 from lstmkit.tasks.textgen import config as textgen_config
 from lstmkit.tasks.textgen import data as textgen_data
-from lstmkit.tasks.textgen import model as textgen_model
 from lstmkit.tasks.textgen.config import MAX_PROMPT_CHARACTERS
 from lstmkit.tasks.textgen.search_space import search_space
 
@@ -24,26 +24,32 @@ class TextgenPreprocessing(Preprocessing):
     vocabulary: list[str]
 
 
-class TextgenTask(Task):
+class TextgenTask(Task, Generative):
     """Character-level language modelling: predict each next character of raw text."""
 
     name = "textgen"
     config_class = textgen_config.TextgenConfig
     preprocessing_class = TextgenPreprocessing
-    objective = "val_loss"
-    headline_metric = "bits_per_char"
-    reported_metrics = ("loss", "nats_per_char", "bits_per_char", "perplexity")
-    reported_counts = {"characters": "characters"}
-    objective_direction = "min"
+    objective = Objective("val_loss", "min")
+    # No figures: the evaluation has no confusion matrix and no forecast to draw.
+    report = Report(headline="bits_per_char", metrics=("loss", "nats_per_char", "bits_per_char", "perplexity"),
+                    counts={"characters": "characters"})
     default_data = "tfds:tiny_shakespeare"
+    # The model's module imports Keras (and registers CharacterModel): it is imported
+    # where a model is built, or before one is loaded, never when the CLI only checks a
+    # command line. generation.py registers no Keras objects.
+    custom_object_modules = ("lstmkit.tasks.textgen.model",)
 
     def tiny_config(self):
         return textgen_config.TINY
 
-    def load_data(self, source: str, config) -> DataSplits:
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
+    def load_data(self, source: str) -> DataSplits:
         import tensorflow as tf
 
-        settings = config.data
+        settings = self.config.data
         corpus = textgen_data.read_source(source, settings.validation_fraction, settings.test_fraction)
         train_text = corpus.train
         if settings.max_train_characters:
@@ -68,7 +74,8 @@ class TextgenTask(Task):
         test = validation if corpus.test is None else dataset(corpus.test, "validation_length", "test")
         return DataSplits(train, validation, test, f"{corpus.description}; {len(train_text):,} to train on")
 
-    def adapt(self, config, train_dataset) -> Preprocessing:
+    def adapt(self, train_dataset) -> Preprocessing:
+        config = self.config
         windows, streams = data_lib.count(train_dataset), config.train.batch_size
         if windows == 0:
             raise UserError(
@@ -90,23 +97,27 @@ class TextgenTask(Task):
         kept = sorted(counts, key=lambda char: (-counts[char], char))[:config.data.max_vocabulary]
         return TextgenPreprocessing(sorted(kept))
 
-    def encode_labels(self, dataset, config, preprocessing: Preprocessing):
+    def encode_labels(self, dataset):
         import tensorflow as tf
 
-        ids = textgen_model.character_ids(preprocessing.vocabulary)
+        from lstmkit.tasks.textgen import model as textgen_model
+
+        ids = textgen_model.character_ids(self.preprocessing.vocabulary)
         # Cached: the ids never change, and encoding them again each epoch costs time.
         return dataset.map(lambda text, target: (text, tf.cast(ids(target[None])[0], tf.int32))).cache()
 
-    def training_batches(self, dataset, config, preprocessing: Preprocessing, seed: int):
-        """Shuffled windows (``data.batching="windows"``), or batches in stream order for
-        truncated backpropagation through time: the windows (in text order) are dealt
-        into ``batch_size`` contiguous streams, and batch ``i`` holds window ``i`` of
-        every stream. Every epoch sees the same order (the model carries each row's
-        state on); the last windows that do not fill a batch are left out."""
+    def batches(self, dataset, *, training: bool = False, seed: int = 0):
+        """For training: shuffled windows (``data.batching="windows"``), or batches in
+        stream order for truncated backpropagation through time: the windows (in text
+        order) are dealt into ``batch_size`` contiguous streams, and batch ``i`` holds
+        window ``i`` of every stream. Every epoch sees the same order (the model carries
+        each row's state on); the last windows that do not fill a batch are left out.
+        For validation and evaluation: in order, the default."""
+        config = self.config
+        if not training or config.data.batching == "windows":
+            return super().batches(dataset, training=training, seed=seed)
         import tensorflow as tf
 
-        if config.data.batching == "windows":
-            return super().training_batches(dataset, config, preprocessing, seed)
         texts, targets = dataset.batch(data_lib.count(dataset)).get_single_element()
         streams = config.train.batch_size
         steps = int(texts.shape[0]) // streams
@@ -114,25 +125,24 @@ class TextgenTask(Task):
         return tf.data.Dataset.from_tensor_slices(
             (tf.gather(texts, order), tf.gather(targets, order))).prefetch(tf.data.AUTOTUNE)
 
-    def placeholder_preprocessing(self, config) -> Preprocessing:
+    def placeholder_preprocessing(self) -> Preprocessing:
         # The printable ASCII characters and a newline: a typical English corpus.
         return TextgenPreprocessing(["\n"] + [chr(code) for code in range(32, 127)])
 
-    def build_model(self, config, preprocessing: Preprocessing):
-        return textgen_model.build_model(config, preprocessing.vocabulary)
+    def build_model(self):
+        from lstmkit.tasks.textgen.model import build_model
 
-    def loss(self, config):
+        return build_model(self.config, self.preprocessing.vocabulary)
+
+    def loss(self):
         import keras
 
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    def search_space(self, hp, config):
-        return search_space(hp, config)
-
-    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
+    def label_names(self) -> list[str]:
         return []  # the vocabulary is in the run's preprocessing.json and in the model
 
-    def evaluate(self, model, dataset, config, preprocessing: Preprocessing) -> dict:
+    def evaluate(self, model, dataset) -> dict:
         """Mean negative log-likelihood of every target character, from a zero state at
         each window's start, in nats, bits and perplexity."""
         import tensorflow as tf
@@ -147,18 +157,18 @@ class TextgenTask(Task):
         total, characters, windows = 0.0, 0.0, 0
         # Padded: "--split all" joins training windows and longer validation windows;
         # padding targets (id 0) are not counted.
-        for texts, targets in dataset.padded_batch(config.train.batch_size):
+        for texts, targets in dataset.padded_batch(self.config.train.batch_size):
             loss, count = summed_loss(texts, targets)
             total, characters, windows = total + float(loss), characters + float(count), windows + len(texts)
         nats = total / characters
         return {"examples": windows, "characters": int(characters), "loss": nats,
                 "nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
 
-    def serving_signatures(self, config, preprocessing: Preprocessing,
-                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
+    def serving_signatures(self, max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
         from lstmkit.task import MAX_SERVED_GENERATED_LENGTH
+        from lstmkit.tasks.textgen import model as textgen_model
         from lstmkit.tasks.textgen.generation import CharacterSampler
 
         most = max_generated_length or MAX_SERVED_GENERATED_LENGTH
@@ -211,11 +221,7 @@ class TextgenTask(Task):
                 max_lengths={"prompt": prompt_limit}),
         }
 
-    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
-        return {item: f"{len(item):,} characters; at most {MAX_PROMPT_CHARACTERS:,} are read (keep the end of it)"
-                for item in items if len(item) > MAX_PROMPT_CHARACTERS}
-
-    def generate(self, config, model, prompt: str, length: int, sampling: dict, seed: int):
+    def generate(self, model, prompt: str, length: int, sampling: dict, seed: int):
         from lstmkit.tasks.textgen.generation import CharacterSampler
 
         if len(prompt) > MAX_PROMPT_CHARACTERS:
@@ -223,23 +229,34 @@ class TextgenTask(Task):
                             "(keep the end of it)")
         return CharacterSampler(model).stream(prompt, length, seed=seed, **sampling)
 
-    def parse_predict_inputs(self, config, items: list[str]):
+    def preprocess(self, items: list[str], options: dict) -> PreparedInputs:
+        """Prompts over ``MAX_PROMPT_CHARACTERS`` are refused; an empty one reads as a
+        newline (the start of a line of text)."""
+        rejected = {item: f"{len(item):,} characters; at most {MAX_PROMPT_CHARACTERS:,} are read (keep the end of it)"
+                    for item in items if len(item) > MAX_PROMPT_CHARACTERS}
+        items = [item for item in items if item not in rejected]
+        if not items:
+            return PreparedInputs([], None, rejected)
         import tensorflow as tf
 
         from lstmkit.tasks.textgen.generation import EMPTY_PROMPT
 
-        return tf.constant([item or EMPTY_PROMPT for item in items], tf.string)
+        return PreparedInputs(items, tf.constant([item or EMPTY_PROMPT for item in items], tf.string), rejected)
 
-    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
+    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
         """The five most likely next characters after each input."""
-        vocabulary = model.get_layer("characters").get_vocabulary()
+        from lstmkit.tasks.textgen.model import SPECIAL_IDS
+
+        # The model's "characters" layer holds padding and out-of-vocabulary, then this
+        # vocabulary in order (model.character_ids): logit SPECIAL_IDS + i is vocabulary[i].
+        vocabulary = self.preprocessing.vocabulary
         records = []
         for item, logits in zip(items, outputs):
-            last = logits[max(len(item), 1) - 1, textgen_model.SPECIAL_IDS:].astype(np.float64)
+            last = logits[max(len(item), 1) - 1, SPECIAL_IDS:].astype(np.float64)
             probabilities = np.exp(last - last.max())
             probabilities /= probabilities.sum()
             top = np.argsort(-probabilities)[:5]
-            chars = [str(vocabulary[textgen_model.SPECIAL_IDS + i]) for i in top]
+            chars = [str(vocabulary[i]) for i in top]
             records.append({
                 "input": item,
                 "next": {char: float(probabilities[i]) for char, i in zip(chars, top)},

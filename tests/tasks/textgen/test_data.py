@@ -60,7 +60,7 @@ def test_bad_corpora_get_one_clear_line(tmp_path, content, message):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(content)
     with pytest.raises(UserError, match=message):
-        get_task("textgen").load_data(str(corpus), TINY)
+        get_task("textgen").bind(TINY).load_data(str(corpus))
 
 
 def test_bad_gzip_and_missing_paths(tmp_path):
@@ -89,14 +89,14 @@ def test_tfds_shakespeare_fails_fast_offline(offline):
 
 
 def test_vocabulary_is_the_training_texts_characters(tmp_path):
-    task = get_task("textgen")
+    task = get_task("textgen").bind(TINY)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("abcab\n" * 200 + "z" * 100, encoding="utf-8")
-    splits = task.load_data(str(corpus), TINY)
-    vocabulary = task.adapt(TINY, splits.train).vocabulary
+    splits = task.load_data(str(corpus))
+    vocabulary = task.adapt(splits.train).vocabulary
     # "z" only occurs in the validation part (the last 10%).
     assert vocabulary == ["\n", "a", "b", "c"]
-    encoded = task.encode_labels(splits.train, TINY, TextgenPreprocessing(vocabulary))
+    encoded = task.bind(preprocessing=TextgenPreprocessing(vocabulary)).encode_labels(splits.train)
     text, ids = next(iter(encoded))
     # ids: 0 padding, 1 out of vocabulary, then the vocabulary in order.
     expected = [vocabulary.index(char) + 2 for char in text.numpy().decode()[1:]]

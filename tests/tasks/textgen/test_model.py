@@ -146,18 +146,20 @@ def test_training_carries_each_rows_state_to_the_next_batch():
     config = dataclasses.replace(TINY, lstm=dataclasses.replace(TINY.lstm, layers=2, input_dropout=0.0,
                                                                  output_dropout=0.0, weight_drop=0.0),
                                  train=TrainingConfig(batch_size=2))
-    task = get_task("textgen")
+    task = get_task("textgen").bind(config, TextgenPreprocessing(VOCABULARY))
     text = "to be or not to be that is the question whether tis nobler in the mind to suffer"
     windows = [text[i:i + 10] for i in range(0, 40, 10)]  # streams: windows 0,1 and 2,3
     targets = [text[i + 1:i + 11] for i in range(0, 40, 10)]
-    dataset = task.encode_labels(tf.data.Dataset.from_tensor_slices((windows, targets)), config,
-                                 TextgenPreprocessing(VOCABULARY))
-    batches = task.training_batches(dataset, config, TextgenPreprocessing(VOCABULARY), seed=0)
+    dataset = task.encode_labels(tf.data.Dataset.from_tensor_slices((windows, targets)))
+    batches = task.batches(dataset, training=True, seed=0)
     assert [list(map(bytes.decode, texts.numpy())) for texts, _ in batches] == [
         [windows[0], windows[2]], [windows[1], windows[3]]]
+    # Validation and evaluation batches stay in text order, whatever the training batching.
+    assert [list(map(bytes.decode, texts.numpy())) for texts, _ in task.batches(dataset)] == [
+        windows[:2], windows[2:]]
     keras.utils.set_random_seed(3)
-    model = task.build_model(config, TextgenPreprocessing(VOCABULARY))
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=task.loss(config))
+    model = task.build_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=task.loss())
     model.fit(batches, epochs=1, verbose=0, shuffle=False)
     from lstmkit.tasks.textgen.model import run_layers
 
@@ -170,13 +172,13 @@ def test_training_carries_each_rows_state_to_the_next_batch():
 def test_activation_regularization_adds_to_the_training_loss():
     from lstmkit.registry import get_task
 
-    task = get_task("textgen")
     losses = []
     for weight in (0.0, 1000.0):
         config = dataclasses.replace(TINY, lstm=dataclasses.replace(TINY.lstm, activation_l2=weight))
+        task = get_task("textgen").bind(config, TextgenPreprocessing(VOCABULARY))
         keras.utils.set_random_seed(3)
-        model = task.build_model(config, TextgenPreprocessing(VOCABULARY))
-        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=task.loss(config))
+        model = task.build_model()
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=task.loss())
         texts = tf.constant(["to be or not to be"] * config.train.batch_size)
         targets = model.get_layer("characters")(tf.constant(["o be or not to be "] * config.train.batch_size))
         losses.append(model.train_on_batch(texts, targets))
@@ -187,13 +189,12 @@ def test_window_batching_shuffles_and_keeps_no_state():
     from lstmkit.config import TrainingConfig
     from lstmkit.registry import get_task
 
-    task = get_task("textgen")
     config = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, batching="windows"),
                                  train=TrainingConfig(batch_size=4))
+    task = get_task("textgen").bind(config, TextgenPreprocessing(VOCABULARY + list("0123456789")))
     windows = [f"window {i:02d}" for i in range(12)]
-    dataset = task.encode_labels(tf.data.Dataset.from_tensor_slices((windows, windows)), config,
-                                 TextgenPreprocessing(VOCABULARY + list("0123456789")))
-    batches = task.training_batches(dataset, config, {}, seed=1)
+    dataset = task.encode_labels(tf.data.Dataset.from_tensor_slices((windows, windows)))
+    batches = task.batches(dataset, training=True, seed=1)
     epochs = [[text.decode() for texts, _ in batches for text in texts.numpy()] for _ in range(2)]
     assert sorted(epochs[0]) == windows and epochs[0] != windows and epochs[0] != epochs[1]
-    assert task.build_model(config, TextgenPreprocessing(VOCABULARY)).carried is None
+    assert task.bind(preprocessing=TextgenPreprocessing(VOCABULARY)).build_model().carried is None
