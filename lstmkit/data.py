@@ -59,10 +59,11 @@ def require_path(path: str | Path, what: str, hint: str) -> Path:
 def check_source_exists(source: str, hint: str) -> None:
     """Refuse a ``--data`` path that does not exist, with ``hint`` (what the task reads),
     before anything heavy is loaded (the CLI calls this before TensorFlow). A public
-    source (``tfds:NAME``), standard input (``-``) and a task's named sources (a bare
-    word such as ``builtin``) pass: the task reads those itself."""
-    if source == "-" or source.startswith("tfds:") or re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", source):
-        return
+    source (``tfds:NAME``), standard input (``-``) and a task's named sources (a word,
+    with a qualifier after a colon: ``builtin``, ``builtin:elnino``) pass: the task
+    reads those itself."""
+    if source == "-" or source.startswith("tfds:") or re.fullmatch(r"[A-Za-z]\w*(:[\w,-]+)?", source):
+        return  # "builtin", "builtin:elnino": a name the task knows, not a path
     require_path(source, "data source", hint)
 
 

@@ -57,8 +57,9 @@ def test_train_multiworker_on_another_keras_is_one_line_before_any_work(run_cli,
     _fake_versions(monkeypatch, keras="3.16.0")
     monkeypatch.setenv("TF_CONFIG", json.dumps(
         {"cluster": {"worker": ["127.0.0.1:2001", "127.0.0.1:2002"]}, "task": {"type": "worker", "index": 0}}))
-    # The data folder does not exist: the refusal must come before the data is read.
-    code, out, err = run_cli("train", "sentiment", "--preset", "tiny", "--data", tmp_path / "absent",
+    # The data folder holds no data (reading it would fail): the refusal must come first.
+    (tmp_path / "no-data").mkdir()
+    code, out, err = run_cli("train", "sentiment", "--preset", "tiny", "--data", tmp_path / "no-data",
                              "--strategy", "multiworker", "--runs-dir", tmp_path / "runs")
     assert code == 2, err
     assert "keras 3.16.0 is installed" in err and "Traceback" not in err

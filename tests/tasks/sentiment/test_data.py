@@ -86,8 +86,8 @@ def test_missing_path_lists_the_accepted_sources(tmp_path):
 
 def test_splits_are_seeded_disjoint_and_validation_comes_from_train(shared_data):
     config = TASK.tiny_config()
-    splits = TASK.load_data(str(shared_data / "mr_polarity"), config)
-    again = TASK.load_data(str(shared_data / "mr_polarity"), config)
+    splits = TASK.bind(config).load_data(str(shared_data / "mr_polarity"))
+    again = TASK.bind(config).load_data(str(shared_data / "mr_polarity"))
 
     def texts(dataset):
         return [text.decode() for text, _ in dataset.as_numpy_iterator()]
@@ -111,19 +111,19 @@ def test_training_batches_group_texts_by_token_count_and_cut_the_padding(shared_
     assert config.data.bucket_boundaries == ()  # off by default
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, max_train_examples=2000,
                                                                   bucket_boundaries=None))
-    splits = TASK.load_data(str(shared_data / "mr_polarity"), config)
+    splits = TASK.bind(config).load_data(str(shared_data / "mr_polarity"))
     count = token_count(config)
     bounds = bucket_boundaries(config)
 
     def token_lengths(batches):
         return [[min(int(count(text)), config.max_length) for text in texts.numpy()] for texts, _ in batches]
 
-    bucketed = token_lengths(TASK.training_batches(splits.train, config, None, seed=5))
+    bucketed = token_lengths(TASK.bind(config).batches(splits.train, training=True, seed=5))
     assert sum(map(len, bucketed)) == 2000
     for lengths in bucketed:  # one bucket per batch
         assert len(set(np.digitize(lengths, bounds).tolist())) == 1
     off = dataclasses.replace(config, data=dataclasses.replace(config.data, bucket_boundaries=()))
-    shuffled = token_lengths(TASK.training_batches(splits.train, off, None, seed=5))
+    shuffled = token_lengths(TASK.bind(off).batches(splits.train, training=True, seed=5))
     assert padded_share(bucketed) < 0.1 < 0.3 < padded_share(shuffled)
 
 
@@ -155,7 +155,7 @@ def _with_test_source(test_source):
 def test_test_source_is_the_whole_test_split_and_validation_comes_from_the_source(tmp_path):
     train = _write_tsv(tmp_path / "train.tsv", [(f"train sentence {index}", index % 2) for index in range(40)])
     test = _write_tsv(tmp_path / "test.tsv", [(f"test sentence {index}", int(index % 3 == 0)) for index in range(7)])
-    splits = TASK.load_data(str(train), _with_test_source(test))
+    splits = TASK.bind(_with_test_source(test)).load_data(str(train))
 
     def examples(dataset):
         return [(text.decode(), int(label)) for text, label in dataset.as_numpy_iterator()]
@@ -166,24 +166,24 @@ def test_test_source_is_the_whole_test_split_and_validation_comes_from_the_sourc
     assert {text for text, _ in trained + validation} == {f"train sentence {index}" for index in range(40)}
     assert f"test split: table {test}" in splits.description
     # Without it, the same file holds out data.test_fraction as before.
-    assert len(examples(TASK.load_data(str(train), TASK.tiny_config()).test)) == 4
+    assert len(examples(TASK.bind(TASK.tiny_config()).load_data(str(train)).test)) == 4
 
 
 def test_test_source_joins_both_parts_of_an_aclimdb_source(tmp_path):
     _write_aclimdb(tmp_path / "aclImdb")
     train = _write_tsv(tmp_path / "train.tsv", [(f"sentence {index}", index % 2) for index in range(20)])
-    splits = TASK.load_data(str(train), _with_test_source(tmp_path / "aclImdb"))
+    splits = TASK.bind(_with_test_source(tmp_path / "aclImdb")).load_data(str(train))
     assert len(list(splits.test.as_numpy_iterator())) == 12
 
 
 def test_test_source_missing_or_without_labels_is_refused(tmp_path):
     train = _write_tsv(tmp_path / "train.tsv", [(f"sentence {index}", index % 2) for index in range(20)])
     with pytest.raises(UserError, match=r"data.test_source .*nowhere.tsv does not exist; the data source must be"):
-        TASK.load_data(str(train), _with_test_source(tmp_path / "nowhere.tsv"))
+        TASK.bind(_with_test_source(tmp_path / "nowhere.tsv")).load_data(str(train))
     unlabelled = tmp_path / "unlabelled.tsv"
     unlabelled.write_text("index\tsentence\n0\ta fine film\n")
     with pytest.raises(UserError, match=r"^data.test_source: .*unlabelled.tsv has no label column"):
-        TASK.load_data(str(train), _with_test_source(unlabelled))
+        TASK.bind(_with_test_source(unlabelled)).load_data(str(train))
 
 
 def test_test_source_that_is_the_source_itself_is_refused(tmp_path):
@@ -191,10 +191,10 @@ def test_test_source_that_is_the_source_itself_is_refused(tmp_path):
     (tmp_path / "sub").mkdir()
     for same in (train, tmp_path / "sub" / ".." / "train.tsv"):
         with pytest.raises(UserError, match=r"data.test_source .* is the data source itself; give a separate"):
-            TASK.load_data(str(train), _with_test_source(same))
+            TASK.bind(_with_test_source(same)).load_data(str(train))
     pair = tmp_path / "mr"
     pair.mkdir()
     (pair / "rt.pos").write_text("good\nfine\n")
     (pair / "rt.neg").write_text("bad\ndull\n")
     with pytest.raises(UserError, match="is the data source itself"):
-        TASK.load_data(str(pair), _with_test_source(pair / "rt.neg"))
+        TASK.bind(_with_test_source(pair / "rt.neg")).load_data(str(pair))

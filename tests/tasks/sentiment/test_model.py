@@ -22,10 +22,10 @@ def test_standardization_splits_punctuation_and_drops_html_breaks():
 def test_model_takes_raw_strings_and_is_the_same_after_adapt_state_round_trip():
     config = TASK.tiny_config()
     train = tf.data.Dataset.from_tensor_slices((["good movie", "bad movie", "good good"], [1, 0, 1]))
-    state = TASK.adapt(config, train)
+    state = TASK.bind(config).adapt(train)
     assert state.vocabulary[:2] == ["", "[UNK]"] and "good" in state.vocabulary
     assert type(state).from_json(json.loads(json.dumps(state.to_json()))) == state  # as preprocessing.json
-    model = TASK.build_model(config, state)
+    model = TASK.bind(config, state).build_model()
     probabilities = model(tf.constant(["good", "unseen words only", ""])).numpy()
     assert probabilities.shape == (3, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
@@ -49,7 +49,7 @@ def test_dropout_multiplier_scales_every_rate_and_refuses_rates_of_one():
     config = config_lib.apply_overrides(TASK.tiny_config(), [
         "embedding_dropout=0.2", "classifier_dropout=0.4", "lstm.input_dropout=0.3",
         "lstm.weight_drop=0.25", "lstm.output_dropout=0.1", "dropout_multiplier=2"])
-    model = TASK.build_model(config, TASK.placeholder_preprocessing(config))
+    model = TASK.bind(config, TASK.bind(config).placeholder_preprocessing()).build_model()
     lstm = model.get_layer("lstm_0_bidirectional").forward_layer
     assert model.get_layer("embedding").rate == 0.4
     assert model.get_layer("classifier_dropout").rate == 0.8
@@ -65,12 +65,12 @@ def test_the_wide_part_adapts_n_grams_on_training_texts_and_adds_their_logits(tm
 
     config = config_lib.apply_overrides(TASK.tiny_config(), ["wide_ngrams=2", "wide_vocab_size=50"])
     train = tf.data.Dataset.from_tensor_slices((["not good at all", "very good film", "not bad"], [0, 1, 1]))
-    state = TASK.adapt(config, train)
+    state = TASK.bind(config).adapt(train)
     assert state.ngram_vocabulary[0] == "[UNK]" and {"not good", "very good", "good"} <= set(state.ngram_vocabulary)
     assert type(state).from_json(json.loads(json.dumps(state.to_json()))) == state
     # A run saved before the wide part existed has no ngram_vocabulary: it reads back empty.
     assert type(state).from_json({"vocabulary": state.vocabulary}).ngram_vocabulary == []
-    model = TASK.build_model(config, state)
+    model = TASK.bind(config, state).build_model()
     texts = tf.constant(["not good", "very good film !", ""])
     probabilities = model(texts).numpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
