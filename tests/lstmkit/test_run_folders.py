@@ -40,7 +40,7 @@ def test_folder_options_under_a_regular_file_are_one_line(run_cli, tmp_path, tin
 
 def test_a_model_that_cannot_be_built_leaves_no_run_folder(run_cli, tmp_path, shared_data, monkeypatch,
                                                            sentiment_task_class):
-    def refuse(self, config, preprocessing):
+    def refuse(self):
         raise UserError("this model cannot be built")
 
     monkeypatch.setattr(sentiment_task_class, "build_model", refuse)
