@@ -53,23 +53,21 @@ def run(quick: bool, seed: int, overrides: list[str]) -> dict:
 
 def one_series(name: str, overrides: list[str], seed: int) -> dict:
     from lstmkit import config as config_lib
-    from lstmkit.evaluation import load_run
     from lstmkit.registry import get_task
+    from lstmkit.task import encode_splits
     from lstmkit.tasks.forecasting import baselines, data, metrics
     from lstmkit.training import train
-    from lstmkit.training.setup import saved_preprocessing
 
     task = get_task("forecasting")
     config = config_lib.apply_overrides(task.default_config(), overrides)
     source = f"builtin:{name}"
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lstmkit-bench-") as runs_root:
-        result = train(task, config, source, runs_root=runs_root, seed=seed, command=" ".join(sys.argv))
-        _, model = load_run(task, result.run_dir)
-        preprocessing = saved_preprocessing(task, result.run_dir)
-        splits = task.encode_splits(task.load_data(source, config), config, preprocessing)
-        lstm = task.evaluate(model, splits.test, config, preprocessing)
-        epochs = epochs_run(result.run_dir)
+        run = train(task, config, source, runs_root=runs_root, seed=seed, command=" ".join(sys.argv))
+        # The run's task is bound to its config and the preprocessing it adapted.
+        splits = encode_splits(run.task, run.task.load_data(source))
+        lstm = run.task.evaluate(run.model, splits.test)
+        epochs = len(run.history)
     lstm_seconds = time.perf_counter() - started
     (series,) = data.read_source(source, config.data)
     blocks = data.time_blocks(series, config)
@@ -92,10 +90,6 @@ def one_series(name: str, overrides: list[str], seed: int) -> dict:
     report["mase_ratio_to_best_classical"] = round(report["lstm"]["mase"] / report[best]["mase"], 4)
     report["mase_ratio_to_seasonal_naive"] = round(report["lstm"]["mase"] / report["seasonal_naive"]["mase"], 4)
     return report
-
-
-def epochs_run(run_dir) -> int:
-    return len((run_dir / "history.csv").read_text().strip().splitlines()) - 1
 
 
 def rounded(scores: dict) -> dict:

@@ -11,13 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from lstmkit.errors import UserError
-from lstmkit.task import DataSplits, PredictOption, Preprocessing, ServingSignature, Task
+from lstmkit.task import (DataSplits, ExtraPredictInputs, Objective, PredictInputs, PredictOption, PreparedInputs,
+                          Preprocessing, Report, ServingSignature, Task)
 from lstmkit.tasks.forecasting import config as forecast_config
 from lstmkit.tasks.forecasting import data as forecast_data
 from lstmkit.tasks.forecasting import metrics as forecast_metrics
-
-# Imported here, not lazily: it registers what a saved model needs.
-from lstmkit.tasks.forecasting import model as forecast_model
 from lstmkit.tasks.forecasting.config import MAX_HISTORY
 from lstmkit.tasks.forecasting.search_space import search_space
 
@@ -38,32 +36,44 @@ class ForecastPreprocessing(Preprocessing):
         object.__setattr__(self, "scales", tuple(self.scales))
 
 
-class ForecastingTask(Task):
+class ForecastingTask(Task, ExtraPredictInputs):
     """Multi-step probabilistic forecasts of one or many series from their recent history."""
 
     name = "forecasting"
     config_class = forecast_config.ForecastConfig
     preprocessing_class = ForecastPreprocessing
-    objective = "val_loss"
-    objective_direction = "min"
-    headline_metric = "mase"
-    reported_metrics = ("mase", "smape", "mae", "rmse", "quantile_loss", "crps", "coverage",
-                        "seasonal_naive_mase", "mase_ratio_to_seasonal_naive")
-    predict_options = (PredictOption("horizon", "Print the first N steps of the forecast (at most the run's "
-                                                "horizon; default: all of them).", int),)
-    predict_file_is_one_input = True
+    objective = Objective("val_loss", "min")
+    report = Report(headline="mase",
+                    metrics=("mase", "smape", "mae", "rmse", "quantile_loss", "crps", "coverage",
+                             "seasonal_naive_mase", "mase_ratio_to_seasonal_naive"),
+                    plots=("forecast",))
+    # A history file (or stdin) is one input: a table of one series.
+    predict_inputs = PredictInputs(
+        options=(PredictOption("horizon", "Print the first N steps of the forecast (at most the run's "
+                                          "horizon; default: all of them).", int),),
+        file_is_one_input=True)
     # Real series inside statsmodels: works offline, as a default must.
     default_data = "builtin"
+    # The same fix as reading a missing file names (data.read_source).
+    sources_hint = forecast_data.SOURCE_HINT.format(names=", ".join(forecast_data.BUILTIN))
+    # The model's module imports Keras (and registers the layers and loss a saved model
+    # needs): it is imported where a model is built or used, or before one is loaded,
+    # never when the CLI only checks a command line.
+    custom_object_modules = ("lstmkit.tasks.forecasting.model",)
 
     def tiny_config(self):
         return forecast_config.TINY
 
+    def search_space(self, hp, config):
+        return search_space(hp, config)
+
     # --- data ----------------------------------------------------------------------
-    def load_data(self, source: str, config) -> DataSplits:
+    def load_data(self, source: str) -> DataSplits:
         """Rolling-origin windows of every series: training origins whose horizon lies in
         the train block, validation and test origins in theirs (test every
         ``data.origin_stride`` steps). A window's history may reach back into earlier
         blocks, which are the past at its origin (``windows_dataset`` says what a label holds)."""
+        config = self.config
         series = forecast_data.read_source(source, config.data)
         # Windows overlap: each holds its own copy of ``context`` steps. Refuse before
         # making them what would not fit in memory.
@@ -99,7 +109,7 @@ class ForecastingTask(Task):
                        f"windows of {config.context} steps -> {config.horizon}: {counts}")
         return DataSplits(datasets["train"], datasets["validation"], datasets["test"], description)
 
-    def adapt(self, config, train_dataset) -> Preprocessing:
+    def adapt(self, train_dataset) -> Preprocessing:
         histories = np.concatenate([np.asarray(x) for x, _ in train_dataset.batch(4096).as_numpy_iterator()])
         changes = np.diff(histories, axis=1).reshape(-1, histories.shape[-1])
         scales = changes.std(axis=0)
@@ -107,24 +117,25 @@ class ForecastingTask(Task):
         scales = np.where(np.isfinite(scales) & (scales > 0), scales, 1.0)
         return ForecastPreprocessing(tuple(map(float, scales)))
 
-    def placeholder_preprocessing(self, config) -> Preprocessing:
-        return ForecastPreprocessing((1.0,) * config.data.features())
+    def placeholder_preprocessing(self) -> Preprocessing:
+        return ForecastPreprocessing((1.0,) * self.config.data.features())
 
     # --- model ---------------------------------------------------------------------
-    def build_model(self, config, preprocessing: Preprocessing):
-        return forecast_model.build_model(config, preprocessing.scales)
+    def build_model(self):
+        from lstmkit.tasks.forecasting import model as forecast_model
 
-    def loss(self, config):
-        return forecast_model.ScaledPinballLoss(config.quantiles)
+        return forecast_model.build_model(self.config, self.preprocessing.scales)
 
-    def search_space(self, hp, config):
-        return search_space(hp, config)
+    def loss(self):
+        from lstmkit.tasks.forecasting import model as forecast_model
+
+        return forecast_model.ScaledPinballLoss(self.config.quantiles)
 
     # --- evaluation, prediction, export ---------------------------------------------
-    def label_names(self, config, preprocessing: Preprocessing) -> list[str]:
-        return [f"q{level:g}" for level in config.quantiles]
+    def label_names(self) -> list[str]:
+        return [f"q{level:g}" for level in self.config.quantiles]
 
-    def evaluate(self, model, dataset, config, preprocessing: Preprocessing) -> dict:
+    def evaluate(self, model, dataset) -> dict:
         """Point metrics of the median (MAE, RMSE, sMAPE, MASE), quantile loss, CRPS and
         interval coverage over every window, and the seasonal naive forecast's MASE on the
         same windows (where every origin has a season behind it); ``forecast_plot`` holds the last
@@ -134,6 +145,9 @@ class ForecastingTask(Task):
         MASE and the seasonal naive's MASE where no series has a MASE scale (each repeats
         itself every season in its training part), and the ratio of the two where the
         seasonal naive forecast is exact on these windows."""
+        from lstmkit.tasks.forecasting import model as forecast_model
+
+        config = self.config
         histories, labels = (np.concatenate(parts) for parts in zip(
             *((np.asarray(x), np.asarray(y)) for x, y in dataset.batch(4096).as_numpy_iterator())))
         if len(labels) == 0:
@@ -154,11 +168,13 @@ class ForecastingTask(Task):
             "quantiles": quantiles[-1].tolist(), "levels": list(config.quantiles)}
         return metrics
 
-    def serving_signatures(self, config, preprocessing: Preprocessing,
-                           max_generated_length: int | None = None) -> dict[str, ServingSignature]:
+    def serving_signatures(self, max_generated_length: int | None = None) -> dict[str, ServingSignature]:
         import tensorflow as tf
 
-        features, context = len(preprocessing.scales), config.context
+        from lstmkit.tasks.forecasting import model as forecast_model
+
+        config = self.config
+        features, context = len(self.preprocessing.scales), config.context
         middle = forecast_model.median_index(config)
         levels = tf.constant(list(config.quantiles), tf.float32)
 
@@ -183,27 +199,43 @@ class ForecastingTask(Task):
         return {"serving_default": ServingSignature(inputs, build, batchable=False,
                                                     max_lengths={"history": (MAX_HISTORY, "time steps")})}
 
-    def prediction_config(self, config, options: dict):
+    def predict_horizon(self, options: dict) -> int:
+        """The steps ``predict`` prints: ``--horizon`` (1 to the run's horizon), or all."""
         horizon = options.get("horizon")
         if horizon is None:
-            return config
-        if not 1 <= horizon <= config.horizon:
-            raise UserError(f"--horizon {horizon}: this run forecasts {config.horizon} steps; ask for 1 to "
-                            f"{config.horizon}, or train a run with --set horizon={horizon}")
-        return dataclasses.replace(config, horizon=horizon)
+            return self.config.horizon
+        if not 1 <= horizon <= self.config.horizon:
+            raise UserError(f"--horizon {horizon}: this run forecasts {self.config.horizon} steps; ask for 1 to "
+                            f"{self.config.horizon}, or train a run with --set horizon={horizon}")
+        return horizon
 
-    def rejected_predict_inputs(self, config, preprocessing: Preprocessing, items: list[str]) -> dict[str, str]:
-        rejected = {}
+    def preprocess(self, items: list[str], options: dict) -> PreparedInputs:
+        """The last ``context`` steps of each history (``read_history``); a history that
+        cannot be read is set aside with its reason. A bad ``--horizon`` is refused
+        before any input is read. Each input is read once: its time column is kept for
+        ``postprocess``, which continues it."""
+        self.predict_horizon(options)
+        histories, rejected = {}, {}
         for item in items:
+            if item in histories or item in rejected:
+                continue
             try:
-                self.read_history(config, item)
+                histories[item] = self.read_history(item)
             except UserError as error:
                 rejected[item] = str(error)
-        return rejected
+        # Replaced, not added to, on every call: it holds the inputs of one prediction.
+        self._history_times = {item: series.times for item, series in histories.items()}
+        kept = [item for item in items if item not in rejected]
+        if not kept:
+            return PreparedInputs([], None, rejected)
+        context = self.config.context
+        return PreparedInputs(kept, np.stack([histories[item].values[-context:] for item in kept]).astype(np.float32),
+                              rejected)
 
-    def read_history(self, config, item: str) -> forecast_data.Series:
+    def read_history(self, item: str) -> forecast_data.Series:
         """One history from a predict input: a CSV/TSV/Parquet file (or CSV text, from
         stdin) of one series with the run's columns, or comma-separated values."""
+        config = self.config
         features = config.data.features()
         # A path that exists (a FIFO, a folder...) goes to the checked reader, which says what it is.
         if "\n" in item.strip() or item.lower().endswith(TABLE_SUFFIXES) or os.path.lexists(item):
@@ -251,19 +283,20 @@ class ForecastingTask(Task):
                             f"give at least {config.context}")
         return series
 
-    def parse_predict_inputs(self, config, items: list[str]):
-        return np.stack([self.read_history(config, item).values[-config.context:]
-                         for item in items]).astype(np.float32)
-
-    def prediction_records(self, config, preprocessing: Preprocessing, model, items: list[str], outputs) -> list[dict]:
+    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
         """One record per history: the median forecast and every quantile for the first
-        ``config.horizon`` steps; ``text`` is CSV (a header before the first input's rows)."""
+        ``--horizon`` steps (default: the run's horizon); ``text`` is CSV (a header before
+        the first input's rows)."""
+        from lstmkit.tasks.forecasting import model as forecast_model
+
+        config = self.config
+        horizon = options.get("horizon") or config.horizon
         middle = forecast_model.median_index(config)
         names = [f"q{level:g}" for level in config.quantiles]
         records = []
         for index, (item, quantiles) in enumerate(zip(items, forecast_model.forecast_quantiles(np.asarray(outputs)))):
-            quantiles = quantiles[: config.horizon]
-            times = self.forecast_times(config, preprocessing, item)
+            quantiles = quantiles[:horizon]
+            times = self.forecast_times(item, horizon)
             shown = "stdin" if "\n" in item.strip() else item if len(item) <= 40 else item[:37] + "..."
             rows = ["input,step,time,forecast," + ",".join(names)] if index == 0 else []
             for step, row in enumerate(quantiles):
@@ -280,19 +313,24 @@ class ForecastingTask(Task):
             })
         return records
 
-    def forecast_times(self, config, preprocessing, item: str) -> list[str]:
-        """Timestamps of the forecast steps, continuing the history's regular time
-        column; empty when it has none (or irregular steps)."""
+    def forecast_times(self, item: str, horizon: int) -> list[str]:
+        """Timestamps of the ``horizon`` forecast steps, continuing the history's regular
+        time column; empty when it has none (or irregular steps). The times ``preprocess``
+        read are used; an input it did not read is read here."""
         import pandas as pd
 
-        try:
-            series = self.read_history(config, item)
-        except UserError:
-            return []
-        frequency = forecast_data.inferred_frequency(series.times)
+        known = getattr(self, "_history_times", {})
+        if item in known:
+            times = known[item]
+        else:
+            try:
+                times = self.read_history(item).times
+            except UserError:
+                return []
+        frequency = forecast_data.inferred_frequency(times)
         if not frequency:
             return []
-        future = pd.date_range(series.times[-1], periods=config.horizon + 1, freq=frequency)[1:]
+        future = pd.date_range(times[-1], periods=horizon + 1, freq=frequency)[1:]
         return [stamp.isoformat() for stamp in future]
 
 

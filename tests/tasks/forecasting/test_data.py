@@ -169,7 +169,7 @@ def test_a_source_whose_windows_would_not_fit_in_memory_is_refused_before_they_a
 
     monkeypatch.setattr(forecast_task, "MAX_WINDOW_VALUES", 732 * 60 - 1)  # El Nino: 732 steps x (48 + 12)
     with pytest.raises(UserError, match="would make 43,920 window values"):
-        forecast_task.TASK.load_data("builtin:elnino", ForecastConfig())
+        forecast_task.TASK.bind(ForecastConfig()).load_data("builtin:elnino")
 
 
 def test_calendar_features_give_each_step_its_place_in_the_season(tmp_path):

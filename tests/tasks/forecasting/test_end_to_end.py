@@ -11,11 +11,11 @@ from lstmkit.tasks.forecasting import data
 from lstmkit.tasks.forecasting.config import DataConfig
 
 
-def loaded(run_dir):
-    from lstmkit.evaluation import load_run
+def opened(run_dir):
+    from lstmkit.run import Run
     from lstmkit.tasks.forecasting.task import TASK
 
-    return (TASK, *load_run(TASK, run_dir))
+    return Run.from_folder(TASK, run_dir)
 
 
 def elnino_tail(steps=40):
@@ -40,7 +40,8 @@ def test_training_learns_and_the_test_metrics_compare_with_the_seasonal_naive(fo
 def test_the_median_is_the_point_forecast_and_quantiles_never_cross(forecasting_run):
     from lstmkit.tasks.forecasting.model import forecast_quantiles
 
-    task, config, model = loaded(forecasting_run)
+    run = opened(forecasting_run)
+    config, model = run.config, run.model
     values, _ = elnino_tail(config.context)
     quantiles = forecast_quantiles(model.predict(values[None, :, None].astype(np.float32), verbose=0))[0]
     assert quantiles.shape == (config.horizon, len(config.quantiles))
@@ -113,8 +114,9 @@ def test_the_export_returns_the_models_quantiles_from_a_longer_history(forecasti
     from lstmkit.export import export_run
     from lstmkit.tasks.forecasting.model import forecast_quantiles
 
-    task, config, model = loaded(forecasting_run)
-    serve = tf.saved_model.load(str(export_run(task, forecasting_run, tmp_path))).signatures["serving_default"]
+    run = opened(forecasting_run)
+    config, model = run.config, run.model
+    serve = tf.saved_model.load(str(export_run(run, tmp_path))).signatures["serving_default"]
     values, _ = elnino_tail(40)
     history = np.stack([values, values + 1])[..., None].astype(np.float32)
     outputs = serve(history=tf.constant(history))

@@ -32,7 +32,7 @@ def test_each_member_has_its_own_loss_and_the_forecast_is_their_average():
     assert outputs.shape == (5, 3, config.horizon, 3)
     labels = np.stack([rng.normal(size=(5, config.horizon)), np.full((5, config.horizon), 2.0),
                        np.zeros((5, config.horizon))], axis=-1).astype(np.float32)
-    loss = TASK.loss(config)
+    loss = TASK.bind(config).loss()
     whole = float(loss(labels, outputs))
     # The ensemble's loss is the mean of its members' losses: no member's gradient depends
     # on another member's output (a loss on the averaged forecast would couple them).
@@ -47,7 +47,7 @@ def test_the_loss_divides_each_window_by_its_series_scale():
     labels = np.zeros((2, config.horizon, 3), np.float32)
     labels[..., 0] = 4.0
     labels[0, :, 1], labels[1, :, 1] = 1.0, 4.0
-    loss = TASK.loss(config)
+    loss = TASK.bind(config).loss()
     # Pinball of an error of 4 (scale 1) and of 1 (scale 4), over the levels 0.1, 0.5, 0.9.
     per_window = [np.mean([level * error for level in (0.1, 0.5, 0.9)]) for error in (4.0, 1.0)]
     assert float(loss(labels, outputs)) == pytest.approx(np.mean(per_window), rel=1e-6)
