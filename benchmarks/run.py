@@ -251,7 +251,7 @@ def speaker_folds_benchmark(source: Path, folds: int, run_folds: int, settings: 
                         **{f"{label.strip('_')}_recall": round(test["per_class"][label]["recall"], 4)
                            for label in ("_unknown_", "_silence_")
                            if test["per_class"].get(label, {}).get("support")},
-                        "validation_accuracy": round(metrics["validation"]["accuracy"], 4),
+                        "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
                         "epochs_run": epochs})
         if source == SPEECH_FSDD_ARCHIVE:
             results[-1]["test_speaker"] = fsdd_speaker_of_fold(config.data.fold, config.data.split_seed)
