@@ -44,6 +44,43 @@ def run_cli(capfd):
     return run
 
 
+# Runs several CLI commands, in order, in one new process (see ``fresh_cli``).
+_FRESH_DRIVER = """
+import contextlib, io, json, sys
+from lstmkit import cli
+answers = []
+for args in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.main(args)
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    answers.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(answers))
+"""
+
+
+def fresh_cli(*commands, timeout=600) -> list[tuple[int, str, str]]:
+    """(exit code, stdout, stderr) of each command (a list of CLI arguments), all run in
+    ONE new Python process, one after another, as ``python cli.py`` would run them.
+
+    A new process is what shows a class that loading a run forgets to register (a
+    process that trained a model has imported them all); every verb loads a run through
+    ``lstmkit.run.Run.model``, so one new process per check is enough, and it pays for
+    importing TensorFlow once instead of once per verb."""
+    import json
+    import subprocess
+
+    arguments = json.dumps([[str(arg) for arg in command] for command in commands])
+    result = subprocess.run([sys.executable, "-c", _FRESH_DRIVER, arguments], capture_output=True, text=True,
+                            timeout=timeout, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                                                            "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return [tuple(answer) for answer in json.loads(result.stdout.strip().splitlines()[-1])]
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, shared_data):
     """One tiny sentiment run on a 400-sentence slice of MR, trained once per session."""

@@ -1,6 +1,7 @@
-"""Every verb that loads a trained run, in a new process (``python cli.py ...``), on a
-run the test session trained: a process that trained a model has imported every class
-the model uses, so only a fresh one shows a class that loading forgets to register."""
+"""Every verb that loads a trained run, in a new process, on a run the test session
+trained: a process that trained a model has imported every class the model uses, so only
+a fresh one shows a class that loading forgets to register. The verbs of one check run
+one after another in one new process (``tests.conftest.fresh_cli``)."""
 
 import json
 import os
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import fresh_cli
 
 # Every test needs a session-trained run and spawns `python cli.py` processes.
 pytestmark = pytest.mark.slow
@@ -39,16 +42,18 @@ def test_a_new_process_evaluates_predicts_and_exports_a_trained_run(task_name, r
     run_dir = request.getfixturevalue(RUN_FIXTURES[task_name])
     where = ["--run", run_dir, "--runs-dir", run_dir.parents[1]]
 
-    evaluated = cli("evaluate", task_name, *where)
+    evaluated, predicted, exported = fresh_cli(
+        ["evaluate", task_name, *where],
+        ["predict", task_name, *predict_inputs(task_name, request), "--format", "json", *where],
+        ["export", task_name, "--base-path", tmp_path, *where])
+    assert [evaluated[0], predicted[0], exported[0]] == [0, 0, 0], (evaluated[2], predicted[2], exported[2])
     report = json.loads((run_dir / "evaluation-test.json").read_text())
-    assert report["examples"] > 0 and "saved:" in evaluated.stdout
+    assert report["examples"] > 0 and "saved:" in evaluated[1]
 
-    predicted = cli("predict", task_name, *predict_inputs(task_name, request), "--format", "json", *where)
-    records = [json.loads(line) for line in predicted.stdout.splitlines()]
+    records = [json.loads(line) for line in predicted[1].splitlines()]
     assert len(records) == 1 and records[0]
 
-    exported = cli("export", task_name, "--base-path", tmp_path, *where)
-    assert (tmp_path / task_name / "1" / "saved_model.pb").is_file(), exported.stdout
+    assert (tmp_path / task_name / "1" / "saved_model.pb").is_file(), exported[1]
 
 
 @pytest.mark.parametrize("task_name", ["sentiment", "speech_commands"])
@@ -64,10 +69,13 @@ def test_a_mixed_bfloat16_run_trains_predicts_and_exports_float32_signatures(tas
     (run_dir,) = (runs / task_name).iterdir()
     assert json.loads((run_dir / "run.json").read_text())["precision"] == "mixed_bfloat16"
     where = ["--run", run_dir.name, "--runs-dir", runs]
-    predicted = cli("predict", task_name, *predict_inputs(task_name, request), "--format", "json", *where)
-    assert len(predicted.stdout.splitlines()) == 1
-    assert "mixed_bfloat16" in cli("doctor", task_name, *where).stdout
-    cli("export", task_name, "--base-path", tmp_path / "export", *where)
+    predicted, doctor, exported = fresh_cli(
+        ["predict", task_name, *predict_inputs(task_name, request), "--format", "json", *where],
+        ["doctor", task_name, *where],
+        ["export", task_name, "--base-path", tmp_path / "export", *where])
+    assert [predicted[0], doctor[0], exported[0]] == [0, 0, 0], (predicted[2], doctor[2], exported[2])
+    assert len(predicted[1].splitlines()) == 1
+    assert "mixed_bfloat16" in doctor[1]
     signature = tf.saved_model.load(str(tmp_path / "export" / task_name / "1")).signatures["serving_default"]
     for name, spec in {**signature.structured_input_signature[1], **signature.structured_outputs}.items():
         assert spec.dtype in (tf.float32, tf.string, tf.int32, tf.int64), (name, spec.dtype)

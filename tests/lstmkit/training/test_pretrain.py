@@ -124,7 +124,7 @@ def test_an_empty_corpus_is_refused_from_the_cli_and_leaves_no_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_pretraining_resumes_to_the_uninterrupted_result_which_exports_raw_text(tmp_path):
+def test_a_killed_pretraining_resumes_to_the_uninterrupted_result_which_exports_raw_text(tmp_path, run_cli):
     import tensorflow as tf
 
     data = repetitive_corpus(tmp_path / "corpus.csv")
@@ -149,8 +149,9 @@ def test_a_killed_pretraining_resumes_to_the_uninterrupted_result_which_exports_
         "0", "1", "2"]
     assert metrics(run_dir) == metrics(reference)
 
-    exported = cli("export", "sentiment", "--run", reference, "--base-path", tmp_path / "export")
-    assert exported.returncode == 0, exported.stderr[-2000:]
+    # In this process: exports in a new one are tested for every task in tests/test_fresh_process.py.
+    code, _, err = run_cli("export", "sentiment", "--run", reference, "--base-path", tmp_path / "export")
+    assert code == 0, err[-2000:]
     signature = tf.saved_model.load(str(tmp_path / "export" / "sentiment" / "1")).signatures["serving_default"]
     outputs = signature(text=tf.constant(["the film is great and the film stays great .", "awful"]))
     probabilities = outputs["probabilities"].numpy()
