@@ -36,7 +36,7 @@ def predict_run(run: Run, items: list[str], options: dict | None = None) -> Pred
             items = [item for item, ok in zip(items, finite) if ok]
             outputs = _rows(outputs, finite)
         if items:
-            records = task.postprocess(items, outputs, options)
+            records = task.postprocess(items, outputs, options, prepared.notes)
     return Predictions(records, rejected)
 
 

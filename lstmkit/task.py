@@ -206,6 +206,9 @@ class PreparedInputs:
     items: list[str]
     inputs: Any
     rejected: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: What preprocessing learned of a kept item that ``postprocess`` needs, by item (a
+    #: history's time column, so that the forecast's times continue it).
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Objective(NamedTuple):
@@ -391,9 +394,10 @@ class Task(abc.ABC):
         not given). Raises UserError for an option, or a run, that cannot predict at all."""
 
     @abc.abstractmethod
-    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
+    def postprocess(self, items: list[str], outputs, options: dict, notes: dict | None = None) -> list[dict]:
         """The last step of ``predict``: one JSON-able record per predicted item, from the
-        model's ``outputs`` (numpy); ``"text"`` is its one-line rendering."""
+        model's ``outputs`` (numpy); ``"text"`` is its one-line rendering. ``notes``:
+        ``PreparedInputs.notes`` of these items."""
 
 
 class ClassificationTask(Task):
@@ -430,7 +434,7 @@ class ClassificationTask(Task):
 
         return outputs
 
-    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
+    def postprocess(self, items: list[str], outputs, options: dict, notes: dict | None = None) -> list[dict]:
         """The most probable label, its probability and the probability of every class."""
         labels = self.label_names()
         records = []

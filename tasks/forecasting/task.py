@@ -212,8 +212,8 @@ class ForecastingTask(Task, ExtraPredictInputs):
     def preprocess(self, items: list[str], options: dict) -> PreparedInputs:
         """The last ``context`` steps of each history (``read_history``); a history that
         cannot be read is set aside with its reason. A bad ``--horizon`` is refused
-        before any input is read. Each input is read once: its time column is kept for
-        ``postprocess``, which continues it."""
+        before any input is read. Each input is read once: its time column goes to
+        ``postprocess`` (``PreparedInputs.notes``), which continues it."""
         self.predict_horizon(options)
         histories, rejected = {}, {}
         for item in items:
@@ -223,14 +223,12 @@ class ForecastingTask(Task, ExtraPredictInputs):
                 histories[item] = self.read_history(item)
             except UserError as error:
                 rejected[item] = str(error)
-        # Replaced, not added to, on every call: it holds the inputs of one prediction.
-        self._history_times = {item: series.times for item, series in histories.items()}
         kept = [item for item in items if item not in rejected]
         if not kept:
             return PreparedInputs([], None, rejected)
         context = self.config.context
         return PreparedInputs(kept, np.stack([histories[item].values[-context:] for item in kept]).astype(np.float32),
-                              rejected)
+                              rejected, notes={item: series.times for item, series in histories.items()})
 
     def read_history(self, item: str) -> forecast_data.Series:
         """One history from a predict input: a CSV/TSV/Parquet file (or CSV text, from
@@ -283,7 +281,7 @@ class ForecastingTask(Task, ExtraPredictInputs):
                             f"give at least {config.context}")
         return series
 
-    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
+    def postprocess(self, items: list[str], outputs, options: dict, notes: dict | None = None) -> list[dict]:
         """One record per history: the median forecast and every quantile for the first
         ``--horizon`` steps (default: the run's horizon); ``text`` is CSV (a header before
         the first input's rows)."""
@@ -296,7 +294,7 @@ class ForecastingTask(Task, ExtraPredictInputs):
         records = []
         for index, (item, quantiles) in enumerate(zip(items, forecast_model.forecast_quantiles(np.asarray(outputs)))):
             quantiles = quantiles[:horizon]
-            times = self.forecast_times(item, horizon)
+            times = self.forecast_times(item, horizon, (notes or {}).get(item))
             shown = "stdin" if "\n" in item.strip() else item if len(item) <= 40 else item[:37] + "..."
             rows = ["input,step,time,forecast," + ",".join(names)] if index == 0 else []
             for step, row in enumerate(quantiles):
@@ -313,16 +311,13 @@ class ForecastingTask(Task, ExtraPredictInputs):
             })
         return records
 
-    def forecast_times(self, item: str, horizon: int) -> list[str]:
+    def forecast_times(self, item: str, horizon: int, times=None) -> list[str]:
         """Timestamps of the ``horizon`` forecast steps, continuing the history's regular
-        time column; empty when it has none (or irregular steps). The times ``preprocess``
-        read are used; an input it did not read is read here."""
+        time column; empty when it has none (or irregular steps). ``times``: the column
+        as ``preprocess`` read it; without them, the input is read here."""
         import pandas as pd
 
-        known = getattr(self, "_history_times", {})
-        if item in known:
-            times = known[item]
-        else:
+        if times is None:
             try:
                 times = self.read_history(item).times
             except UserError:

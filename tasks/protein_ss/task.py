@@ -272,7 +272,7 @@ class ProteinTask(Task, ExtraPredictInputs):
 
         return PreparedInputs(kept, tf.constant([item.strip().upper() for item in kept]), rejected)
 
-    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
+    def postprocess(self, items: list[str], outputs, options: dict, notes: dict | None = None) -> list[dict]:
         """The sequence with its predicted structure aligned under it."""
         letters = state_letters(self.config)
         records = []

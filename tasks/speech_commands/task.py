@@ -315,8 +315,8 @@ class SpeechCommandsTask(ClassificationTask, TFLiteExportable):
         clips = [to_clip(*waveforms[item], config.clip_samples) for item in kept]
         return PreparedInputs(kept, tf.stack(clips), rejected)
 
-    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
-        records = super().postprocess(items, outputs, options)
+    def postprocess(self, items: list[str], outputs, options: dict, notes: dict | None = None) -> list[dict]:
+        records = super().postprocess(items, outputs, options, notes)
         for record in records:  # the whole file name, however long
             record["text"] = f"{record['label']}\t{record['probabilities'][record['label']]:.4f}\t{record['input']}"
         return records

@@ -243,7 +243,7 @@ class TextgenTask(Task, Generative):
 
         return PreparedInputs(items, tf.constant([item or EMPTY_PROMPT for item in items], tf.string), rejected)
 
-    def postprocess(self, items: list[str], outputs, options: dict) -> list[dict]:
+    def postprocess(self, items: list[str], outputs, options: dict, notes: dict | None = None) -> list[dict]:
         """The five most likely next characters after each input."""
         from lstmkit.tasks.textgen.model import SPECIAL_IDS
 

@@ -155,7 +155,7 @@ def test_predict_reads_each_history_once_keeps_order_and_continues_its_times(tmp
     assert prepared.inputs.shape == (2, context, 1) and prepared.inputs.dtype == np.float32
     np.testing.assert_array_equal(prepared.inputs[0, :, 0], np.arange(30.0 - context, 30.0))
     outputs = LastValuePlusOrMinusOne(TINY.horizon).predict(prepared.inputs)
-    from_file, from_values = task.postprocess(prepared.items, outputs, {"horizon": 2})
+    from_file, from_values = task.postprocess(prepared.items, outputs, {"horizon": 2}, prepared.notes)
     assert len(reads) == 1  # the file, read once for both steps
     assert from_file["time"] == ["2002-07-01T00:00:00", "2002-08-01T00:00:00"]  # the months after June 2002
     assert from_file["horizon"] == 2 and from_file["forecast"] == [29.0, 29.0]
