@@ -5,7 +5,9 @@ model loaded in a fresh process only finds the classes whose modules that proces
 happened to import: a run trained with ``MaskedAccuracy`` failed to load in a new
 ``evaluate`` process because nothing there had imported ``lstmkit.metrics``. Every
 load of a run goes through ``load_model``, which imports them all first. A task's own
-custom objects are registered by importing its task module (the task contract).
+custom objects are registered by importing the modules its ``custom_object_modules``
+names (``lstmkit.run.load_model`` does, before calling this); its task module imports
+no Keras.
 """
 
 from __future__ import annotations
