@@ -108,7 +108,7 @@ TEXTGEN_BATCHING = ["lstm.units=256", "train.batch_size=32", "data.sequence_leng
 SPECIAL = ("lstm_throughput", "regularizer_ablation", "textgen_batching", "speech_commands12", "speech_fsdd_speakers",
            "protein_cb513",
            "tune_sentiment_mr", "multiworker_throughput", "serving_load", "sentiment_baselines",
-           "forecasting_builtin", "cli_errors")
+           "forecasting_builtin", "cli_errors", "forecasting_m4_hourly")
 
 
 def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict:
@@ -119,6 +119,10 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
         result = lstm_throughput.run(quick=quick, seed=seed)
     elif name == "protein_cb513":
         result = protein_cb513(quick, seed, overrides)
+    elif name == "forecasting_m4_hourly":
+        from benchmarks import forecasting_m4
+
+        result = forecasting_m4.run(DATA / "m4_hourly", quick)
     elif name == "cli_errors":
         from benchmarks import cli_errors
 

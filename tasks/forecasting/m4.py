@@ -1,0 +1,148 @@
+"""The M4 competition's files, forecasts and scores (Makridakis, Spiliotis & Assimakopoulos,
+IJF 2020), as the organisers' ``Benchmarks and Evaluation.R`` defines them.
+
+- ``read_wide``: the competition's layout, one series per row (``V1`` its id, then its
+  values in time order; shorter series leave trailing fields empty).
+- ``seasonal_naive`` and ``naive2``: two of the competition's benchmarks. Naive2 is the
+  naive forecast of the series after a classical multiplicative decomposition, applied
+  only where the 90 % autocorrelation test at the seasonal lag finds seasonality.
+- ``smape``, ``mase`` and ``owa``: the competition's point scores. sMAPE and MASE are
+  averaged over the horizon of each series, then over the series; OWA is the mean of the
+  two relative to Naive2's.
+
+Reproducing the published scores of seasonal naive and Naive2 on the 414 hourly series
+checks this code (``benchmarks/run.py forecasting_m4_hourly``, ``tests/tasks/forecasting/test_m4.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from lstmkit.data import decode_utf8, read_bytes
+from lstmkit.errors import UserError
+
+# The one-sided 90 % critical value of the competition's seasonality test.
+SEASONALITY_CRITICAL_VALUE = 1.645
+
+
+def read_wide(path: str | Path) -> dict[str, np.ndarray]:
+    """Series id -> its values (float64), from a row-per-series CSV: a header, then rows of
+    an id and the values in time order, trailing fields empty where a series is shorter.
+    A non-numeric field, a gap inside a series, a row without values or a repeated id is
+    refused in one line naming the row and the column."""
+    path = Path(path)
+    text = decode_utf8(read_bytes(path, "data"), path.name)
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, None)
+    if not header:
+        raise UserError(f"{path.name} is empty; give the competition's CSV with a header row (V1, V2, ...)")
+    series = {}
+    for number, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        name, fields = row[0].strip(), [field.strip() for field in row[1:]]
+        while fields and not fields[-1]:
+            fields.pop()
+        if not name:
+            raise UserError(f"{path.name} row {number}: the id column ({header[0]}) is empty; give every series an id")
+        if name in series:
+            raise UserError(f"{path.name} row {number}: series {name} appears twice; give each series one row")
+        if not fields:
+            raise UserError(f"{path.name} row {number} ({name}): no values; remove the row or fill it")
+        try:
+            values = np.array(fields, dtype=np.float64)
+        except ValueError:
+            column = next(index for index, field in enumerate(fields) if not _is_number(field))
+            shown = header[column + 1] if column + 1 < len(header) else f"field {column + 2}"
+            what = "is empty inside the series" if not fields[column] else f"holds {fields[column]!r}"
+            raise UserError(f"{path.name} row {number} ({name}), column {shown}: {what}; give numbers only, "
+                            "with empty fields at the end of a row only") from None
+        if not np.isfinite(values).all():
+            column = int(np.flatnonzero(~np.isfinite(values))[0])
+            shown = header[column + 1] if column + 1 < len(header) else f"field {column + 2}"
+            raise UserError(f"{path.name} row {number} ({name}), column {shown}: not a finite number; "
+                            "give finite numbers only")
+        series[name] = values
+    if not series:
+        raise UserError(f"{path.name} holds no series; give one row per series after the header")
+    return series
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """The last ``season`` values, repeated (the competition's sNaive)."""
+    last = np.asarray(history, np.float64)[-season:]
+    return np.resize(last, horizon)
+
+
+def is_seasonal(history: np.ndarray, season: int) -> bool:
+    """The competition's seasonality test: at least three seasons, and the autocorrelation
+    at the seasonal lag beyond the 90 % limit of Bartlett's formula."""
+    from statsmodels.tsa.stattools import acf
+
+    history = np.asarray(history, np.float64)
+    if season <= 1 or len(history) < 3 * season:
+        return False
+    correlations = acf(history, nlags=season, fft=False)[1:]
+    limit = SEASONALITY_CRITICAL_VALUE / np.sqrt(len(history)) * np.sqrt(
+        1 + 2 * np.sum(correlations[: season - 1] ** 2))
+    return bool(abs(correlations[season - 1]) > limit)
+
+
+def seasonal_indices(history: np.ndarray, season: int) -> np.ndarray:
+    """The classical multiplicative decomposition's seasonal component (R's ``decompose``,
+    statsmodels' ``seasonal_decompose``: a centred moving-average trend, the mean ratio to
+    it at each position of the season, normalised to mean 1), one value per step."""
+    from statsmodels.tsa.seasonal import seasonal_decompose
+
+    return np.asarray(seasonal_decompose(np.asarray(history, np.float64), model="multiplicative",
+                                         period=season).seasonal)
+
+
+def naive2(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """The competition's Naive2: where ``is_seasonal``, the last value of the seasonally
+    adjusted series times the last season of indices, repeated; else the last value."""
+    history = np.asarray(history, np.float64)
+    if not is_seasonal(history, season):
+        return np.full(horizon, history[-1])
+    indices = seasonal_indices(history, season)
+    adjusted = history / indices
+    return adjusted[-1] * np.resize(indices[-season:], horizon)
+
+
+def smape(truth: np.ndarray, forecast: np.ndarray) -> float:
+    """The competition's sMAPE of one series, in percent: mean 200 |y - f| / (|y| + |f|)."""
+    truth, forecast = np.asarray(truth, np.float64), np.asarray(forecast, np.float64)
+    return float(np.mean(200 * np.abs(truth - forecast) / (np.abs(truth) + np.abs(forecast))))
+
+
+def mase(history: np.ndarray, truth: np.ndarray, forecast: np.ndarray, season: int) -> float:
+    """The competition's MASE of one series: mean |y - f| over the in-sample mean absolute
+    seasonal difference (lag ``season``)."""
+    history = np.asarray(history, np.float64)
+    scale = np.mean(np.abs(history[season:] - history[:-season]))
+    return float(np.mean(np.abs(np.asarray(truth, np.float64) - np.asarray(forecast, np.float64))) / scale)
+
+
+def score(histories: dict, truths: dict, forecasts: dict, season: int) -> dict:
+    """Mean sMAPE and MASE over the series (all three dicts keyed by series id)."""
+    names = list(truths)
+    return {"smape": float(np.mean([smape(truths[name], forecasts[name]) for name in names])),
+            "mase": float(np.mean([mase(histories[name], truths[name], forecasts[name], season) for name in names])),
+            "series": len(names)}
+
+
+def owa(scores: dict, naive2_scores: dict) -> float:
+    """The competition's overall weighted average: the mean of sMAPE and MASE relative to Naive2's."""
+    return 0.5 * (scores["smape"] / naive2_scores["smape"] + scores["mase"] / naive2_scores["mase"])
