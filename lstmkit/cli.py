@@ -407,12 +407,15 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
     if resume is not None and (data_source or config_file or overrides or preset != "default"):
         raise click.UsageError("--resume continues a search with its own data and config; drop "
                                "--data/--config/--set/--preset")
+    from lstmkit.tuning.cluster import SearchCluster, parse_oracle  # no TensorFlow: checked before it loads
+
     cluster = None
     if role is not None or oracle_address is not None:
         if role is None or oracle_address is None:
             raise click.UsageError("a distributed search needs both --role and --oracle HOST:PORT")
         if role == "worker" and retrain:
             raise click.UsageError("--retrain belongs to the chief, which holds the results")
+        host, port = parse_oracle(oracle_address)
     config = resolve_config(task, preset, config_file, overrides)
     source = data_source or task.default_data
     if resume is None:
@@ -422,10 +425,8 @@ def tune(task_name, data_source, preset, config_file, overrides, tuner, max_tria
     import_tensorflow_quietly()
     from lstmkit.tuning import SearchSettings
     from lstmkit.tuning import tune as tune_task
-    from lstmkit.tuning.cluster import SearchCluster, parse_oracle
 
     if role is not None:
-        host, port = parse_oracle(oracle_address)
         cluster = SearchCluster(role, host, port, worker_id, worker_timeout, connect_timeout)
     settings = SearchSettings(tuner, max_trials, max_epochs, executions_per_trial, objective, seed, trials_per_process)
     result = tune_task(task, config, source, settings, runs_root=runs_dir, command=command_line(),

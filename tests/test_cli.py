@@ -39,6 +39,7 @@ FAST_ERRORS = [
     (["export", "textgen", "--runs-dir", "/nonexistent"], "no finished run"),
     (["generate", "sentiment"], "not a generative task"),
     (["train", "sentimnt"], "'sentimnt'"),
+    (["tune", "sentiment", "--role", "chief", "--oracle", "nohostport"], "HOST:PORT"),
 ]
 
 
