@@ -405,10 +405,13 @@ def time_blocks(series: Series, config) -> Blocks:
     train = steps - test - validation
     needed = config.context + config.horizon
     if train < needed:
+        fits = train - config.horizon  # the longest context one training window leaves room for
+        change = (f"--set context={fits} fits this series" if fits >= 2 else
+                  "--set horizon=... context=...")
         raise UserError(
             f"series {series.name} has {steps} steps: after its validation ({validation}) and test ({test}) "
             f"blocks, {max(train, 0)} are left to train on, fewer than context + horizon = {needed}; lower "
-            "horizon or context (--set horizon=... context=...), or give a longer series")
+            f"horizon or context ({change}), or give a longer series")
     return Blocks(train, train + validation, steps)
 
 

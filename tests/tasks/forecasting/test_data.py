@@ -162,6 +162,13 @@ def test_a_series_too_short_for_context_and_horizon_says_what_to_lower():
     series = data.Series("short", np.arange(60.0)[:, None])
     with pytest.raises(UserError, match="fewer than context \\+ horizon = 60; lower horizon or context"):
         data.time_blocks(series, ForecastConfig(horizon=12, context=48))
+    # 72 monthly steps: 46 left to train on, so a context of 34 leaves room for one window.
+    monthly = data.Series("sales", np.arange(72.0)[:, None])
+    with pytest.raises(UserError, match="series sales has 72 steps.*--set context=34 fits this series"):
+        data.time_blocks(monthly, ForecastConfig(horizon=12, context=48))
+    data.time_blocks(monthly, ForecastConfig(horizon=12, context=34))  # and it does
+    with pytest.raises(UserError, match=r"\(--set horizon=\.\.\. context=\.\.\.\)"):
+        data.time_blocks(data.Series("tiny", np.arange(20.0)[:, None]), ForecastConfig(horizon=12, context=48))
 
 
 def test_a_source_whose_windows_would_not_fit_in_memory_is_refused_before_they_are_made(monkeypatch):
