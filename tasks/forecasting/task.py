@@ -22,6 +22,9 @@ from lstmkit.tasks.forecasting.search_space import search_space
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
 # Float32 values of all windows together, at most (2 GiB).
 MAX_WINDOW_VALUES = 1 << 29
+# Fewer training windows than this (two batches of the default size) is said plainly: the
+# network has almost nothing to learn from, and a classical forecaster will likely do better.
+FEW_TRAINING_WINDOWS = 64
 
 logger = logging.getLogger("lstmkit")
 
@@ -104,6 +107,12 @@ class ForecastingTask(Task, ExtraPredictInputs):
                                      np.full(len(target), mase_scale)))
         datasets = {split: windows_dataset(pieces) for split, pieces in parts.items()}
         counts = ", ".join(f"{split} {sum(len(p[1]) for p in pieces)}" for split, pieces in parts.items())
+        training_windows = sum(len(piece[1]) for piece in parts["train"])
+        if training_windows < FEW_TRAINING_WINDOWS:
+            logger.warning("%s gives only %d training window(s) of %d steps -> %d (%s): too few for a network to "
+                           "learn much; lower context or horizon, give longer or more series, or compare with a "
+                           "classical forecaster (benchmarks/run.py forecasting_builtin)", source, training_windows,
+                           config.context, config.horizon, counts)
         names = ", ".join(one.name for one in series[:5]) + (", ..." if len(series) > 5 else "")
         description = (f"{source}: {len(series)} series ({names}), season {series[0].season}, "
                        f"windows of {config.context} steps -> {config.horizon}: {counts}")

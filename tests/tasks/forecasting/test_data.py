@@ -194,3 +194,22 @@ def test_calendar_features_give_each_step_its_place_in_the_season(tmp_path):
         data.calendar_features(None, 12, "x.csv")
     with pytest.raises(UserError, match="not 1"):
         data.calendar_features(plain.times, 1, "x.csv")
+
+
+
+@pytest.mark.parametrize("steps, warned", [(100, True), (400, False)])
+def test_a_handful_of_training_windows_is_said_plainly(tmp_path, caplog, steps, warned):
+    """100 steps leave 70 to train on: 41 windows of 24 -> 6, below the 64 warned about."""
+    import logging
+
+    import pandas as pd
+
+    from lstmkit.tasks.forecasting.task import TASK
+
+    path = tmp_path / "short.csv"
+    values = np.arange(steps) + 3 * np.sin(np.arange(steps))
+    pd.DataFrame({"time": np.arange(steps), "y": values}).to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="lstmkit"):
+        TASK.bind(ForecastConfig(horizon=6, context=24)).load_data(str(path))
+    said = "gives only 41 training window(s) of 24 steps -> 6" in caplog.text
+    assert said == warned and ("lower context or horizon" in caplog.text) == warned
