@@ -1,12 +1,9 @@
 """The task's own data and evaluation on small files, with a stand-in for a trained model
 (no training): series whose seasonal naive forecast is exact, and predict's history files;
-the task's declarations on the bound contract, and a module the CLI imports without
-TensorFlow."""
+the task's declarations on the bound contract."""
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -93,13 +90,6 @@ def test_a_history_file_with_and_without_utc_offsets_is_refused_for_predict(tmp_
     assert prepared.items == [] and prepared.inputs is None
     (message,) = prepared.rejected.values()
     assert "row 9" in message and "\n" not in message
-
-
-def test_importing_the_task_loads_neither_tensorflow_nor_keras():
-    code = ("import sys, lstmkit.tasks.forecasting.task; "
-            "print([m for m in ('tensorflow', 'keras') if m in sys.modules])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
 
 
 def test_declarations():

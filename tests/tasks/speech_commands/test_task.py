@@ -1,29 +1,18 @@
 """The task on the bound contract: its declarations, the prediction pipeline's two ends
-(WAV files in, records out) and a command line that never loads TensorFlow."""
-
-import subprocess
-import sys
+(WAV files in, records out). That the task module imports no TensorFlow is checked for every
+task in tests/lstmkit/test_imports.py."""
 
 import numpy as np
 
 from lstmkit.task import PreparedInputs, TFLiteExportable
 from lstmkit.tasks.speech_commands.config import SpeechConfig
 from lstmkit.tasks.speech_commands.task import TASK
-from tests.conftest import ROOT
 from tests.lstmkit.test_wav import wav_bytes
 
 
 def bound():
     task = TASK.bind(SpeechConfig())
     return task.bind(preprocessing=task.placeholder_preprocessing())
-
-
-def test_importing_the_task_loads_neither_tensorflow_nor_keras():
-    probe = ("import sys, lstmkit.tasks.speech_commands.task\n"
-             "print([m for m in ('tensorflow', 'keras') if m in sys.modules])")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
 
 
 def test_declarations_are_those_of_a_classifier_with_a_tflite_export():
