@@ -386,6 +386,15 @@ def report_gaps(name: str, times) -> int:
     return len(irregular)
 
 
+def is_number(text: str) -> bool:
+    """Whether ``float`` reads ``text`` (a field of a CSV, a predict item's value)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclasses.dataclass(frozen=True)
 class Blocks:
     """Where a series' consecutive train / validation / test blocks end (exclusive)."""

@@ -24,6 +24,7 @@ import numpy as np
 
 from lstmkit.data import decode_utf8, read_bytes
 from lstmkit.errors import UserError
+from lstmkit.tasks.forecasting.data import is_number
 
 # The one-sided 90 % critical value of the competition's seasonality test.
 SEASONALITY_CRITICAL_VALUE = 1.645
@@ -56,7 +57,7 @@ def read_wide(path: str | Path) -> dict[str, np.ndarray]:
         try:
             values = np.array(fields, dtype=np.float64)
         except ValueError:
-            column = next(index for index, field in enumerate(fields) if not _is_number(field))
+            column = next(index for index, field in enumerate(fields) if not is_number(field))
             shown = header[column + 1] if column + 1 < len(header) else f"field {column + 2}"
             what = "is empty inside the series" if not fields[column] else f"holds {fields[column]!r}"
             raise UserError(f"{path.name} row {number} ({name}), column {shown}: {what}; give numbers only, "
@@ -70,14 +71,6 @@ def read_wide(path: str | Path) -> dict[str, np.ndarray]:
     if not series:
         raise UserError(f"{path.name} holds no series; give one row per series after the header")
     return series
-
-
-def _is_number(field: str) -> bool:
-    try:
-        float(field)
-    except ValueError:
-        return False
-    return True
 
 
 def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:

@@ -268,7 +268,7 @@ class ForecastingTask(Task, ExtraPredictInputs):
             try:
                 values = np.array([float(part) for part in parts], np.float64)
             except ValueError:
-                bad = next(part for part in parts if not _is_number(part))
+                bad = next(part for part in parts if not forecast_data.is_number(part))
                 raise UserError(f"{bad!r} is not a number; give the history as comma-separated numbers or a "
                                 "CSV file") from None
             if features != 1:
@@ -337,13 +337,6 @@ class ForecastingTask(Task, ExtraPredictInputs):
         future = pd.date_range(times[-1], periods=horizon + 1, freq=frequency)[1:]
         return [stamp.isoformat() for stamp in future]
 
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def windows_dataset(pieces):
