@@ -122,7 +122,7 @@ def run_special(name: str, quick: bool, seed: int, overrides: list[str]) -> dict
     elif name == "forecasting_m4_hourly":
         from benchmarks import forecasting_m4
 
-        result = forecasting_m4.run(DATA / "m4_hourly", quick)
+        result = forecasting_m4.run(DATA / "m4_hourly", quick, seed, overrides)
     elif name == "cli_errors":
         from benchmarks import cli_errors
 

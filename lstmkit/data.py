@@ -94,6 +94,18 @@ def read_bytes(path: str | Path, kind: FileKind = "data") -> bytes:
     a file without read permission, or a larger file.
     """
     path = Path(path).expanduser()
+    with open_checked(path, kind) as handle:
+        try:
+            return read_stream(handle, str(path), kind)
+        except OSError as error:
+            raise _unreadable(path, error) from None
+
+
+def open_checked(path: str | Path, kind: FileKind = "data") -> BinaryIO:
+    """The regular file ``path`` opened for reading in binary, with ``read_bytes``'s
+    checks made first (what it is, its permissions, its size against ``MAX_BYTES``), for
+    a reader that streams a file too large to hold as text beside what it makes of it."""
+    path = Path(path).expanduser()
     try:
         # Look before opening: opening a FIFO blocks, and opening a device can act on it.
         _require_regular_file(path, os.stat(path).st_mode)
@@ -102,15 +114,16 @@ def read_bytes(path: str | Path, kind: FileKind = "data") -> bytes:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         raise _unreadable(path, error) from None
-    with os.fdopen(descriptor, "rb") as handle:
+    handle = os.fdopen(descriptor, "rb")
+    try:
         status = os.fstat(descriptor)
         _require_regular_file(path, status.st_mode)
         if status.st_size > MAX_BYTES[kind]:
             raise _too_large(str(path), kind)
-        try:
-            return read_stream(handle, str(path), kind)
-        except OSError as error:
-            raise _unreadable(path, error) from None
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def read_stream(stream: BinaryIO, name: str, kind: FileKind) -> bytes:

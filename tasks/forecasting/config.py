@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from lstmkit.config import LSTMStackConfig, TrainingConfig, check_ranges, in_range
 from lstmkit.errors import UserError
@@ -21,6 +22,14 @@ MAX_CONTEXT = 10_000
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
+    # "columns": a table with a header, a row per time step (a series per value column, or
+    # per data.series_column group). "rows": the forecasting competitions' files (M3, M4,
+    # Tourism): a series per row, its id first, then its values; no times (give data.season).
+    layout: Literal["columns", "rows"] = "columns"
+    # A file in the same layout whose series continue those of the data source, matched
+    # by name (the M4 test file): it is the test block; validation is then the last
+    # validation_fraction of the data source, and test_fraction is not used.
+    test_source: str = ""
     # The column of timestamps (dates, or numbers such as years); "" picks a column named
     # time/date/ds/timestamp/year/period, else a first column that parses as dates, else
     # none (rows are taken as consecutive steps, in file order).
@@ -48,6 +57,12 @@ class DataConfig:
     test_fraction: float = in_range(0.2, 0.0, 1.0, low_open=True, high_open=True)
     # Rolling-origin evaluation: a forecast from every origin_stride-th step of the test block.
     origin_stride: int = in_range(1, 1, 100_000)
+    # Training windows drawn from each series per epoch, one from each of as many equal
+    # stretches of its training origins, at a random place in the stretch (drawn afresh each
+    # epoch): every series weighs the same whatever its length, and no window is held in
+    # memory before its batch. 0: the series' average number of training origins, so that
+    # a single series gives each of its windows once per epoch.
+    windows_per_series: int = in_range(0, 0, 1_000_000)
 
     def features(self) -> int:
         """Inputs per history step: the target, the covariates, and two calendar features."""
@@ -69,6 +84,11 @@ class ForecastConfig:
     context: int = in_range(48, 2, MAX_CONTEXT)
     # The quantiles forecast (the median is the point forecast, so 0.5 is one of them).
     quantiles: tuple[float, ...] = in_range((0.1, 0.5, 0.9), 0.0, 1.0, low_open=True, high_open=True)
+    # What each window's values are divided by before the network reads them: "window",
+    # the window's own typical step-to-step change (one network for series of every
+    # magnitude, as DeepAR and N-BEATS scale), or "run", one scale per feature measured on
+    # the training part (all series alike).
+    scaling: Literal["window", "run"] = "window"
     # A linear map from the scaled history straight to the horizon, added to the LSTM's
     # output (LSTNet's autoregressive component): the LSTM learns what a linear model misses.
     autoregressive: bool = True

@@ -15,6 +15,7 @@ offline (``BUILTIN``; all public domain, as statsmodels' dataset notes state).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import io
 import logging
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmkit.data import read_bytes, require_path
+from lstmkit.data import MAX_CSV_FIELD_CHARS, open_checked, read_bytes, require_path
 from lstmkit.errors import UserError
 
 logger = logging.getLogger("lstmkit")
@@ -43,6 +44,12 @@ class Series:
     values: np.ndarray
     times: object = None
     season: int = 1
+    #: Where it was read, where its name does not say: "row 5" (row layout), "store 3"
+    #: (long layout); error messages name it.
+    where: str = ""
+    #: The step where its test block starts, when a data.test_source continued it (None:
+    #: the blocks come from data.test_fraction).
+    test_start: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +162,130 @@ def read_source(source: str, settings) -> list[Series]:
         raise UserError("TensorFlow Datasets has no time-series forecasting dataset that fits this task; "
                         "use a CSV/TSV/Parquet file or builtin[:NAME]")
     path = require_path(source, "data source", SOURCE_HINT.format(names=", ".join(BUILTIN)))
+    if settings.layout == "rows":
+        return read_rows(path, settings)
     return series_from_frame(read_table(path, "data"), settings, path.name)
+
+
+def read_with_test_source(source: str, settings) -> list[Series]:
+    """The series of ``source``, each continued by the series of the same name in
+    ``settings.test_source`` (the same layout and columns), which becomes its test block.
+    A test series without a series of its name in ``source``, or one of ``source``'s
+    series missing from the test file, is refused in one line naming its row or column."""
+    test_source = settings.test_source
+    check_test_source(test_source, source)
+    series = read_source(source, settings)
+    tested = {one.name: one for one in read_source(test_source, settings)}
+    known = {one.name for one in series}
+    for one in tested.values():
+        if one.name not in known:
+            raise UserError(f"{Path(test_source).name} {one.where or 'column ' + one.name}: series {one.name} is not in {Path(source).name}; "
+                            "every test series continues a training series of the same name")
+    joined = []
+    for one in series:
+        if one.name not in tested:
+            raise UserError(f"series {one.name} ({Path(source).name} {one.where or 'column ' + one.name}) has no continuation in "
+                            f"data.test_source {Path(test_source).name}; give every series its test steps, or "
+                            "leave data.test_source empty to hold out data.test_fraction")
+        after = tested[one.name]
+        times = None
+        if one.times is not None and after.times is not None:
+            if after.times[0] <= one.times[-1]:
+                raise UserError(f"{Path(test_source).name}: series {one.name} starts at {after.times[0]}, not after "
+                                f"the training data's last time {one.times[-1]}; the test file continues the series")
+            times = one.times.append(after.times)
+        joined.append(dataclasses.replace(one, values=np.concatenate([one.values, after.values]), times=times,
+                                          test_start=len(one.values)))
+    return joined
+
+
+def check_test_source(test_source: str, source: str) -> None:
+    """Refuse a ``data.test_source`` for builtin series, a missing one, or the data source itself."""
+    if source == "builtin" or source.startswith("builtin:"):
+        raise UserError("data.test_source continues the series of a file; builtin series hold out "
+                        "data.test_fraction instead, so leave data.test_source empty")
+    path = require_path(test_source, "data.test_source", "give the file that continues each series (M4's test file)")
+    if Path(source).exists() and path.resolve() == Path(source).expanduser().resolve():
+        raise UserError(f"data.test_source {test_source} is the data source itself; give the file of the steps "
+                        "that follow, or leave data.test_source empty to hold out data.test_fraction")
+
+
+def read_rows(path: Path, settings, kind: str = "data") -> list[Series]:
+    """The row layout of the forecasting competitions' files (M3, M4, Tourism): a header,
+    then one series per row, its id in the first column and its values in time order after
+    it; a shorter series leaves its trailing fields empty. No time column: the season is
+    ``data.season`` (1 if unset).
+
+    The file is streamed row by row, so only the values are held, never the text beside
+    them (M4's full set is 100,000 rows). A row with more fields than the header, a
+    non-numeric or infinite field, an empty field inside a series, a row without values,
+    an empty or repeated id is refused in one line naming the row and the column."""
+    if settings.covariates or settings.value_columns or settings.series_column or settings.calendar \
+            or settings.time_column:
+        raise UserError("data.layout=rows reads one series per row (an id, then values): it has no columns to "
+                        "choose and no times; drop data.value_columns, data.series_column, data.covariates, "
+                        "data.time_column and data.calendar")
+    with open_checked(path, kind) as handle:
+        return rows_from_stream(handle, path.name, settings)
+
+
+def rows_from_stream(stream, name: str, settings) -> list[Series]:
+    """``read_rows`` of an open binary stream (a file, or predict's standard input)."""
+    season = settings.season or 1
+    series, seen = [], set()
+    previous = csv.field_size_limit(MAX_CSV_FIELD_CHARS)
+    number = 1
+    try:
+        rows = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
+        header = next(rows, None)
+        if not header:
+            raise UserError(f"{name} is empty; a row layout needs a header row (an id column, then "
+                            "one column per step) and a row per series")
+        for number, row in enumerate(rows, start=2):
+            if not any(field.strip() for field in row):
+                continue
+            if len(row) > len(header):
+                raise UserError(f"{name} row {number} has {len(row)} fields, more than the header's "
+                                f"{len(header)}; every row is an id and at most {len(header) - 1} values")
+            values = _row_values(row, header, number, name)
+            series_id = row[0].strip()
+            if series_id in seen:
+                raise UserError(f"{name} row {number}: series {series_id} appears twice; give each series one row")
+            seen.add(series_id)
+            check_float32_range(values, f"{name} row {number} ({series_id})")
+            series.append(Series(series_id, values[:, None], None, season, where=f"row {number}"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{name} row {number + 1} is not UTF-8 ({error.reason}); re-encode the file as UTF-8, "
+                        "e.g. iconv -f cp1252 -t utf-8") from None
+    except csv.Error as error:
+        raise UserError(f"{name} row {number + 1}: {error}") from None
+    finally:
+        csv.field_size_limit(previous)
+    if not series:
+        raise UserError(f"{name} holds no series; give one row per series (an id, then values) after the header")
+    return series
+
+
+def _row_values(row: list[str], header: list[str], number: int, name: str) -> np.ndarray:
+    """The values of one row of the row layout (its trailing empty fields dropped)."""
+    series_id, fields = row[0].strip(), [field.strip() for field in row[1:]]
+    if not series_id:
+        raise UserError(f"{name} row {number}: the id column ({header[0]}) is empty; give every series an id")
+    while fields and not fields[-1]:
+        fields.pop()
+    if not fields:
+        raise UserError(f"{name} row {number} ({series_id}): no values; remove the row or fill it")
+    try:
+        values = np.array(fields, dtype=np.float64)
+        bad = None if np.isfinite(values).all() else int(np.flatnonzero(~np.isfinite(values))[0])
+    except ValueError:
+        bad = next(index for index, field in enumerate(fields) if not is_number(field))
+    if bad is None:
+        return values
+    what = ("is empty inside the series" if not fields[bad] else
+            f"holds {fields[bad]!r}, not " + ("a finite number" if is_number(fields[bad]) else "a number"))
+    raise UserError(f"{name} row {number} ({series_id}), column {header[bad + 1]}: {what}; give finite numbers "
+                    "only, with empty fields at the end of a row only")
 
 
 def read_table(path: Path, kind: str = "data"):
@@ -326,7 +456,8 @@ def series_from_frame(frame, settings, name: str) -> list[Series]:
         for target in targets:
             values = np.stack([numeric_column(part, target, name), *extra], axis=1)
             label = key if key is not None else target
-            series.append(Series(label, values, times, season))
+            where = f"{settings.series_column} {key}" if key is not None else ""  # the name is the column
+            series.append(Series(label, values, times, season, where=where))
             report_gaps(label, times)
     return series
 
@@ -409,8 +540,15 @@ def time_blocks(series: Series, config) -> Blocks:
     ``data.test_fraction`` (at least one horizon), the validation block the
     ``data.validation_fraction`` before it (at least one horizon), the rest trains and must hold ``context + horizon`` steps for one window."""
     settings, steps = config.data, len(series.values)
-    test = max(int(round(steps * settings.test_fraction)), config.horizon)
-    validation = max(int(round(steps * settings.validation_fraction)), config.horizon)
+    if series.test_start is not None:  # a data.test_source continued it
+        test = steps - series.test_start
+        if test < config.horizon:
+            raise UserError(f"series {series.name} has {test} step(s) in data.test_source, fewer than the horizon "
+                            f"({config.horizon}); give at least {config.horizon}, or --set horizon={test}")
+        validation = max(int(round(series.test_start * settings.validation_fraction)), config.horizon)
+    else:
+        test = max(int(round(steps * settings.test_fraction)), config.horizon)
+        validation = max(int(round(steps * settings.validation_fraction)), config.horizon)
     train = steps - test - validation
     needed = config.context + config.horizon
     if train < needed:
@@ -418,7 +556,7 @@ def time_blocks(series: Series, config) -> Blocks:
         change = (f"--set context={fits} fits this series" if fits >= 2 else
                   "--set horizon=... context=...")
         raise UserError(
-            f"series {series.name} has {steps} steps: after its validation ({validation}) and test ({test}) "
+            f"series {series.name}{f' ({series.where})' if series.where else ''} has {steps} steps: after its validation ({validation}) and test ({test}) "
             f"blocks, {max(train, 0)} are left to train on, fewer than context + horizon = {needed}; lower "
             f"horizon or context ({change}), or give a longer series")
     return Blocks(train, train + validation, steps)

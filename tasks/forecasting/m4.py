@@ -2,7 +2,8 @@
 IJF 2020), as the organisers' ``Benchmarks and Evaluation.R`` defines them.
 
 - ``read_wide``: the competition's layout, one series per row (``V1`` its id, then its
-  values in time order; shorter series leave trailing fields empty).
+  values in time order; shorter series leave trailing fields empty), as the task reads
+  it with ``data.layout=rows``.
 - ``seasonal_naive`` and ``naive2``: two of the competition's benchmarks. Naive2 is the
   naive forecast of the series after a classical multiplicative decomposition, applied
   only where the 90 % autocorrelation test at the seasonal lag finds seasonality.
@@ -16,61 +17,21 @@ checks this code (``benchmarks/run.py forecasting_m4_hourly``, ``tests/tasks/for
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
-
-from lstmkit.data import decode_utf8, read_bytes
-from lstmkit.errors import UserError
-from lstmkit.tasks.forecasting.data import is_number
 
 # The one-sided 90 % critical value of the competition's seasonality test.
 SEASONALITY_CRITICAL_VALUE = 1.645
 
 
 def read_wide(path: str | Path) -> dict[str, np.ndarray]:
-    """Series id -> its values (float64), from a row-per-series CSV: a header, then rows of
-    an id and the values in time order, trailing fields empty where a series is shorter.
-    A non-numeric field, a gap inside a series, a row without values or a repeated id is
-    refused in one line naming the row and the column."""
-    path = Path(path)
-    text = decode_utf8(read_bytes(path, "data"), path.name)
-    rows = csv.reader(io.StringIO(text))
-    header = next(rows, None)
-    if not header:
-        raise UserError(f"{path.name} is empty; give the competition's CSV with a header row (V1, V2, ...)")
-    series = {}
-    for number, row in enumerate(rows, start=2):
-        if not row:
-            continue
-        name, fields = row[0].strip(), [field.strip() for field in row[1:]]
-        while fields and not fields[-1]:
-            fields.pop()
-        if not name:
-            raise UserError(f"{path.name} row {number}: the id column ({header[0]}) is empty; give every series an id")
-        if name in series:
-            raise UserError(f"{path.name} row {number}: series {name} appears twice; give each series one row")
-        if not fields:
-            raise UserError(f"{path.name} row {number} ({name}): no values; remove the row or fill it")
-        try:
-            values = np.array(fields, dtype=np.float64)
-        except ValueError:
-            column = next(index for index, field in enumerate(fields) if not is_number(field))
-            shown = header[column + 1] if column + 1 < len(header) else f"field {column + 2}"
-            what = "is empty inside the series" if not fields[column] else f"holds {fields[column]!r}"
-            raise UserError(f"{path.name} row {number} ({name}), column {shown}: {what}; give numbers only, "
-                            "with empty fields at the end of a row only") from None
-        if not np.isfinite(values).all():
-            column = int(np.flatnonzero(~np.isfinite(values))[0])
-            shown = header[column + 1] if column + 1 < len(header) else f"field {column + 2}"
-            raise UserError(f"{path.name} row {number} ({name}), column {shown}: not a finite number; "
-                            "give finite numbers only")
-        series[name] = values
-    if not series:
-        raise UserError(f"{path.name} holds no series; give one row per series after the header")
-    return series
+    """Series id -> its values (float64), from a file in the competition's layout, read
+    and checked as the task reads ``data.layout=rows`` (``data.read_rows``)."""
+    from lstmkit.tasks.forecasting.config import DataConfig
+    from lstmkit.tasks.forecasting.data import read_rows
+
+    return {series.name: series.values[:, 0] for series in read_rows(Path(path), DataConfig(layout="rows"))}
 
 
 def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
@@ -126,6 +87,17 @@ def mase(history: np.ndarray, truth: np.ndarray, forecast: np.ndarray, season: i
     history = np.asarray(history, np.float64)
     scale = np.mean(np.abs(history[season:] - history[:-season]))
     return float(np.mean(np.abs(np.asarray(truth, np.float64) - np.asarray(forecast, np.float64))) / scale)
+
+
+def msis(history: np.ndarray, truth: np.ndarray, lower: np.ndarray, upper: np.ndarray, season: int,
+         alpha: float = 0.05) -> float:
+    """The competition's mean scaled interval score of one series' ``1 - alpha`` interval:
+    its width, plus 2 / alpha times how far each outcome falls outside it, averaged over
+    the horizon and scaled as MASE is."""
+    history, truth = np.asarray(history, np.float64), np.asarray(truth, np.float64)
+    lower, upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+    penalty = (upper - lower) + 2 / alpha * ((lower - truth) * (truth < lower) + (truth - upper) * (truth > upper))
+    return float(np.mean(penalty) / np.mean(np.abs(history[season:] - history[:-season])))
 
 
 def score(histories: dict, truths: dict, forecasts: dict, season: int) -> dict:

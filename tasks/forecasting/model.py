@@ -2,11 +2,15 @@
 
 Inside the model, each window is put on a common footing before the LSTM reads it: every
 value feature (the target, the covariates) has its last value subtracted (the level) and
-is divided by its scale (the typical step-to-step change on the training part, from
-``adapt``); calendar features pass as they are. The head maps the
-LSTM's final output, plus a linear map of the scaled history (LSTNet's autoregressive
-part), to ``horizon x quantiles`` changes, which are scaled back and added to the last
-observed value. So the exported model takes raw values and returns raw forecasts.
+is divided by a scale; calendar features pass as they are. The scale is the window's own
+(``scaling="window"``: the mean absolute step-to-step change of each feature inside the
+window, as DeepAR scales each window by its own size), so one network serves series of
+every magnitude and needs no per-series state at serving time; or one per feature for the
+whole run (``scaling="run"``: the typical step-to-step change on the training part, from
+``adapt``). The head maps the LSTM's final output, plus a linear map of the scaled history
+(LSTNet's autoregressive part), to ``horizon x quantiles`` changes, which are scaled back
+and added to the last observed value. So the exported model takes raw values and returns
+raw forecasts.
 
 With ``members`` > 1 the model holds that many such networks side by side; its output
 keeps a member axis, ``[batch, members, horizon, quantiles]``, so that each member trains
@@ -22,47 +26,67 @@ from lstmkit.tasks.forecasting.config import ForecastConfig
 PACKAGE = "lstmkit.forecasting"
 
 
+def window_scales(history):
+    """``[batch, 1, features]``: each window's own scale of each feature, the mean absolute
+    change from one step to the next inside it; where a window does not change, its mean
+    absolute value; where that is 0 too, 1 (so a flat window of zeros stays zeros)."""
+    change = ops.mean(ops.abs(history[:, 1:, :] - history[:, :-1, :]), axis=1, keepdims=True)
+    size = ops.mean(ops.abs(history), axis=1, keepdims=True)
+    return ops.where(change > 0, change, ops.where(size > 0, size, ops.ones_like(size)))
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class WindowScaling(keras.layers.Layer):
-    """``(history - its last step) / scales`` for the first ``levelled`` features (values
+    """``(history - its last step) / scale`` for the first ``levelled`` features (values
     whose level says nothing across windows); the rest (calendar features, whose place
-    in the season is the point) pass through."""
+    in the season is the point) pass through. The scale is each window's own
+    (``per_window``: ``window_scales``), else ``scales``, one per feature for the run."""
 
-    def __init__(self, scales, levelled: int | None = None, **kwargs):
+    def __init__(self, scales, levelled: int | None = None, per_window: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.scales = [float(scale) for scale in scales]
         self.levelled = len(self.scales) if levelled is None else int(levelled)
+        self.per_window = bool(per_window)
 
     def call(self, history):
         history = ops.cast(history, "float32")
         kept = np.array([1.0] * self.levelled + [0.0] * (len(self.scales) - self.levelled), np.float32)
         level = history[:, -1:, :] * ops.convert_to_tensor(kept)
-        scales = np.where(kept > 0, self.scales, 1.0).astype(np.float32)
-        return (history - level) / ops.convert_to_tensor(scales)
+        if self.per_window:
+            scales = ops.where(ops.convert_to_tensor(kept) > 0, window_scales(history), 1.0)
+        else:
+            scales = ops.convert_to_tensor(np.where(kept > 0, self.scales, 1.0).astype(np.float32))
+        return (history - level) / scales
 
     def get_config(self):
-        return {**super().get_config(), "scales": self.scales, "levelled": self.levelled}
+        return {**super().get_config(), "scales": self.scales, "levelled": self.levelled,
+                "per_window": self.per_window}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class QuantileForecast(keras.layers.Layer):
     """Scaled changes ``[batch, members, horizon * quantiles]`` → raw quantiles ``[batch,
-    members, horizon, quantiles]``: reshaped, sorted along the quantiles (so they never cross), times the
-    target's scale, plus the history's last target value."""
+    members, horizon, quantiles]``: reshaped, sorted along the quantiles (so they never
+    cross), times the target's scale (the window's own with ``per_window``, as
+    ``WindowScaling`` divided by it; else ``scale``), plus the history's last target value."""
 
-    def __init__(self, horizon: int, quantiles: int, scale: float, **kwargs):
+    def __init__(self, horizon: int, quantiles: int, scale: float, per_window: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.horizon, self.quantiles, self.scale = int(horizon), int(quantiles), float(scale)
+        self.per_window = bool(per_window)
 
     def call(self, changes, history):
         # [batch, members, horizon * quantiles] -> [batch, members, horizon, quantiles]
         members = ops.shape(changes)[1]
         changes = ops.reshape(ops.cast(changes, "float32"), (-1, members, self.horizon, self.quantiles))
-        level = ops.cast(history[:, -1:, :1], "float32")[:, :, :, None]  # the last target value
-        return level + self.scale * ops.sort(changes, axis=-1)
+        target = ops.cast(history[:, :, :1], "float32")
+        level = target[:, -1:, :][:, :, :, None]  # the last target value, [batch, 1, 1, 1]
+        scale = window_scales(target)[:, :, :, None] if self.per_window else self.scale
+        return level + scale * ops.sort(changes, axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "horizon": self.horizon, "quantiles": self.quantiles, "scale": self.scale}
+        return {**super().get_config(), "horizon": self.horizon, "quantiles": self.quantiles, "scale": self.scale,
+                "per_window": self.per_window}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -92,7 +116,8 @@ def build_model(config: ForecastConfig, scales) -> keras.Model:
     features = len(scales)
     history = keras.Input(shape=(config.context, features), dtype="float32", name="history")
     levelled = features - 2 * config.data.calendar
-    scaled = WindowScaling(scales, levelled, name="window_scaling", dtype="float32")(history)
+    per_window = config.scaling == "window"
+    scaled = WindowScaling(scales, levelled, per_window, name="window_scaling", dtype="float32")(history)
     outputs = config.horizon * len(config.quantiles)
     flat = keras.layers.Flatten(name="flat_history")(scaled) if config.autoregressive else None
     members = []
@@ -107,7 +132,7 @@ def build_model(config: ForecastConfig, scales) -> keras.Model:
             changes = keras.layers.Add(name=f"{prefix}changes")([changes, linear])
         members.append(keras.layers.Reshape((1, outputs), name=f"{prefix}member_axis")(changes))
     changes = members[0] if len(members) == 1 else keras.layers.Concatenate(axis=1, name="members")(members)
-    quantiles = QuantileForecast(config.horizon, len(config.quantiles), scales[0], name="quantiles",
+    quantiles = QuantileForecast(config.horizon, len(config.quantiles), scales[0], per_window, name="quantiles",
                                  dtype="float32")(changes, history)
     return keras.Model(history, quantiles, name="forecasting")
 

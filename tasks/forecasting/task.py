@@ -20,8 +20,6 @@ from lstmkit.tasks.forecasting.config import MAX_HISTORY
 from lstmkit.tasks.forecasting.search_space import search_space
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
-# Float32 values of all windows together, at most (2 GiB).
-MAX_WINDOW_VALUES = 1 << 29
 # Fewer training windows than this (two batches of the default size) is said plainly: the
 # network has almost nothing to learn from, and a classical forecaster will likely do better.
 FEW_TRAINING_WINDOWS = 64
@@ -75,17 +73,18 @@ class ForecastingTask(Task, ExtraPredictInputs):
         """Rolling-origin windows of every series: training origins whose horizon lies in
         the train block, validation and test origins in theirs (test every
         ``data.origin_stride`` steps). A window's history may reach back into earlier
-        blocks, which are the past at its origin (``windows_dataset`` says what a label holds)."""
+        blocks, which are the past at its origin (``windows_dataset`` says what a label holds).
+
+        No window is made before its batch: the splits hold the series' values once, end
+        to end, and where each series' windows start. Training draws
+        ``data.windows_per_series`` windows from every series each epoch."""
         config = self.config
-        series = forecast_data.read_source(source, config.data)
-        # Windows overlap: each holds its own copy of ``context`` steps. Refuse before
-        # making them what would not fit in memory.
-        values = sum(len(one.values) * one.values.shape[1] for one in series) * (config.context + config.horizon)
-        if values > MAX_WINDOW_VALUES:
-            raise UserError(f"{source} would make {values:,} window values (steps x features x (context + horizon)), "
-                            f"more than the {MAX_WINDOW_VALUES:,} held in memory at once; lower context or "
-                            "horizon, or train on fewer or shorter series")
-        parts = {"train": [], "validation": [], "test": []}
+        if config.data.test_source:
+            series = forecast_data.read_with_test_source(source, config.data)
+        else:
+            series = forecast_data.read_source(source, config.data)
+        tables = {split: [] for split in ("train", "validation", "test")}
+        offset = 0
         for one in series:
             blocks = forecast_data.time_blocks(one, config)
             train_values = one.values[: blocks.train_end, 0]
@@ -102,29 +101,43 @@ class ForecastingTask(Task, ExtraPredictInputs):
                                               config.data.origin_stride),
             }
             for split, split_origins in chosen.items():
-                history, target, naive = forecast_data.windows(one, split_origins, config.context, config.horizon)
-                parts[split].append((history, target, np.full(len(target), scale), naive,
-                                     np.full(len(target), mase_scale)))
-        datasets = {split: windows_dataset(pieces) for split, pieces in parts.items()}
-        counts = ", ".join(f"{split} {sum(len(p[1]) for p in pieces)}" for split, pieces in parts.items())
-        training_windows = sum(len(piece[1]) for piece in parts["train"])
+                if len(split_origins):
+                    tables[split].append((offset + split_origins.start, len(split_origins), split_origins.step,
+                                          offset, one.season, scale, mase_scale))
+            offset += len(one.values)
+        names = ", ".join(one.name for one in series[:5]) + (", ..." if len(series) > 5 else "")
+        shown = f"{len(series)} series ({names}), season {series[0].season}"
+        values = np.concatenate([one.values for one in series]).astype(np.float32)
+        del series  # the float64 copy: only the float32 values above are kept
+        counts = {split: sum(row[1] for row in rows) for split, rows in tables.items()}
+        training_windows = counts["train"]
+        per_series = config.data.windows_per_series or max(1, -(-training_windows // max(len(tables["train"]), 1)))
+        described = ", ".join(f"{split} {count}" for split, count in counts.items())
         if training_windows < FEW_TRAINING_WINDOWS:
             logger.warning("%s gives only %d training window(s) of %d steps -> %d (%s): too few for a network to "
                            "learn much; lower context or horizon, give longer or more series, or compare with a "
                            "classical forecaster (benchmarks/run.py forecasting_builtin)", source, training_windows,
-                           config.context, config.horizon, counts)
-        names = ", ".join(one.name for one in series[:5]) + (", ..." if len(series) > 5 else "")
-        description = (f"{source}: {len(series)} series ({names}), season {series[0].season}, "
-                       f"windows of {config.context} steps -> {config.horizon}: {counts}")
+                           config.context, config.horizon, described)
+        description = (f"{source}: {shown}, windows of {config.context} steps -> {config.horizon}: {described}; "
+                       f"{per_series} training window(s) drawn per series each epoch")
+        datasets = {split: windows_dataset(values, rows, config.context, config.horizon,
+                                           per_series if split == "train" else None)
+                    for split, rows in tables.items()}
         return DataSplits(datasets["train"], datasets["validation"], datasets["test"], description)
 
     def adapt(self, train_dataset) -> Preprocessing:
-        histories = np.concatenate([np.asarray(x) for x, _ in train_dataset.batch(4096).as_numpy_iterator()])
-        changes = np.diff(histories, axis=1).reshape(-1, histories.shape[-1])
-        scales = changes.std(axis=0)
+        """The standard deviation of each feature's step-to-step changes over one epoch's
+        training windows (``scaling="run"`` divides by them), summed batch by batch."""
+        total, squares, count = 0.0, 0.0, 0
+        for histories, _ in train_dataset.batch(4096).as_numpy_iterator():
+            changes = np.diff(histories.astype(np.float64), axis=1).reshape(-1, histories.shape[-1])
+            total, squares, count = total + changes.sum(axis=0), squares + (changes ** 2).sum(axis=0), \
+                count + len(changes)
+        mean = total / max(count, 1)
+        scales = np.sqrt(np.maximum(squares / max(count, 1) - mean ** 2, 0.0))
         # A feature that never changes in training is scaled by 1 (there is nothing to learn from it).
         scales = np.where(np.isfinite(scales) & (scales > 0), scales, 1.0)
-        return ForecastPreprocessing(tuple(map(float, scales)))
+        return ForecastPreprocessing(tuple(map(float, np.broadcast_to(scales, (self.config.data.features(),)))))
 
     def placeholder_preprocessing(self) -> Preprocessing:
         return ForecastPreprocessing((1.0,) * self.config.data.features())
@@ -157,12 +170,15 @@ class ForecastingTask(Task, ExtraPredictInputs):
         from lstmkit.tasks.forecasting import model as forecast_model
 
         config = self.config
-        histories, labels = (np.concatenate(parts) for parts in zip(
-            *((np.asarray(x), np.asarray(y)) for x, y in dataset.batch(4096).as_numpy_iterator())))
-        if len(labels) == 0:
+        # Batch by batch: only the horizon-sized labels and forecasts are kept, and the last history.
+        parts, history = [], None
+        for history, labels in dataset.batch(4096).as_numpy_iterator():
+            predicted = model.predict(history, batch_size=max(config.train.batch_size, 256), verbose=0)
+            parts.append((labels, forecast_model.forecast_quantiles(np.asarray(predicted))))
+        if not parts:
             raise UserError("the split has no forecast windows; give a longer series or a larger test_fraction")
-        quantiles = forecast_model.forecast_quantiles(
-            model.predict(histories, batch_size=max(config.train.batch_size, 256), verbose=0))
+        labels, quantiles = (np.concatenate(columns) for columns in zip(*parts))
+        histories = history
         truth, naive, scales = labels[..., 0], labels[..., 2], labels[:, 0, 3]
         middle = forecast_model.median_index(config)
         metrics = {"examples": int(len(truth))}
@@ -224,20 +240,43 @@ class ForecastingTask(Task, ExtraPredictInputs):
         before any input is read. Each input is read once: its time column goes to
         ``postprocess`` (``PreparedInputs.notes``), which continues it."""
         self.predict_horizon(options)
-        histories, rejected = {}, {}
-        for item in items:
-            if item in histories or item in rejected:
-                continue
-            try:
-                histories[item] = self.read_history(item)
-            except UserError as error:
-                rejected[item] = str(error)
-        kept = [item for item in items if item not in rejected]
+        histories, rejected, kept, read = {}, {}, [], {}
+        for item in items:  # an input given twice is read once and forecast twice
+            if item not in read and item not in rejected:
+                try:
+                    read[item] = [key for key, series in self.read_histories(item)
+                                  if self._checked(key, series, histories, rejected)]
+                except UserError as error:
+                    rejected[item] = str(error)
+            kept += read.get(item, [])
         if not kept:
             return PreparedInputs([], None, rejected)
         context = self.config.context
         return PreparedInputs(kept, np.stack([histories[item].values[-context:] for item in kept]).astype(np.float32),
                               rejected, notes={item: series.times for item, series in histories.items()})
+
+    def _checked(self, key: str, series, histories: dict, rejected: dict) -> bool:
+        """Keep ``series`` in ``histories`` if the model can forecast from it, else its reason in ``rejected``."""
+        try:
+            histories[key] = self.check_history(series)
+            return True
+        except UserError as error:
+            rejected[key] = str(error)
+            return False
+
+    def read_histories(self, item: str) -> list[tuple[str, forecast_data.Series]]:
+        """The histories of one predict input, each with the name it is reported under: a
+        file in the row layout (``data.layout=rows``) holds one per row, named
+        ``FILE#ID``; any other input holds one (``read_history``)."""
+        if self.config.data.layout != "rows" or not ("\n" in item.strip() or os.path.lexists(item)):
+            return [(item, self.read_history(item))]
+        if "\n" in item.strip():
+            import io
+
+            found = forecast_data.rows_from_stream(io.BytesIO(item.encode()), "standard input", self.config.data)
+            return [(f"stdin#{series.name}", series) for series in found]
+        found = forecast_data.read_rows(Path(item), self.config.data, "input")
+        return [(f"{item}#{series.name}", series) for series in found]
 
     def read_history(self, item: str) -> forecast_data.Series:
         """One history from a predict input: a CSV/TSV/Parquet file (or CSV text, from
@@ -278,6 +317,12 @@ class ForecastingTask(Task, ExtraPredictInputs):
                 raise UserError("the history holds a NaN or infinite value; fill or cut the gap first")
             forecast_data.check_float32_range(values, "the history")
             series = forecast_data.Series("history", values[:, None])
+        return series
+
+    def check_history(self, series: forecast_data.Series) -> forecast_data.Series:
+        """``series`` if this run's model can forecast from it, else a UserError saying why."""
+        config = self.config
+        features = config.data.features()
         steps = len(series.values)
         if series.values.shape[1] != features:
             raise UserError(f"the history has {series.values.shape[1]} feature(s) per step; this run's model "
@@ -303,8 +348,12 @@ class ForecastingTask(Task, ExtraPredictInputs):
         records = []
         for index, (item, quantiles) in enumerate(zip(items, forecast_model.forecast_quantiles(np.asarray(outputs)))):
             quantiles = quantiles[:horizon]
-            times = self.forecast_times(item, horizon, (notes or {}).get(item))
-            shown = "stdin" if "\n" in item.strip() else item if len(item) <= 40 else item[:37] + "..."
+            if notes is None or item not in notes:  # called without preprocess's notes: read the input again
+                notes = {**(notes or {}), **self.preprocess([item], {}).notes}
+            times = forecast_times(notes.get(item), horizon)
+            # A row layout's FILE#ID keeps its end (the series id), long values their start.
+            shown = "stdin" if "\n" in item.strip() else item if len(item) <= 40 else \
+                "..." + item[-37:] if "#" in item else item[:37] + "..."
             rows = ["input,step,time,forecast," + ",".join(names)] if index == 0 else []
             for step, row in enumerate(quantiles):
                 time = times[step] if times else ""
@@ -320,41 +369,80 @@ class ForecastingTask(Task, ExtraPredictInputs):
             })
         return records
 
-    def forecast_times(self, item: str, horizon: int, times=None) -> list[str]:
-        """Timestamps of the ``horizon`` forecast steps, continuing the history's regular
-        time column; empty when it has none (or irregular steps). ``times``: the column
-        as ``preprocess`` read it; without them, the input is read here."""
-        import pandas as pd
+def forecast_times(times, horizon: int) -> list[str]:
+    """Timestamps of the ``horizon`` forecast steps, continuing a history's regular time
+    column ``times``; empty when it has none (or irregular steps)."""
+    import pandas as pd
 
-        if times is None:
-            try:
-                times = self.read_history(item).times
-            except UserError:
-                return []
-        frequency = forecast_data.inferred_frequency(times)
-        if not frequency:
-            return []
-        future = pd.date_range(times[-1], periods=horizon + 1, freq=frequency)[1:]
-        return [stamp.isoformat() for stamp in future]
+    frequency = forecast_data.inferred_frequency(times)
+    if not frequency:
+        return []
+    future = pd.date_range(times[-1], periods=horizon + 1, freq=frequency)[1:]
+    return [stamp.isoformat() for stamp in future]
 
 
+def windows_dataset(values: np.ndarray, rows: list[tuple], context: int, horizon: int, per_series: int | None):
+    """``(history, label)`` pairs cut from ``values`` (every series end to end, ``[steps,
+    features]`` float32) batch by batch, so that no window exists before it is used.
 
-def windows_dataset(pieces):
-    """``(history, label)`` pairs; a label is ``[horizon, 4]``: the target, its series'
-    loss scale (the loss divides by it: ``metrics.loss_scale``), the seasonal naive
-    forecast from the same origin (evaluation's baseline; NaN where the series has no full
-    season before the origin) and its series' MASE scale (evaluation computes MASE with
-    it; 0 where MASE is undefined). The two scales differ only where the MASE scale is 0."""
+    ``rows``: per series, ``(first origin, origins, stride, series start, season, loss
+    scale, MASE scale)``, positions into ``values``. ``per_series`` None: every origin of
+    every series, in order (validation, test). Otherwise that many per series, drawn afresh
+    each epoch: the i-th from the i-th of ``per_series`` equal stretches of the series'
+    origins, at a random place in it (with as many draws as origins, each origin once).
+
+    A label is ``[horizon, 4]``: the target, its series' loss scale (the loss divides by
+    it: ``metrics.loss_scale``), the seasonal naive forecast from the same origin
+    (evaluation's baseline; NaN where the series has no full season before the origin)
+    and its series' MASE scale (evaluation computes MASE with it; 0 where MASE is
+    undefined). The two scales differ only where the MASE scale is 0."""
     import tensorflow as tf
 
-    history = np.concatenate([piece[0] for piece in pieces]).astype(np.float32)
-    target = np.concatenate([piece[1] for piece in pieces]).astype(np.float32)
-    scale = np.concatenate([piece[2] for piece in pieces]).astype(np.float32)
-    naive = np.concatenate([piece[3] for piece in pieces]).astype(np.float32)
-    mase_scale = np.concatenate([piece[4] for piece in pieces]).astype(np.float32)
-    labels = np.stack([target, np.broadcast_to(scale[:, None], target.shape), naive,
-                       np.broadcast_to(mase_scale[:, None], target.shape)], axis=-1)
-    return tf.data.Dataset.from_tensor_slices((history, labels))
+    table = np.array(rows, np.float64).reshape(-1, 7)
+    first, count, stride, start, season = (tf.constant(table[:, column].astype(np.int64)) for column in range(5))
+    scale, mase_scale = (tf.constant(table[:, column].astype(np.float32)) for column in (5, 6))
+    flat = tf.constant(values)
+    series_count = len(table)
+
+    def cut(chosen, origin):
+        """Windows of series ``chosen`` at origin number ``origin`` of each, ``[batch]`` each."""
+        position = tf.gather(first, chosen) + origin * tf.gather(stride, chosen)
+        history = tf.gather(flat, position[:, None] + tf.range(-context, 0, dtype=tf.int64)[None, :])
+        steps = tf.range(horizon, dtype=tf.int64)[None, :]
+        target = tf.gather(flat[:, 0], position[:, None] + steps)
+        period = tf.gather(season, chosen)[:, None]
+        seasonal = position[:, None] - period + steps % period
+        begins = tf.gather(start, chosen)[:, None]
+        naive = tf.where(seasonal >= begins, tf.gather(flat[:, 0], tf.maximum(seasonal, begins)), float("nan"))
+        shape = tf.shape(target)
+        labels = tf.stack([target, tf.broadcast_to(tf.gather(scale, chosen)[:, None], shape), naive,
+                           tf.broadcast_to(tf.gather(mase_scale, chosen)[:, None], shape)], axis=-1)
+        return history, labels
+
+    if per_series is None:
+        ends = tf.constant(np.cumsum(table[:, 1]).astype(np.int64))
+
+        def every_origin(index):
+            chosen = tf.searchsorted(ends, index, side="right")
+            return cut(chosen, index - (tf.gather(ends, chosen) - tf.gather(count, chosen)))
+
+        total = int(table[:, 1].sum())
+        windows = tf.data.Dataset.range(total).batch(1024).map(every_origin).unbatch()
+        return windows.apply(tf.data.experimental.assert_cardinality(total))
+
+    def drawn(index, random):
+        # Draw number i of a series is index // series_count: the stretch it comes from.
+        chosen, stretch = index % series_count, index // series_count
+        counts = tf.gather(count, chosen)
+        origin = (stretch * counts + tf.math.floormod(random, counts)) // per_series
+        return cut(chosen, origin)
+
+    total = series_count * per_series
+    # Stretch-major order: a shuffle buffer smaller than an epoch still mixes every series.
+    order = tf.data.Dataset.range(total).shuffle(min(total, 1 << 18), reshuffle_each_iteration=True)
+    randoms = tf.data.Dataset.random(rerandomize_each_iteration=True)
+    batches = tf.data.Dataset.zip(order, randoms).batch(1024).map(drawn).unbatch()
+    return batches.apply(tf.data.experimental.assert_cardinality(total))
 
 
 TASK = ForecastingTask()

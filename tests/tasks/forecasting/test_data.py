@@ -171,14 +171,6 @@ def test_a_series_too_short_for_context_and_horizon_says_what_to_lower():
         data.time_blocks(data.Series("tiny", np.arange(20.0)[:, None]), ForecastConfig(horizon=12, context=48))
 
 
-def test_a_source_whose_windows_would_not_fit_in_memory_is_refused_before_they_are_made(monkeypatch):
-    from lstmkit.tasks.forecasting import task as forecast_task
-
-    monkeypatch.setattr(forecast_task, "MAX_WINDOW_VALUES", 732 * 60 - 1)  # El Nino: 732 steps x (48 + 12)
-    with pytest.raises(UserError, match="would make 43,920 window values"):
-        forecast_task.TASK.bind(ForecastConfig()).load_data("builtin:elnino")
-
-
 def test_calendar_features_give_each_step_its_place_in_the_season(tmp_path):
     path = tmp_path / "monthly.csv"
     months = pd.date_range("2020-03-01", periods=14, freq="MS")

@@ -54,7 +54,8 @@ def test_rows_of_different_lengths_read_and_bad_fields_name_row_and_column(tmp_p
         ('"V1","V2","V3","V4"\n"H1",1,,3\n', "row 2 (H1), column V3: is empty inside the series"),
         ('"V1","V2"\n"H1",1\n"H1",2\n', "row 3: series H1 appears twice"),
         ('"V1","V2"\n"H1",\n', "row 2 (H1): no values"),
-        ('"V1","V2"\n"H1",inf\n', "column V2: not a finite number"),
+        ('"V1","V2"\n"H1",inf\n', "column V2: holds 'inf', not a finite number"),
+        ('"V1","V2"\n"H1",1,2\n', "row 2 has 3 fields, more than the header's 2"),
         ("", "is empty"),
     ]:
         bad = tmp_path / "bad.csv"
