@@ -60,3 +60,18 @@ def test_calendar_features_keep_their_place_while_values_lose_their_level():
     scaled = np.asarray(WindowScaling([2.0, 5.0, 5.0], levelled=1)(history))
     np.testing.assert_allclose(scaled[0, :, 0], [-0.5, 0.5, 0.0])  # (value - last) / 2
     np.testing.assert_allclose(scaled[0, :, 1:], history[0, :, 1:])  # the calendar as it is
+
+
+def test_window_scaling_forecasts_a_rescaled_and_shifted_history_rescaled_and_shifted():
+    """One network for series of every magnitude: each window is divided by its own scale
+    and levelled at its last value, so ``a * history + b`` gets ``a * forecast + b``. A
+    run-wide scale (``scaling=run``) has no such property."""
+    rng = np.random.default_rng(3)
+    history = rng.normal(size=(2, TASK.tiny_config().context, 1)).cumsum(axis=1).astype(np.float32)
+    for scaling, equivariant in (("window", True), ("run", False)):
+        config, model = built(f"scaling={scaling}", "autoregressive=true")
+        model.get_layer("autoregressive").set_weights(
+            [rng.normal(size=w.shape).astype(np.float32) for w in model.get_layer("autoregressive").get_weights()])
+        forecast = forecast_model.forecast_quantiles(model.predict(history, verbose=0))
+        moved = forecast_model.forecast_quantiles(model.predict(1000 * history + 5e4, verbose=0))
+        assert np.allclose(moved, 1000 * forecast + 5e4, rtol=1e-4, atol=1.0) == equivariant
