@@ -164,13 +164,29 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def plateau_callback(settings, monitor: str, direction: str):
-    """``ReduceLROnPlateau`` for ``lr_schedule="plateau"``, else None."""
+    """``PlateauSchedule`` for ``lr_schedule="plateau"``, else None."""
     if settings.lr_schedule != "plateau":
         return None
-    return keras.callbacks.ReduceLROnPlateau(
+    return PlateauSchedule(
         monitor=monitor, mode=direction, factor=settings.plateau_factor,
         patience=settings.plateau_patience, min_lr=settings.min_learning_rate, verbose=1,
     )
+
+
+class PlateauSchedule(keras.callbacks.ReduceLROnPlateau):
+    """``ReduceLROnPlateau`` that also ends training once it has nothing left to try: the
+    learning rate is at its floor (``min_lr``, when above 0) and the objective has stalled
+    for ``patience`` more epochs. The run has converged; going on to the epoch cap would
+    only spend time (early stopping's own patience may be much longer)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        at_floor = self.min_lr > 0 and rate <= self.min_lr * (1 + 1e-6)
+        super().on_epoch_end(epoch, logs)
+        if at_floor and self.wait >= self.patience and not self.in_cooldown():
+            self.model.stop_training = True
+            print(f"Epoch {epoch + 1}: converged: the learning rate is at its floor ({self.min_lr:g}) and "
+                  f"{self.monitor} has not improved for {self.wait} epochs; stopping", flush=True)
 
 
 def weight_averaging_callback(settings, monitor: str, direction: str):

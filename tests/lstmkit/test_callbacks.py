@@ -119,3 +119,23 @@ def test_best_checkpoint_saves_improvements_atomically_and_never_non_finite_weig
     checkpoint.on_epoch_end(3, {"val_accuracy": 0.7})
     assert path.read_bytes() == saved and checkpoint.best == 0.6
     assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]  # no temporary file left
+
+
+@pytest.mark.filterwarnings("ignore:The model does not have any trainable weights")
+def test_the_plateau_schedule_halves_down_to_its_floor_then_stops_as_converged(capsys):
+    """A learning rate of 0 cannot improve anything: the rate halves after each stall of
+    ``plateau_patience`` epochs down to ``min_learning_rate``, then one more stall ends
+    training long before the epoch cap. Without a floor it never ends training itself."""
+    from lstmkit.callbacks import plateau_callback
+
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    for floor, epochs_run in ((0.025, 2 * 3 + 3 + 1), (0.0, 40)):
+        model = _model()
+        model.trainable = False  # the loss never moves: every epoch is a stall
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        schedule = plateau_callback(TrainingConfig(lr_schedule="plateau", plateau_patience=3, plateau_factor=0.5,
+                                                   min_learning_rate=floor), "val_loss", "min")
+        history = model.fit(x, y, batch_size=8, epochs=40, validation_data=(x, y), verbose=0, callbacks=[schedule])
+        assert len(history.history["loss"]) == epochs_run
+    assert "converged: the learning rate is at its floor (0.025)" in capsys.readouterr().out
