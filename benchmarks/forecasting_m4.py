@@ -87,7 +87,7 @@ def lstm(data: Path, quick: bool, seed: int, overrides: list[str]) -> dict:
                                   ("upper80", 0.9)) if level in column}
     return {**by_name, "seconds": round(time.perf_counter() - started, 1), "epochs": len(losses),
             "best_epoch": int(np.argmin(losses)) + 1, "settings": settings,
-            "task_test_metrics": {key: round(float(value), 4) for key, value in run.metrics.items()
+            "task_test_metrics": {key: round(float(value), 4) for key, value in run.metrics.get("test", {}).items()
                                   if key in ("mase", "smape", "coverage", "crps")}}
 
 

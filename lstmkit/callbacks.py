@@ -225,13 +225,20 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         if not all(np.isfinite(weights).all() for weights in self.model.get_weights()):
             return
-        temporary = self.path.with_name(f".{self.path.stem}.tmp-{os.getpid()}.keras")
-        try:
-            self.model.save(temporary)
-            os.replace(temporary, self.path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        save_model_atomically(self.model, self.path)
         self.best = float(value)
+
+
+def save_model_atomically(model, path: Path) -> None:
+    """``model.save(path)`` written beside and renamed into place: a kill or a full disk
+    never leaves a broken ``.keras`` file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # The counters of Keras callbacks that decide when training stops or the learning rate

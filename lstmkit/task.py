@@ -486,6 +486,18 @@ class ExtraPredictInputs(abc.ABC):
     predict_inputs: ClassVar[PredictInputs]
 
 
+class Calibrates(abc.ABC):
+    """A task whose model's uncertainty is set on held-out data after training: the
+    library calls ``calibrate`` with the best model and the validation split (when there
+    is one) before the test split is scored, and saves the calibrated model as the run's."""
+
+    @abc.abstractmethod
+    def calibrate(self, model, validation_dataset) -> dict:
+        """Set ``model``'s calibration (non-trainable weights) from ``validation_dataset``,
+        the same way whether or not it was calibrated before; returns what was set, for
+        metrics.json."""
+
+
 class ReadsWholeSource(abc.ABC):
     """A task that reads a whole outside source for ``evaluate --split all`` itself
     (by default the library joins ``load_data``'s splits), because its ``load_data``

@@ -21,7 +21,7 @@ from pathlib import Path
 from lstmkit import data as data_lib
 from lstmkit import hints, precision, runs
 from lstmkit.errors import UserError
-from lstmkit.task import Task
+from lstmkit.task import Calibrates, Task
 from lstmkit.run import Run, read_config
 from lstmkit.training.epochs import keep_history_epochs, progress_verbosity, skip_used_shuffles
 from lstmkit.training.setup import RunSetup
@@ -219,7 +219,7 @@ def _fit_and_finish(task: Task, model, splits, run_dir: Path, train_batches, val
     and turn the folder into a finished run."""
     import keras
 
-    from lstmkit.callbacks import BestCheckpoint, EpochTimer, RunBackup
+    from lstmkit.callbacks import BestCheckpoint, EpochTimer, RunBackup, save_model_atomically
 
     settings = task.config.train
     # With validation merged into train (a final fit), the lowest training loss decides.
@@ -271,11 +271,18 @@ def _fit_and_finish(task: Task, model, splits, run_dir: Path, train_batches, val
             f"lower the config value train.learning_rate and start a new run. The unfinished run is in {run_dir}"
         )
     model.load_weights(str(best_checkpoint))
+    calibration = None
+    if isinstance(task, Calibrates) and splits.validation is not None:
+        # After a kill here, a resumed run calibrates again from the same weights.
+        calibration = task.calibrate(model, splits.validation)
+        save_model_atomically(model, best_checkpoint)
 
     from lstmkit import plots
 
     metrics = {} if splits.validation is None else {
         "validation": task.evaluate(model, splits.validation)}
+    if calibration:
+        metrics["calibration"] = calibration
     metrics["test"] = task.evaluate(model, splits.test)
     diverged = non_finite_metrics(metrics)
     if diverged:

@@ -89,6 +89,20 @@ class ForecastConfig:
     # magnitude, as DeepAR and N-BEATS scale), or "run", one scale per feature measured on
     # the training part (all series alike).
     scaling: Literal["window", "run"] = "window"
+    # "log": the network reads and forecasts the logarithm of the target, so changes are
+    # ratios (multiplicative seasonality, spikes over a floor) and forecasts are positive;
+    # every target value must be above 0 (the data, predict and the export refuse others).
+    # Needs scaling=window. "none": the values as they are.
+    transform: Literal["none", "log"] = "none"
+    # After training, widen or narrow each quantile's distance from the median so that
+    # the validation windows fall below it as often as its level says (split-conformal
+    # calibration; the factors are weights of the model, so the export has them).
+    calibrate: bool = True
+    # What the network's forecast is a change from: "last", the last observed value; or
+    # "season", the seasonal naive forecast (the last data.season steps repeated; needs
+    # data.season set and a context of at least one season), so that an untrained network
+    # already forecasts as well as that benchmark and learns only what it misses.
+    anchor: Literal["last", "season"] = "last"
     # A linear map from the scaled history straight to the horizon, added to the LSTM's
     # output (LSTNet's autoregressive component): the LSTM learns what a linear model misses.
     autoregressive: bool = True
@@ -101,7 +115,9 @@ class ForecastConfig:
     lstm: LSTMStackConfig = FORECAST_LSTM
     data: DataConfig = DataConfig()
     # A few hundred windows per series: many short epochs; 1e-3 beat 3e-3 on the builtin series.
-    train: TrainingConfig = TrainingConfig(epochs=200, batch_size=32, learning_rate=1e-3, patience=30,
+    # The plateau schedule ends a run once the rate is at its floor and stalls again (converged);
+    # the epoch cap is only a bound.
+    train: TrainingConfig = TrainingConfig(epochs=1000, batch_size=32, learning_rate=1e-3, patience=30,
                                            lr_schedule="plateau", plateau_patience=5, min_learning_rate=1e-4)
 
     def __post_init__(self):
@@ -110,6 +126,13 @@ class ForecastConfig:
         if list(self.quantiles) != sorted(set(self.quantiles)) or 0.5 not in self.quantiles:
             raise UserError(f"quantiles must be increasing, without repeats, and include 0.5 (the point "
                             f"forecast), got {self.quantiles}")
+        if self.anchor == "season" and not 1 < self.data.season <= self.context:
+            raise UserError(f"anchor=season repeats the last season of the history: it needs data.season above 1 "
+                            f"(the steps of one season: 24 for hourly data) and at most context ({self.context}), "
+                            f"got data.season={self.data.season}; set it, or use anchor=last")
+        if self.transform == "log" and self.scaling != "window":
+            raise UserError("transform=log needs scaling=window (a run-wide scale is measured on the values "
+                            "before the logarithm); set scaling=window")
         if len(self.quantiles) > 99:
             raise UserError(f"quantiles holds {len(self.quantiles)} levels; at most 99 are accepted")
 

@@ -9,7 +9,8 @@ every magnitude and needs no per-series state at serving time; or one per featur
 whole run (``scaling="run"``: the typical step-to-step change on the training part, from
 ``adapt``). The head maps the LSTM's final output, plus a linear map of the scaled history
 (LSTNet's autoregressive part), to ``horizon x quantiles`` changes, which are scaled back
-and added to the last observed value. So the exported model takes raw values and returns
+and added to an anchor: the last observed value, or (``anchor="season"``) the seasonal
+naive forecast, so that the network learns only what the last season does not say. So the exported model takes raw values and returns
 raw forecasts.
 
 With ``members`` > 1 the model holds that many such networks side by side; its output
@@ -24,6 +25,17 @@ from keras import ops
 from lstmkit.tasks.forecasting.config import ForecastConfig
 
 PACKAGE = "lstmkit.forecasting"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LogTarget(keras.layers.Layer):
+    """The history with its target (the first feature) replaced by its natural logarithm
+    (``transform="log"``): changes become ratios, and a forecast made here and raised
+    back by ``ops.exp`` is positive. The data and the serving graph refuse values <= 0."""
+
+    def call(self, history):
+        history = ops.cast(history, "float32")
+        return ops.concatenate([ops.log(history[:, :, :1]), history[:, :, 1:]], axis=-1)
 
 
 def window_scales(history):
@@ -70,23 +82,71 @@ class QuantileForecast(keras.layers.Layer):
     cross), times the target's scale (the window's own with ``per_window``, as
     ``WindowScaling`` divided by it; else ``scale``), plus the history's last target value."""
 
-    def __init__(self, horizon: int, quantiles: int, scale: float, per_window: bool = False, **kwargs):
+    def __init__(self, horizon: int, quantiles: int, scale: float, per_window: bool = False, season: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.horizon, self.quantiles, self.scale = int(horizon), int(quantiles), float(scale)
-        self.per_window = bool(per_window)
+        self.per_window, self.season = bool(per_window), int(season)
 
     def call(self, changes, history):
         # [batch, members, horizon * quantiles] -> [batch, members, horizon, quantiles]
         members = ops.shape(changes)[1]
         changes = ops.reshape(ops.cast(changes, "float32"), (-1, members, self.horizon, self.quantiles))
-        target = ops.cast(history[:, :, :1], "float32")
-        level = target[:, -1:, :][:, :, :, None]  # the last target value, [batch, 1, 1, 1]
-        scale = window_scales(target)[:, :, :, None] if self.per_window else self.scale
-        return level + scale * ops.sort(changes, axis=-1)
+        target = ops.cast(history[:, :, 0], "float32")
+        if self.season:  # the seasonal naive forecast: step h repeats the last season's step h mod season
+            steps = history.shape[1]
+            anchor = ops.take(target, [steps - self.season + step % self.season for step in range(self.horizon)],
+                              axis=1)[:, None, :, None]  # [batch, 1, horizon, 1]
+        else:
+            anchor = target[:, -1:][:, :, None, None]  # the last value, [batch, 1, 1, 1]
+        scale = window_scales(target[:, :, None])[:, :, :, None] if self.per_window else self.scale
+        return anchor + scale * ops.sort(changes, axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "horizon": self.horizon, "quantiles": self.quantiles, "scale": self.scale,
-                "per_window": self.per_window}
+                "per_window": self.per_window, "season": self.season}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class IntervalCalibration(keras.layers.Layer):
+    """Quantiles ``[..., quantiles]`` with each one's distance from the median multiplied
+    by its ``widths`` entry, then sorted: the calibration ``calibrate_widths`` sets on
+    held-out windows after training (all 1 before: the quantiles as trained). A
+    non-trainable weight, so it is saved, loaded and exported with the model."""
+
+    def __init__(self, median: int, **kwargs):
+        super().__init__(**kwargs)
+        self.median = int(median)
+
+    def build(self, input_shape):
+        self.widths = self.add_weight(shape=(input_shape[-1],), initializer="ones", trainable=False, name="widths")
+
+    def call(self, quantiles):
+        median = quantiles[..., self.median:self.median + 1]
+        return ops.sort(median + ops.cast(self.widths, quantiles.dtype) * (quantiles - median), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "median": self.median}
+
+
+def calibrate_widths(quantiles: np.ndarray, truth: np.ndarray, levels, median: int) -> np.ndarray:
+    """Per level, the factor on its distance from the median that puts the share
+    ``level`` of ``truth`` below it on these windows (a split-conformal fit of each
+    quantile: the quantile of how many distances each outcome lies from the median).
+    ``quantiles`` ``[..., levels]`` as forecast with widths of 1, ``truth`` ``[...]``."""
+    middle = quantiles[..., median]
+    widths = np.ones(len(levels))
+    for index, level in enumerate(levels):
+        if index == median:
+            continue
+        distance = np.abs(quantiles[..., index] - middle)
+        useful = distance > 0
+        if not useful.any():
+            continue
+        # How far past the median, in this quantile's distances, each outcome lies (its side).
+        reach = ((truth - middle) if level > 0.5 else (middle - truth))[useful] / distance[useful]
+        widths[index] = max(float(np.quantile(reach, level if level > 0.5 else 1 - level)), 0.0)
+    return widths
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -117,7 +177,9 @@ def build_model(config: ForecastConfig, scales) -> keras.Model:
     history = keras.Input(shape=(config.context, features), dtype="float32", name="history")
     levelled = features - 2 * config.data.calendar
     per_window = config.scaling == "window"
-    scaled = WindowScaling(scales, levelled, per_window, name="window_scaling", dtype="float32")(history)
+    logged = config.transform == "log"
+    modelled = LogTarget(name="log_target", dtype="float32")(history) if logged else history
+    scaled = WindowScaling(scales, levelled, per_window, name="window_scaling", dtype="float32")(modelled)
     outputs = config.horizon * len(config.quantiles)
     flat = keras.layers.Flatten(name="flat_history")(scaled) if config.autoregressive else None
     members = []
@@ -132,8 +194,13 @@ def build_model(config: ForecastConfig, scales) -> keras.Model:
             changes = keras.layers.Add(name=f"{prefix}changes")([changes, linear])
         members.append(keras.layers.Reshape((1, outputs), name=f"{prefix}member_axis")(changes))
     changes = members[0] if len(members) == 1 else keras.layers.Concatenate(axis=1, name="members")(members)
-    quantiles = QuantileForecast(config.horizon, len(config.quantiles), scales[0], per_window, name="quantiles",
-                                 dtype="float32")(changes, history)
+    season = config.data.season if config.anchor == "season" else 0
+    quantiles = QuantileForecast(config.horizon, len(config.quantiles), scales[0], per_window, season,
+                                 name="quantiles", dtype="float32")(changes, modelled)
+    if logged:  # exp keeps the quantiles' order
+        quantiles = keras.layers.Activation("exponential", name="exp_quantiles", dtype="float32")(quantiles)
+    if config.calibrate:
+        quantiles = IntervalCalibration(median_index(config), name="interval_calibration", dtype="float32")(quantiles)
     return keras.Model(history, quantiles, name="forecasting")
 
 

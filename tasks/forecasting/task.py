@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmkit.errors import UserError
-from lstmkit.task import (DataSplits, ExtraPredictInputs, Objective, PredictInputs, PredictOption, PreparedInputs,
+from lstmkit.task import (Calibrates, DataSplits, ExtraPredictInputs, Objective, PredictInputs, PredictOption, PreparedInputs,
                           Preprocessing, Report, ServingSignature, Task)
 from lstmkit.tasks.forecasting import config as forecast_config
 from lstmkit.tasks.forecasting import data as forecast_data
@@ -37,7 +37,7 @@ class ForecastPreprocessing(Preprocessing):
         object.__setattr__(self, "scales", tuple(self.scales))
 
 
-class ForecastingTask(Task, ExtraPredictInputs):
+class ForecastingTask(Task, ExtraPredictInputs, Calibrates):
     """Multi-step probabilistic forecasts of one or many series from their recent history."""
 
     name = "forecasting"
@@ -87,6 +87,11 @@ class ForecastingTask(Task, ExtraPredictInputs):
         offset = 0
         for one in series:
             blocks = forecast_data.time_blocks(one, config)
+            if config.transform == "log" and (one.values[:, 0] <= 0).any():
+                step = int(np.argmax(one.values[:, 0] <= 0))
+                raise UserError(f"series {one.name}{f' ({one.where})' if one.where else ''} holds "
+                                f"{one.values[step, 0]:g} at step {step + 1}: transform=log needs every value above "
+                                "0; drop transform=log, or shift the series above 0 first")
             train_values = one.values[: blocks.train_end, 0]
             mase_scale = forecast_metrics.mase_scale(train_values, one.season)
             if mase_scale == 0:
@@ -157,6 +162,35 @@ class ForecastingTask(Task, ExtraPredictInputs):
     def label_names(self) -> list[str]:
         return [f"q{level:g}" for level in self.config.quantiles]
 
+    def calibrate(self, model, validation_dataset) -> dict:
+        """The interval calibration's widths from the validation windows (``calibrate``:
+        ``model.calibrate_widths``), set in the model; nothing without ``calibrate``."""
+        from lstmkit.tasks.forecasting import model as forecast_model
+
+        if not self.config.calibrate:
+            return {}
+        layer = model.get_layer("interval_calibration")
+        layer.widths.assign(np.ones(len(self.config.quantiles), np.float32))
+        labels, quantiles, _ = self.forecast_windows(model, validation_dataset)
+        widths = forecast_model.calibrate_widths(quantiles, labels[..., 0], self.config.quantiles,
+                                                 forecast_model.median_index(self.config))
+        layer.widths.assign(widths.astype(np.float32))
+        return {f"width_q{level:g}": float(width) for level, width in zip(self.config.quantiles, widths)}
+
+    def forecast_windows(self, model, dataset):
+        """``(labels, quantiles, the last history)`` of every window of ``dataset``, batch
+        by batch: only the horizon-sized arrays are kept, and the last history."""
+        from lstmkit.tasks.forecasting import model as forecast_model
+
+        parts, history = [], None
+        for history, labels in dataset.batch(4096).as_numpy_iterator():
+            predicted = model.predict(history, batch_size=max(self.config.train.batch_size, 256), verbose=0)
+            parts.append((labels, forecast_model.forecast_quantiles(np.asarray(predicted))))
+        if not parts:
+            raise UserError("the split has no forecast windows; give a longer series or a larger test_fraction")
+        labels, quantiles = (np.concatenate(columns) for columns in zip(*parts))
+        return labels, quantiles, history
+
     def evaluate(self, model, dataset) -> dict:
         """Point metrics of the median (MAE, RMSE, sMAPE, MASE), quantile loss, CRPS and
         interval coverage over every window, and the seasonal naive forecast's MASE on the
@@ -170,15 +204,7 @@ class ForecastingTask(Task, ExtraPredictInputs):
         from lstmkit.tasks.forecasting import model as forecast_model
 
         config = self.config
-        # Batch by batch: only the horizon-sized labels and forecasts are kept, and the last history.
-        parts, history = [], None
-        for history, labels in dataset.batch(4096).as_numpy_iterator():
-            predicted = model.predict(history, batch_size=max(config.train.batch_size, 256), verbose=0)
-            parts.append((labels, forecast_model.forecast_quantiles(np.asarray(predicted))))
-        if not parts:
-            raise UserError("the split has no forecast windows; give a longer series or a larger test_fraction")
-        labels, quantiles = (np.concatenate(columns) for columns in zip(*parts))
-        histories = history
+        labels, quantiles, histories = self.forecast_windows(model, dataset)
         truth, naive, scales = labels[..., 0], labels[..., 2], labels[:, 0, 3]
         middle = forecast_model.median_index(config)
         metrics = {"examples": int(len(truth))}
@@ -211,6 +237,10 @@ class ForecastingTask(Task, ExtraPredictInputs):
                     tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(history)), [
                         "history holds a NaN or infinite value; fill or cut the gap first"]),
                 ]
+                if config.transform == "log":
+                    checks.append(tf.debugging.Assert(tf.reduce_all(history[:, -context:, 0] > 0), [
+                        "history holds a value <= 0; this model forecasts the logarithm of the series "
+                        "(transform=log): send positive values only"]))
                 with tf.control_dependencies(checks):
                     quantiles = forecast_model.forecast_quantiles(model(history[:, -context:], training=False))
                 batch = tf.shape(quantiles)[0]
@@ -333,6 +363,9 @@ class ForecastingTask(Task, ExtraPredictInputs):
         if steps < config.context:
             raise UserError(f"the history has {steps} steps; this run's model reads the last {config.context}: "
                             f"give at least {config.context}")
+        if config.transform == "log" and (series.values[-config.context:, 0] <= 0).any():
+            raise UserError(f"the history's last {config.context} steps hold a value <= 0; this run forecasts the "
+                            "logarithm of the series (transform=log), so send positive values only")
         return series
 
     def postprocess(self, items: list[str], outputs, options: dict, notes: dict | None = None) -> list[dict]:

@@ -75,3 +75,53 @@ def test_window_scaling_forecasts_a_rescaled_and_shifted_history_rescaled_and_sh
         forecast = forecast_model.forecast_quantiles(model.predict(history, verbose=0))
         moved = forecast_model.forecast_quantiles(model.predict(1000 * history + 5e4, verbose=0))
         assert np.allclose(moved, 1000 * forecast + 5e4, rtol=1e-4, atol=1.0) == equivariant
+
+
+def zero_network(model):
+    """Make the network's own output 0: the forecast is then its anchor."""
+    for layer in model.layers:
+        if layer.name in ("horizon_head", "autoregressive"):
+            layer.set_weights([np.zeros_like(weight) for weight in layer.get_weights()])
+
+
+def test_the_forecast_is_a_change_from_the_last_value_or_from_the_last_season():
+    history = (100 + np.arange(24.0) % 4 * 10)[None, :, None].astype(np.float32)  # a season of 4 steps
+    for anchor, expected in (("last", [130.0] * 6), ("season", [100.0, 110, 120, 130, 100, 110])):
+        config, model = built(f"anchor={anchor}", "data.season=4")
+        zero_network(model)
+        quantiles = forecast_model.forecast_quantiles(model.predict(history, verbose=0))[0]
+        np.testing.assert_allclose(quantiles, np.repeat(np.array(expected)[:, None], 3, axis=1), rtol=1e-6)
+
+
+def test_a_log_transform_forecasts_ratios_positive_and_scale_free():
+    """``transform=log``: ``a * history`` gets ``a * forecast`` (a shift does not: changes are
+    ratios), and every quantile is above 0 even where the network asks for a large fall."""
+    rng = np.random.default_rng(4)
+    history = np.exp(rng.normal(size=(2, TASK.tiny_config().context, 1)).cumsum(axis=1) * 0.1).astype(np.float32)
+    config, model = built("transform=log", "autoregressive=true")
+    layer = model.get_layer("autoregressive")
+    layer.set_weights([rng.normal(size=w.shape).astype(np.float32) * 3 for w in layer.get_weights()])
+    forecast = forecast_model.forecast_quantiles(model.predict(history, verbose=0))
+    assert (forecast > 0).all()
+    np.testing.assert_allclose(forecast_model.forecast_quantiles(model.predict(1000 * history, verbose=0)),
+                               1000 * forecast, rtol=1e-4)
+    shifted = forecast_model.forecast_quantiles(model.predict(history + 5, verbose=0))
+    assert not np.allclose(shifted, forecast + 5, rtol=1e-3)
+
+
+def test_calibration_widens_intervals_that_are_too_narrow_until_they_cover_their_share():
+    """Quantiles drawn half as wide as the outcomes' spread: the widths found put 10 % of
+    new outcomes below q0.1 and 10 % above q0.9, and the layer applies them."""
+    rng = np.random.default_rng(5)
+    levels, median = (0.1, 0.5, 0.9), 1
+    spread = 1.2816  # the 0.9 quantile of a standard normal
+    quantiles = np.stack([-spread / 2 * np.ones(20_000), np.zeros(20_000), spread / 2 * np.ones(20_000)], -1)
+    widths = forecast_model.calibrate_widths(quantiles, rng.normal(size=20_000), levels, median)
+    np.testing.assert_allclose(widths, [2.0, 1.0, 2.0], rtol=0.05)
+    layer = forecast_model.IntervalCalibration(median)
+    calibrated = np.asarray(layer(quantiles.astype(np.float32)))  # built with widths of 1: unchanged
+    np.testing.assert_allclose(calibrated, quantiles, rtol=1e-6)
+    layer.widths.assign(widths.astype(np.float32))
+    calibrated = np.asarray(layer(quantiles.astype(np.float32)))
+    fresh = rng.normal(size=20_000)
+    assert abs((fresh < calibrated[:, 0]).mean() - 0.1) < 0.01 and abs((fresh > calibrated[:, 2]).mean() - 0.1) < 0.01

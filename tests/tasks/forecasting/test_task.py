@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lstmkit import config as config_lib
 from lstmkit.errors import UserError
 from lstmkit.task import ExtraPredictInputs, Objective, PredictInputs, Report, predict_inputs
 from lstmkit.tasks.forecasting.config import TINY
@@ -174,3 +175,24 @@ def test_predict_refuses_a_horizon_beyond_the_runs_before_reading_any_input(tmp_
     assert prepared.items == [] and prepared.inputs is None
     assert prepared.rejected == {",".join(["1"] * 10): "the history has 10 steps; this run's model reads the last "
                                                        f"{TINY.context}: give at least {TINY.context}"}
+
+
+def test_a_log_transform_refuses_values_at_or_below_zero_in_the_data_predict_and_the_export(tmp_path):
+    import tensorflow as tf
+
+    config = config_lib.apply_overrides(TASK.tiny_config(), ["transform=log"])
+    path = tmp_path / "sales.csv"
+    values = np.linspace(1.0, 50.0, 80)
+    values[40] = 0.0
+    pd.DataFrame({"sales": values}).to_csv(path, index=False)
+    with pytest.raises(UserError, match=r"series sales holds 0 at step 41: transform=log needs every value above 0"):
+        TASK.bind(config).load_data(str(path))
+    task = TASK.bind(config)
+    task = task.bind(preprocessing=task.placeholder_preprocessing())
+    history = ",".join(["5"] * (config.context - 1) + ["-1"])
+    prepared = task.preprocess([history, ",".join(["5"] * config.context)], {})
+    assert len(prepared.items) == 1 and "send positive values only" in prepared.rejected[history]
+    serve = task.serving_signatures()["serving_default"].build_fn(task.build_model())
+    assert serve(history=tf.fill([1, config.context, 1], 5.0))["forecast"].shape == (1, config.horizon)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="history holds a value <= 0"):
+        serve(history=tf.zeros([1, config.context, 1]))
