@@ -146,7 +146,8 @@ def run(data: Path, quick: bool, seed: int = 0, overrides: list[str] | None = No
                   for name in ("seasonal_naive", "naive2") for key in ("smape", "mase"))
     owa = rows["lstm"]["owa"]
     return {"metric": "lstm_owa", "value": owa, "series": len(test), "horizon": HORIZON, "season": SEASON,
-            "goal": PUBLISHED["smyl_es_rnn"][2], "margin_to_seasonal_naive": round(rows["seasonal_naive"]["owa"] - owa, 4),
+            "goal": PUBLISHED["smyl_es_rnn"][2],
+            "margin_to_seasonal_naive": round(rows["seasonal_naive"]["owa"] - owa, 4),
             "baseline_difference_from_published": round(matched, 4), "methods": rows,
             "leaderboard": {name: dict(zip(("smape", "mase", "owa"), PUBLISHED[name]))
                             for name in ("smyl_es_rnn", "best_hourly_entry")},

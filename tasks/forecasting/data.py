@@ -179,12 +179,14 @@ def read_with_test_source(source: str, settings) -> list[Series]:
     known = {one.name for one in series}
     for one in tested.values():
         if one.name not in known:
-            raise UserError(f"{Path(test_source).name} {one.where or 'column ' + one.name}: series {one.name} is not in {Path(source).name}; "
+            where = one.where or f"column {one.name}"
+            raise UserError(f"{Path(test_source).name} {where}: series {one.name} is not in {Path(source).name}; "
                             "every test series continues a training series of the same name")
     joined = []
     for one in series:
         if one.name not in tested:
-            raise UserError(f"series {one.name} ({Path(source).name} {one.where or 'column ' + one.name}) has no continuation in "
+            where = one.where or f"column {one.name}"
+            raise UserError(f"series {one.name} ({Path(source).name} {where}) has no continuation in "
                             f"data.test_source {Path(test_source).name}; give every series its test steps, or "
                             "leave data.test_source empty to hold out data.test_fraction")
         after = tested[one.name]
@@ -556,8 +558,9 @@ def time_blocks(series: Series, config) -> Blocks:
         change = (f"--set context={fits} fits this series" if fits >= 2 else
                   "--set horizon=... context=...")
         raise UserError(
-            f"series {series.name}{f' ({series.where})' if series.where else ''} has {steps} steps: after its validation ({validation}) and test ({test}) "
-            f"blocks, {max(train, 0)} are left to train on, fewer than context + horizon = {needed}; lower "
+            f"series {series.name}{f' ({series.where})' if series.where else ''} has {steps} steps: after its "
+            f"validation ({validation}) and test ({test}) blocks, {max(train, 0)} are left to train on, fewer than "
+            f"context + horizon = {needed}; lower "
             f"horizon or context ({change}), or give a longer series")
     return Blocks(train, train + validation, steps)
 

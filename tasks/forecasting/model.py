@@ -10,8 +10,11 @@ whole run (``scaling="run"``: the typical step-to-step change on the training pa
 ``adapt``). The head maps the LSTM's final output, plus a linear map of the scaled history
 (LSTNet's autoregressive part), to ``horizon x quantiles`` changes, which are scaled back
 and added to an anchor: the last observed value, or (``anchor="season"``) the seasonal
-naive forecast, so that the network learns only what the last season does not say. So the exported model takes raw values and returns
-raw forecasts.
+naive forecast, so that the network learns only what the last season does not say. With
+``transform="log"`` all of this happens to the logarithm of the target, and the quantiles
+are raised back by ``exp``. ``IntervalCalibration`` then widens or narrows each quantile's
+distance from the median by factors set on the validation windows after training. So the
+exported model takes raw values and returns raw forecasts.
 
 With ``members`` > 1 the model holds that many such networks side by side; its output
 keeps a member axis, ``[batch, members, horizon, quantiles]``, so that each member trains

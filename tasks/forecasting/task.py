@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from lstmkit.errors import UserError
-from lstmkit.task import (Calibrates, DataSplits, ExtraPredictInputs, Objective, PredictInputs, PredictOption, PreparedInputs,
-                          Preprocessing, Report, ServingSignature, Task)
+from lstmkit.task import (Calibrates, DataSplits, ExtraPredictInputs, Objective, PredictInputs, PredictOption,
+                          PreparedInputs, Preprocessing, Report, ServingSignature, Task)
 from lstmkit.tasks.forecasting import config as forecast_config
 from lstmkit.tasks.forecasting import data as forecast_data
 from lstmkit.tasks.forecasting import metrics as forecast_metrics

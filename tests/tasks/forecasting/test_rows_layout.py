@@ -196,3 +196,22 @@ def test_a_slice_of_m4_trains_evaluates_predicts_exports_and_serves(shared_data,
         server.stop()
     assert status == 200, answer
     np.testing.assert_allclose(answer["predictions"][0]["forecast"], forecast, rtol=1e-5)
+
+
+def test_a_dated_test_file_continues_the_columns_of_the_data_source_and_must_come_after_it(tmp_path):
+    import pandas as pd
+
+    months = pd.date_range("2020-01-01", periods=30, freq="MS")
+    pd.DataFrame({"month": months[:24].strftime("%Y-%m-%d"), "north": np.arange(24.0)}).to_csv(
+        tmp_path / "train.csv", index=False)
+    pd.DataFrame({"month": months[24:].strftime("%Y-%m-%d"), "north": np.arange(24.0, 30.0)}).to_csv(
+        tmp_path / "test.csv", index=False)
+    settings = DataConfig(test_source=str(tmp_path / "test.csv"))
+    (north,) = data.read_with_test_source(str(tmp_path / "train.csv"), settings)
+    np.testing.assert_array_equal(north.values[:, 0], np.arange(30.0))
+    assert north.test_start == 24 and north.times[-1] == months[-1] and north.season == 12
+    pd.DataFrame({"month": months[20:26].strftime("%Y-%m-%d"), "north": np.arange(6.0)}).to_csv(
+        tmp_path / "test.csv", index=False)
+    one_line_error(lambda: data.read_with_test_source(str(tmp_path / "train.csv"), settings),
+                   "test.csv: series north starts at 2021-09-01 00:00:00, not after the training data's last time "
+                   "2021-12-01 00:00:00")
