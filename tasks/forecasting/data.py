@@ -51,6 +51,11 @@ class Series:
     #: the blocks come from data.test_fraction).
     test_start: int | None = None
 
+    @property
+    def described(self) -> str:
+        """Its name, and where it was read when the name does not say: "H7 (row 2)"."""
+        return f"{self.name} ({self.where})" if self.where else self.name
+
 
 @dataclasses.dataclass(frozen=True)
 class BuiltinSeries:
@@ -558,7 +563,7 @@ def time_blocks(series: Series, config) -> Blocks:
         change = (f"--set context={fits} fits this series" if fits >= 2 else
                   "--set horizon=... context=...")
         raise UserError(
-            f"series {series.name}{f' ({series.where})' if series.where else ''} has {steps} steps: after its "
+            f"series {series.described} has {steps} steps: after its "
             f"validation ({validation}) and test ({test}) blocks, {max(train, 0)} are left to train on, fewer than "
             f"context + horizon = {needed}; lower "
             f"horizon or context ({change}), or give a longer series")
@@ -568,20 +573,3 @@ def time_blocks(series: Series, config) -> Blocks:
 def origins(start: int, end: int, horizon: int, stride: int = 1) -> range:
     """Forecast origins whose whole horizon lies in ``[start, end)``."""
     return range(start, end - horizon + 1, stride)
-
-
-def windows(series: Series, chosen_origins, context: int, horizon: int):
-    """``(histories [n, context, features], targets [n, horizon], seasonal naive
-    forecasts [n, horizon])`` at the given origins: the ``context`` steps before each
-    origin, the target's ``horizon`` steps from it, and the last season before it
-    repeated (NaN where the series has no full season before the origin)."""
-    chosen = np.asarray(list(chosen_origins), np.int64)
-    values, season = series.values, series.season
-    if len(chosen) == 0:
-        return np.zeros((0, context, values.shape[1])), np.zeros((0, horizon)), np.zeros((0, horizon))
-    steps = np.arange(horizon)[None, :]
-    history = values[chosen[:, None] + np.arange(-context, 0)[None, :]]
-    target = values[chosen[:, None] + steps, 0]
-    seasonal = chosen[:, None] - season + steps % season
-    naive = np.where(seasonal >= 0, values[np.maximum(seasonal, 0), 0], np.nan)
-    return history, target, naive

@@ -89,7 +89,7 @@ class ForecastingTask(Task, ExtraPredictInputs, Calibrates):
             blocks = forecast_data.time_blocks(one, config)
             if config.transform == "log" and (one.values[:, 0] <= 0).any():
                 step = int(np.argmax(one.values[:, 0] <= 0))
-                raise UserError(f"series {one.name}{f' ({one.where})' if one.where else ''} holds "
+                raise UserError(f"series {one.described} holds "
                                 f"{one.values[step, 0]:g} at step {step + 1}: transform=log needs every value above "
                                 "0; drop transform=log, or shift the series above 0 first")
             train_values = one.values[: blocks.train_end, 0]

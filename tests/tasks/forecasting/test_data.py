@@ -143,19 +143,23 @@ def test_every_builtin_series_loads_offline_with_its_season():
         assert series.season == builtin.season and np.isfinite(series.values).all() and len(series.values) >= 100
 
 
-def test_blocks_are_consecutive_and_windows_never_cross_an_origin():
+def test_blocks_are_consecutive_and_windows_never_cross_an_origin(tmp_path):
+    from lstmkit.tasks.forecasting.task import TASK
+
     values = np.arange(200.0)[:, None]
     series = data.Series("s", values, season=12)
-    config = ForecastConfig(horizon=12, context=24)
+    config = ForecastConfig(horizon=12, context=24, data=DataConfig(season=12))
     blocks = data.time_blocks(series, config)
     assert (blocks.train_end, blocks.validation_end, blocks.steps) == (140, 160, 200)
-    history, target, naive = data.windows(series, data.origins(blocks.validation_end, 200, 12), 24, 12)
-    assert len(target) == 200 - 12 - 160 + 1
+    pd.DataFrame({"s": values[:, 0]}).to_csv(tmp_path / "s.csv", index=False)
+    test = list(TASK.bind(config).load_data(str(tmp_path / "s.csv")).test.as_numpy_iterator())
+    assert len(test) == 200 - 12 - 160 + 1
     first = blocks.validation_end
-    np.testing.assert_array_equal(history[0, :, 0], np.arange(first - 24, first))
-    np.testing.assert_array_equal(target[0], np.arange(first, first + 12))
-    np.testing.assert_array_equal(naive[0], np.arange(first - 12, first))  # the last season, repeated
-    assert target[-1, -1] == 199
+    (history, labels), last = test[0], test[-1][1]
+    np.testing.assert_array_equal(history[:, 0], np.arange(first - 24, first))
+    np.testing.assert_array_equal(labels[:, 0], np.arange(first, first + 12))
+    np.testing.assert_array_equal(labels[:, 2], np.arange(first - 12, first))  # the last season, repeated
+    assert last[-1, 0] == 199
 
 
 def test_a_series_too_short_for_context_and_horizon_says_what_to_lower():

@@ -128,11 +128,15 @@ def test_every_origin_is_cut_as_windows_cuts_it_and_draws_are_balanced_per_serie
     rows = [(10, 40, 1, 0, season, 2.0, 3.0), (60 + 6, 12, 1, 60, season, 5.0, 0.0)]
     every = list(windows_dataset(values, rows, context, horizon, None).as_numpy_iterator())
     assert len(every) == 52
-    series = [data.Series("long", long, season=season), data.Series("short", short, season=season)]
-    for (first, count, *_), one, scale in zip(rows, series, (2.0, 5.0)):
-        start = first - (0 if one.name == "long" else 60)
-        history, target, naive = data.windows(one, range(start, start + count), context, horizon)
-        cut = every[:40] if one.name == "long" else every[40:]
+    for (first, count, *_), one, scale in zip(rows, (long[:, 0], short[:, 0]), (2.0, 5.0)):
+        start = first - (0 if len(one) == 60 else 60)
+        origins = np.arange(start, start + count)[:, None]
+        steps = np.arange(horizon)[None, :]
+        history = one[origins + np.arange(-context, 0)[None, :]][..., None]
+        target = one[origins + steps]
+        seasonal = origins - season + steps % season
+        naive = np.where(seasonal >= 0, one[np.maximum(seasonal, 0)], np.nan)
+        cut = every[:40] if len(one) == 60 else every[40:]
         np.testing.assert_allclose([h for h, _ in cut], history, rtol=1e-6)
         labels = np.stack([label for _, label in cut])
         np.testing.assert_allclose(labels[..., 0], target, rtol=1e-6)
